@@ -1,0 +1,95 @@
+//! Command-line flags. Every flag also reads an environment variable, the way Swarm services
+//! are configured (`-e NAME=value`).
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// flowproxy: a reverse proxy for Docker Swarm with an eBPF data plane.
+#[derive(Debug, Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; without a command, flowproxy runs the proxy.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of the proxy itself.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Where the data plane's maps are pinned (shared by the proxy and `stats`).
+    #[arg(long, env = "BPFFS_DIR", default_value = proxy_common::DEFAULT_PIN_DIR, global = true)]
+    pub bpffs_dir: PathBuf,
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+/// Subcommands besides running the proxy.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the data plane's counters, read straight from the pinned maps.
+    Stats(StatsArgs),
+}
+
+/// Flags of `flowproxy stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of the running proxy.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Interface to attach the XDP program to; repeat the flag for several.
+    #[arg(long = "interface", env = "INTERFACE", value_delimiter = ',')]
+    pub interfaces: Vec<String>,
+    /// Run without loading any BPF program (user-space only).
+    #[arg(long, env = "NO_EBPF")]
+    pub no_ebpf: bool,
+    /// Keep the pinned maps (and their counters) when stopping.
+    #[arg(long, env = "KEEP_PINS")]
+    pub keep_pins: bool,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interfaces_repeat_and_split_on_commas() {
+        let cli = Cli::parse_from(["flowproxy", "--interface", "a", "--interface", "b,c"]);
+        assert_eq!(cli.run.interfaces, ["a", "b", "c"]);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn stats_takes_the_global_pin_dir() {
+        let cli = Cli::parse_from([
+            "flowproxy",
+            "stats",
+            "--json",
+            "--bpffs-dir",
+            "/sys/fs/bpf/x",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Some(Command::Stats(StatsArgs { json: true }))
+        ));
+        assert_eq!(cli.bpffs_dir, PathBuf::from("/sys/fs/bpf/x"));
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,212 @@
+//! The eBPF data plane: loading the embedded object, pinning its maps, attaching the programs
+//! to interfaces through bpf_link, and tearing it all down again.
+//!
+//! Links are not pinned: they belong to this process, so when it dies (even by `kill -9`) the
+//! kernel detaches the programs and the interfaces keep working without us.
+mod bpffs;
+mod error;
+mod netif;
+mod pins;
+mod slots;
+mod stats;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap, PerCpuArray, PerCpuValues},
+    programs::{Xdp, XdpMode},
+};
+use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
+
+pub use error::DataPlaneError;
+pub use stats::read_iface_stats;
+
+/// The object built by `cargo xtask build-ebpf`; empty when the binary was built without it.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowproxy-ebpf.o"));
+
+/// Name of the XDP counting program in the object.
+const XDP_PROGRAM: &str = "flowproxy_xdp";
+
+/// What the data plane needs to start.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    /// Interfaces to attach the XDP program to.
+    pub interfaces: Vec<String>,
+    /// Where maps are pinned.
+    pub pin_dir: PathBuf,
+}
+
+/// A loaded and attached data plane. Dropping it detaches the programs; [`DataPlane::shutdown`]
+/// also removes the pins.
+pub struct DataPlane {
+    ebpf: Ebpf,
+    pin_dir: PathBuf,
+    _lock: bpffs::PinDirLock,
+}
+
+impl DataPlane {
+    /// Loads the programs, pins their maps under `config.pin_dir` (reusing pins whose layout
+    /// fits) and attaches the XDP program to every interface.
+    pub fn start(config: &DataPlaneConfig) -> Result<Self, DataPlaneError> {
+        let ifindexes = resolve_interfaces(&config.interfaces)?;
+        if OBJECT.is_empty() {
+            return Err(DataPlaneError::NoObject);
+        }
+        let lock = bpffs::prepare_pin_dir(&config.pin_dir)?;
+        pins::drop_stale_pins(&config.pin_dir)?;
+        let mut ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&config.pin_dir)
+            .load(OBJECT)
+            .map_err(|e| permission_or(e, "load BPF maps and programs", DataPlaneError::Load))?;
+        assign_slots(&mut ebpf, &ifindexes)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(XDP_PROGRAM)
+            .ok_or(DataPlaneError::NoObject)?
+            .try_into()
+            .map_err(|source| program_error(source, "load"))?;
+        program
+            .load()
+            .map_err(|source| program_error(source, "load"))?;
+        for name in &config.interfaces {
+            program
+                .attach(name, XdpMode::Default)
+                .map_err(|source| program_error(source, "attach"))?;
+            tracing::info!(interface = %name, program = XDP_PROGRAM, "XDP program attached");
+        }
+        Ok(Self {
+            ebpf,
+            pin_dir: config.pin_dir.clone(),
+            _lock: lock,
+        })
+    }
+
+    /// The directory holding this data plane's pins.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Detaches every program and, unless `keep_pins`, unpins the maps.
+    pub fn shutdown(self, keep_pins: bool) -> Result<(), DataPlaneError> {
+        let Self {
+            ebpf,
+            pin_dir,
+            _lock,
+            ..
+        } = self;
+        drop(ebpf);
+        tracing::info!("data plane detached");
+        if !keep_pins {
+            pins::remove_pins(&pin_dir)?;
+            tracing::info!(dir = %pin_dir.display(), "pins removed");
+        }
+        Ok(())
+    }
+}
+
+fn resolve_interfaces(names: &[String]) -> Result<Vec<u32>, DataPlaneError> {
+    names
+        .iter()
+        .map(|name| {
+            netif::index_of(name)
+                .ok_or_else(|| DataPlaneError::NoSuchInterface { name: name.clone() })
+        })
+        .collect()
+}
+
+/// Gives every interface a counter slot; a slot new to an interface starts from zero.
+/// The maps stay owned by `ebpf`: the programs were relocated against their descriptors.
+fn assign_slots(ebpf: &mut Ebpf, ifindexes: &[u32]) -> Result<(), DataPlaneError> {
+    let plan = {
+        let slots = slots_map(ebpf)?;
+        let existing: BTreeMap<u32, u32> = slots.iter().filter_map(Result::ok).collect();
+        slots::plan_slots(&existing, ifindexes, MAX_INTERFACES, |i| {
+            netif::name_of(i).is_some()
+        })
+        .ok_or(DataPlaneError::TooManyInterfaces {
+            max: MAX_INTERFACES,
+        })?
+    };
+    {
+        let stats_err = |source| DataPlaneError::Map {
+            map: map_names::IFACE_STATS,
+            source,
+        };
+        let map = ebpf
+            .map_mut(map_names::IFACE_STATS)
+            .ok_or(DataPlaneError::NoObject)?;
+        let mut stats: PerCpuArray<_, IfaceCounters> =
+            PerCpuArray::try_from(map).map_err(stats_err)?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, e)| DataPlaneError::from_io("count CPUs in", path, e))?;
+        for &(_, slot) in &plan.add {
+            let zero = PerCpuValues::try_from(vec![IfaceCounters::default(); cpus])
+                .map_err(|e| DataPlaneError::from_io("zero", map_names::IFACE_STATS, e))?;
+            stats.set(slot, zero, 0).map_err(stats_err)?;
+        }
+    }
+    let mut slots = slots_map(ebpf)?;
+    let slots_err = |source| DataPlaneError::Map {
+        map: map_names::IFACE_SLOTS,
+        source,
+    };
+    for ifindex in &plan.remove {
+        slots.remove(ifindex).map_err(slots_err)?;
+    }
+    for &(ifindex, slot) in &plan.add {
+        slots.insert(ifindex, slot, 0).map_err(slots_err)?;
+    }
+    Ok(())
+}
+
+fn slots_map(
+    ebpf: &mut Ebpf,
+) -> Result<HashMap<&mut aya::maps::MapData, u32, u32>, DataPlaneError> {
+    let map = ebpf
+        .map_mut(map_names::IFACE_SLOTS)
+        .ok_or(DataPlaneError::NoObject)?;
+    HashMap::try_from(map).map_err(|source| DataPlaneError::Map {
+        map: map_names::IFACE_SLOTS,
+        source,
+    })
+}
+
+fn program_error(source: aya::programs::ProgramError, action: &str) -> DataPlaneError {
+    permission_or(source, &format!("{action} the XDP program"), |source| {
+        DataPlaneError::Program {
+            program: XDP_PROGRAM,
+            source,
+        }
+    })
+}
+
+fn permission_or<E: std::error::Error + 'static>(
+    err: E,
+    action: &str,
+    otherwise: impl FnOnce(E) -> DataPlaneError,
+) -> DataPlaneError {
+    if caused_by_permission(&err) {
+        DataPlaneError::NoPrivilege {
+            action: action.to_owned(),
+        }
+    } else {
+        otherwise(err)
+    }
+}
+
+/// True when an `EPERM`/`EACCES` from the kernel is somewhere in the error's chain.
+fn caused_by_permission(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && error::is_permission(io)
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}

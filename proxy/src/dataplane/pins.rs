@@ -1,0 +1,98 @@
+//! The pinned maps: which ones flowproxy owns, checking that old pins still fit the current
+//! layout, and removing them.
+use std::{fs, io, path::Path};
+
+use aya::maps::MapInfo;
+use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
+
+use super::error::DataPlaneError;
+
+/// The shape of one pinned map, enough to tell whether an old pin can be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapShape {
+    /// Pin file name (also the map's name in the object).
+    pub name: &'static str,
+    /// Key size in bytes.
+    pub key_size: u32,
+    /// Value size in bytes (per CPU for per-CPU maps).
+    pub value_size: u32,
+    /// Maximum number of entries.
+    pub max_entries: u32,
+}
+
+/// Every map flowproxy pins, with the layout this build expects.
+pub const PINNED_MAPS: &[MapShape] = &[
+    MapShape {
+        name: map_names::IFACE_SLOTS,
+        key_size: 4,
+        value_size: 4,
+        max_entries: MAX_INTERFACES,
+    },
+    MapShape {
+        name: map_names::IFACE_STATS,
+        key_size: 4,
+        value_size: size_of::<IfaceCounters>() as u32,
+        max_entries: MAX_INTERFACES,
+    },
+];
+
+/// Removes pins whose layout differs from this build's, so the loader creates them afresh
+/// instead of handing the programs a map of the wrong shape. Pins that fit are kept, and with
+/// them their counters.
+pub fn drop_stale_pins(dir: &Path) -> Result<(), DataPlaneError> {
+    for shape in PINNED_MAPS {
+        let path = dir.join(shape.name);
+        if !path.exists() {
+            continue;
+        }
+        let fits = match MapInfo::from_pin(&path) {
+            Ok(info) => {
+                info.key_size() == shape.key_size
+                    && info.value_size() == shape.value_size
+                    && info.max_entries() == shape.max_entries
+            }
+            Err(_) => false,
+        };
+        if !fits {
+            tracing::warn!(pin = %path.display(), "replacing a pinned map whose layout is not this version's");
+            remove_pin(&path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Unpins every map flowproxy owns under `dir`, then the directory itself if nothing else is in it.
+pub fn remove_pins(dir: &Path) -> Result<(), DataPlaneError> {
+    for shape in PINNED_MAPS {
+        remove_pin(&dir.join(shape.name))?;
+    }
+    match fs::remove_dir(dir) {
+        Ok(()) => Ok(()),
+        // Someone else keeps files there (or it is gone already): leave it.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::ENOENT)) => Ok(()),
+        Err(e) => Err(DataPlaneError::from_io("remove", dir, e)),
+    }
+}
+
+fn remove_pin(path: &Path) -> Result<(), DataPlaneError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(DataPlaneError::from_io("unpin", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_map_of_the_object_is_listed_once() {
+        let mut names: Vec<_> = PINNED_MAPS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), PINNED_MAPS.len());
+        assert!(names.contains(&map_names::IFACE_STATS));
+    }
+}

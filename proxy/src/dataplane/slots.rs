@@ -1,0 +1,77 @@
+//! Which counter slot each interface uses. Pure bookkeeping, so it is tested without a kernel.
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What to change in `IFACE_SLOTS` so that every wanted interface has a slot.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SlotPlan {
+    /// New `ifindex -> slot` entries; their slots are recycled, so their counters start at zero.
+    pub add: Vec<(u32, u32)>,
+    /// Entries of interfaces that no longer exist.
+    pub remove: Vec<u32>,
+}
+
+/// Plans slots for `wanted` interfaces given the pinned `existing` entries. An interface that
+/// already has a slot keeps it, so counters survive a restart; entries for interfaces for which
+/// `alive` is false are dropped and their slots reused. Returns `None` when slots run out.
+pub fn plan_slots(
+    existing: &BTreeMap<u32, u32>,
+    wanted: &[u32],
+    max_slots: u32,
+    alive: impl Fn(u32) -> bool,
+) -> Option<SlotPlan> {
+    let mut plan = SlotPlan::default();
+    let mut used = BTreeSet::new();
+    for (&ifindex, &slot) in existing {
+        if wanted.contains(&ifindex) || alive(ifindex) {
+            used.insert(slot);
+        } else {
+            plan.remove.push(ifindex);
+        }
+    }
+    let mut free = (0..max_slots).filter(|s| !used.contains(s));
+    let mut seen = BTreeSet::new();
+    for &ifindex in wanted {
+        if existing.contains_key(&ifindex) || !seen.insert(ifindex) {
+            continue;
+        }
+        plan.add.push((ifindex, free.next()?));
+    }
+    Some(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_interfaces_get_the_lowest_free_slots() {
+        let plan = plan_slots(&BTreeMap::new(), &[7, 9], 4, |_| true).unwrap();
+        assert_eq!(plan.add, vec![(7, 0), (9, 1)]);
+        assert!(plan.remove.is_empty());
+    }
+
+    #[test]
+    fn an_interface_keeps_its_slot_across_restarts() {
+        let existing = BTreeMap::from([(9, 3)]);
+        let plan = plan_slots(&existing, &[9, 11], 4, |_| true).unwrap();
+        assert_eq!(plan.add, vec![(11, 0)]);
+    }
+
+    #[test]
+    fn slots_of_vanished_interfaces_are_recycled() {
+        let existing = BTreeMap::from([(5, 0), (6, 1)]);
+        let plan = plan_slots(&existing, &[8], 2, |i| i == 6).unwrap();
+        assert_eq!(plan.remove, vec![5]);
+        assert_eq!(plan.add, vec![(8, 0)]);
+        assert!(
+            plan_slots(&existing, &[8, 9], 2, |i| i == 6).is_none(),
+            "one slot is free"
+        );
+    }
+
+    #[test]
+    fn a_repeated_interface_gets_one_slot() {
+        let plan = plan_slots(&BTreeMap::new(), &[4, 4], 4, |_| true).unwrap();
+        assert_eq!(plan.add, vec![(4, 0)]);
+    }
+}

@@ -1,0 +1,76 @@
+//! Reading the pinned counters, with no running flowproxy needed.
+use std::path::Path;
+
+use aya::maps::{HashMap, Map, MapData, PerCpuArray};
+use proxy_common::{IfaceCounters, map_names};
+use serde::Serialize;
+
+use super::{error::DataPlaneError, netif};
+
+/// Ingress counters of one interface, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IfaceStat {
+    /// The interface index the program saw.
+    pub ifindex: u32,
+    /// Its name, if it still exists.
+    pub interface: Option<String>,
+    /// The counter slot.
+    pub slot: u32,
+    /// Frames received.
+    pub packets: u64,
+    /// Bytes received.
+    pub bytes: u64,
+}
+
+/// Reads every interface's counters from the maps pinned under `dir`.
+pub fn read_iface_stats(dir: &Path) -> Result<Vec<IfaceStat>, DataPlaneError> {
+    let slots_path = dir.join(map_names::IFACE_SLOTS);
+    if !slots_path.exists() {
+        return Err(DataPlaneError::NotPinned { dir: dir.into() });
+    }
+    let slots: HashMap<MapData, u32, u32> = open(dir, map_names::IFACE_SLOTS)?;
+    let stats: PerCpuArray<MapData, IfaceCounters> = open(dir, map_names::IFACE_STATS)?;
+    let map_err = |source| DataPlaneError::Map {
+        map: map_names::IFACE_STATS,
+        source,
+    };
+    let mut out = Vec::new();
+    for entry in slots.iter() {
+        let (ifindex, slot) = entry.map_err(|source| DataPlaneError::Map {
+            map: map_names::IFACE_SLOTS,
+            source,
+        })?;
+        let mut total = IfaceCounters::default();
+        for per_cpu in stats.get(&slot, 0).map_err(map_err)?.iter() {
+            total.add(per_cpu);
+        }
+        out.push(IfaceStat {
+            ifindex,
+            interface: netif::name_of(ifindex),
+            slot,
+            packets: total.packets,
+            bytes: total.bytes,
+        });
+    }
+    out.sort_by_key(|s| s.slot);
+    Ok(out)
+}
+
+fn open<T>(dir: &Path, name: &'static str) -> Result<T, DataPlaneError>
+where
+    T: TryFrom<Map, Error = aya::maps::MapError>,
+{
+    let path = dir.join(name);
+    let data = MapData::from_pin(&path).map_err(|source| map_error(name, source))?;
+    let map = Map::from_map_data(data).map_err(|source| map_error(name, source))?;
+    T::try_from(map).map_err(|source| map_error(name, source))
+}
+
+fn map_error(map: &'static str, source: aya::maps::MapError) -> DataPlaneError {
+    if super::caused_by_permission(&source) {
+        return DataPlaneError::NoPrivilege {
+            action: format!("read the pinned map {map}"),
+        };
+    }
+    DataPlaneError::Map { map, source }
+}

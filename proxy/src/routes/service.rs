@@ -1,0 +1,337 @@
+//! The service model: what one reconfigure request registers.
+//!
+//! A [`Service`] keeps the raw query parameters it was parsed from, because
+//! those are what we persist and what `/config?type=json` echoes; the typed
+//! fields are derived from them by [`super::params::parse_params`] and must
+//! never drift from them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use regex::Regex;
+
+/// Server timeout used when `timeoutServer` is not given (DFP's global default).
+pub const DEFAULT_TIMEOUT_SERVER: Duration = Duration::from_secs(20);
+/// Tunnel (websocket, tcp) timeout used when `timeoutTunnel` is not given.
+pub const DEFAULT_TIMEOUT_TUNNEL: Duration = Duration::from_secs(3600);
+/// Redirect status used by `httpsOnly` when `httpsRedirectCode` is not given.
+pub const DEFAULT_HTTPS_REDIRECT_CODE: u16 = 302;
+
+/// One registered service with all its destinations.
+#[derive(Clone, PartialEq)]
+pub struct Service {
+    /// `serviceName`: the Swarm service, also the default upstream host.
+    pub name: String,
+    /// `aclName`, defaulting to the service name; names ACLs and backends.
+    pub acl_name: String,
+    /// Destinations in index order (the unsuffixed one has index 0).
+    pub destinations: Vec<Destination>,
+    /// Basic-auth users from `users`; empty means no authentication.
+    pub users: Vec<BasicUser>,
+    /// The raw query parameters, last value per key.
+    pub params: BTreeMap<String, String>,
+}
+
+impl Service {
+    /// Host to connect to for `dest`: `outboundHostname`, else the service
+    /// name, which Swarm resolves to the service's virtual IP.
+    pub fn upstream_host<'a>(&'a self, dest: &'a Destination) -> &'a str {
+        dest.outbound_hostname.as_deref().unwrap_or(&self.name)
+    }
+
+    /// `replicas` as sent by the Swarm Listener; `None` for global services.
+    ///
+    /// Parsing already rejected non-numeric values, so `None` here means absent.
+    pub fn replicas(&self) -> Option<u32> {
+        self.params.get("replicas").and_then(|r| r.parse().ok())
+    }
+}
+
+// Hand-written because `params["users"]` holds plain-text passwords.
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let params: BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if k == "users" {
+                        "<redacted>"
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("acl_name", &self.acl_name)
+            .field("destinations", &self.destinations)
+            .field("users", &self.users)
+            .field("params", &params)
+            .finish()
+    }
+}
+
+/// One `(port, paths, domains)` destination of a service.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    /// DFP's `Index`: 0 for unsuffixed parameters, N for `param.N`.
+    pub index: usize,
+    /// `port`: the service's internal port.
+    pub port: u16,
+    /// `servicePath` items; `/` when only domains were given.
+    pub paths: Vec<String>,
+    /// How `paths` match the request path.
+    pub path_type: PathType,
+    /// `serviceDomain` items, lower-cased.
+    pub domains: Vec<DomainPattern>,
+    /// `reqMode`.
+    pub req_mode: ReqMode,
+    /// `srcPort`: the listening port for tcp destinations.
+    pub src_port: Option<u16>,
+    /// `reqPathSearchReplace` pairs, applied in order to the first match each.
+    ///
+    /// The replacement is already in `regex` syntax (`${1}`), converted from
+    /// HAProxy's `\1`.
+    pub path_rewrites: Vec<(Regex, String)>,
+    /// `timeoutServer`.
+    pub timeout_server: Duration,
+    /// `timeoutTunnel`.
+    pub timeout_tunnel: Duration,
+    /// `outboundHostname`: upstream host instead of the service name.
+    pub outbound_hostname: Option<String>,
+    /// `httpsOnly`: redirect plain-http requests to https.
+    pub https_only: bool,
+    /// `httpsRedirectCode`: status of that redirect.
+    pub https_redirect_code: u16,
+}
+
+// Regex has no PartialEq; two compiled regexes are equal when their patterns are.
+impl PartialEq for Destination {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index
+            && self.port == other.port
+            && self.paths == other.paths
+            && self.path_type == other.path_type
+            && self.domains == other.domains
+            && self.req_mode == other.req_mode
+            && self.src_port == other.src_port
+            && self.path_rewrites.len() == other.path_rewrites.len()
+            && self
+                .path_rewrites
+                .iter()
+                .zip(&other.path_rewrites)
+                .all(|((a, ra), (b, rb))| a.as_str() == b.as_str() && ra == rb)
+            && self.timeout_server == other.timeout_server
+            && self.timeout_tunnel == other.timeout_tunnel
+            && self.outbound_hostname == other.outbound_hostname
+            && self.https_only == other.https_only
+            && self.https_redirect_code == other.https_redirect_code
+    }
+}
+
+impl Destination {
+    /// Applies `path_rewrites` to `path`, returning `None` when nothing changed.
+    ///
+    /// Each rule replaces its first match only, like HAProxy's `regsub`
+    /// without the `g` flag. A result that lost its leading `/` gets it back,
+    /// because an upstream request line needs an absolute path.
+    pub fn rewrite_path(&self, path: &str) -> Option<String> {
+        if self.path_rewrites.is_empty() {
+            return None;
+        }
+        let mut current = path.to_owned();
+        for (re, repl) in &self.path_rewrites {
+            current = re.replace(&current, repl.as_str()).into_owned();
+        }
+        if !current.starts_with('/') {
+            current.insert(0, '/');
+        }
+        (current != path).then_some(current)
+    }
+}
+
+/// How a destination's paths match (`pathType`).
+#[derive(Debug, Clone, Default)]
+pub enum PathType {
+    /// `path_beg`: plain string prefix, as HAProxy does (`/demo` matches `/demoX`).
+    #[default]
+    Prefix,
+    /// `path`: the whole path must be equal.
+    Exact,
+    /// `path_reg`: unanchored regex search, one compiled regex per path.
+    Regex(Vec<Regex>),
+}
+
+impl PathType {
+    /// The HAProxy fetch name DFP uses for this type.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PathType::Prefix => "path_beg",
+            PathType::Exact => "path",
+            PathType::Regex(_) => "path_reg",
+        }
+    }
+}
+
+impl PartialEq for PathType {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PathType::Regex(a), PathType::Regex(b)) => {
+                a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_str() == y.as_str())
+            }
+            (a, b) => std::mem::discriminant(a) == std::mem::discriminant(b),
+        }
+    }
+}
+
+/// One `serviceDomain` item.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DomainPattern {
+    /// A host name that must match exactly (case-insensitively).
+    Exact(String),
+    /// From `*.example.com`: holds `.example.com` and matches any host that
+    /// ends with it, but not `example.com` itself.
+    Wildcard(String),
+}
+
+impl DomainPattern {
+    /// Whether `host` (already lower-cased, without port) matches.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            DomainPattern::Exact(d) => host == d,
+            DomainPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+        }
+    }
+}
+
+impl fmt::Display for DomainPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainPattern::Exact(d) => f.write_str(d),
+            DomainPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+/// `reqMode`: how the proxy talks to a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReqMode {
+    /// Layer-7 routing by host and path (the default).
+    #[default]
+    Http,
+    /// Layer-4 forwarding from `srcPort` to `port`.
+    Tcp,
+}
+
+impl ReqMode {
+    /// The parameter value, as DFP spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReqMode::Http => "http",
+            ReqMode::Tcp => "tcp",
+        }
+    }
+}
+
+/// A basic-auth user from `users=user:password`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicUser {
+    /// User name.
+    pub user: String,
+    /// Plain-text password.
+    pub password: String,
+}
+
+// Hand-written so passwords never reach logs through `{:?}`.
+impl fmt::Debug for BasicUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BasicUser")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest() -> Destination {
+        Destination {
+            index: 0,
+            port: 8080,
+            paths: vec!["/demo".into()],
+            path_type: PathType::Prefix,
+            domains: vec![],
+            req_mode: ReqMode::Http,
+            src_port: None,
+            path_rewrites: vec![],
+            timeout_server: DEFAULT_TIMEOUT_SERVER,
+            timeout_tunnel: DEFAULT_TIMEOUT_TUNNEL,
+            outbound_hostname: None,
+            https_only: false,
+            https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,
+        }
+    }
+
+    fn service(d: Destination) -> Service {
+        Service {
+            name: "go-demo".into(),
+            acl_name: "go-demo".into(),
+            destinations: vec![d],
+            users: vec![BasicUser {
+                user: "admin".into(),
+                password: "s3cret".into(),
+            }],
+            params: BTreeMap::from([
+                ("replicas".to_owned(), "3".to_owned()),
+                ("users".to_owned(), "admin:s3cret".to_owned()),
+            ]),
+        }
+    }
+
+    #[test]
+    fn upstream_host_prefers_outbound_hostname() {
+        let svc = service(dest());
+        assert_eq!(svc.upstream_host(&svc.destinations[0]), "go-demo");
+        let mut d = dest();
+        d.outbound_hostname = Some("10.0.0.7".into());
+        let svc = service(d);
+        assert_eq!(svc.upstream_host(&svc.destinations[0]), "10.0.0.7");
+    }
+
+    #[test]
+    fn wildcard_matches_subdomains_only() {
+        let w = DomainPattern::Wildcard(".example.com".into());
+        assert!(w.matches("a.example.com"));
+        assert!(w.matches("a.b.example.com"));
+        assert!(!w.matches("example.com"));
+        assert!(!w.matches("badexample.com"));
+        assert_eq!(w.to_string(), "*.example.com");
+    }
+
+    #[test]
+    fn rewrite_replaces_first_match_and_keeps_leading_slash() {
+        let mut d = dest();
+        assert_eq!(d.rewrite_path("/demo/x"), None);
+        d.path_rewrites = vec![(Regex::new("^/demo").unwrap(), String::new())];
+        assert_eq!(d.rewrite_path("/demo/x").as_deref(), Some("/x"));
+        assert_eq!(d.rewrite_path("/demo").as_deref(), Some("/"));
+        assert_eq!(d.rewrite_path("/other"), None);
+    }
+
+    #[test]
+    fn debug_hides_passwords() {
+        let svc = service(dest());
+        let debug = format!("{svc:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(
+            debug.contains("admin") && debug.contains("replicas"),
+            "{debug}"
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! Unique names and addresses, so that tests running at once (and runs after a crash) never
+//! collide. Everything the harness creates carries this process's id.
+use std::{
+    net::Ipv4Addr,
+    path::PathBuf,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Prefix of every network namespace, link and pin directory the harness creates.
+pub const PREFIX: &str = "fp";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh set of names for one host and its link.
+#[derive(Debug, Clone)]
+pub struct Ids {
+    pid: u32,
+    n: u32,
+}
+
+impl Ids {
+    /// Takes the next unused number of this process.
+    pub fn next() -> Self {
+        Self {
+            pid: std::process::id(),
+            n: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The network namespace name: `fp-<pid>-<n>`.
+    pub fn netns(&self) -> String {
+        format!("{PREFIX}-{}-{}", self.pid, self.n)
+    }
+
+    /// A veth name of at most 15 bytes: `fp<pid base36>x<n><side>`.
+    pub fn veth(&self, side: char) -> String {
+        format!("{PREFIX}{}x{}{side}", base36(self.pid), self.n)
+    }
+
+    /// A pin directory under the BPF filesystem for this test's own maps.
+    pub fn pin_dir(&self) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/bpf/{PREFIX}-{}-{}", self.pid, self.n))
+    }
+
+    /// The two addresses of a /30 in the benchmark range 198.18.0.0/15 (root side, host side).
+    pub fn subnet(&self) -> (Ipv4Addr, Ipv4Addr) {
+        // 32768 /30 networks: spread processes apart, then number this process's links.
+        let index = ((self.pid % 512) * 64 + self.n % 64) % 32768;
+        let base = u32::from(Ipv4Addr::new(198, 18, 0, 0)) + index * 4;
+        (Ipv4Addr::from(base + 1), Ipv4Addr::from(base + 2))
+    }
+}
+
+/// The process id encoded in a harness name, if the name is one of ours.
+pub fn owner_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(PREFIX)?;
+    if let Some(rest) = rest.strip_prefix('-') {
+        return rest.split('-').next()?.parse().ok();
+    }
+    let encoded = rest.split('x').next()?;
+    u32::from_str_radix(encoded, 36).ok()
+}
+
+fn base36(mut n: u32) -> String {
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(digits[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII digits")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_and_lead_back_to_their_process() {
+        let ids = Ids {
+            pid: 4_194_303,
+            n: 63,
+        };
+        assert!(ids.veth('a').len() <= 15, "{}", ids.veth('a'));
+        assert_eq!(owner_pid(&ids.veth('b')), Some(4_194_303));
+        assert_eq!(owner_pid(&ids.netns()), Some(4_194_303));
+        assert_eq!(owner_pid("eth0"), None);
+    }
+
+    #[test]
+    fn subnets_stay_in_the_benchmark_range() {
+        let (a, b) = Ids { pid: 511, n: 63 }.subnet();
+        assert_eq!(u32::from(b) - u32::from(a), 1);
+        assert!(a.octets()[0] == 198 && (18..=19).contains(&a.octets()[1]));
+    }
+}

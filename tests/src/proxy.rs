@@ -1,0 +1,224 @@
+//! A real `flowproxy` process under test: started with the flags a test names, its log kept in
+//! a file that errors quote, stopped (and its pins removed) on drop.
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{Ids, cmd::run_cmd, eventually};
+
+/// How long a start may take before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The flowproxy binary: `$FLOWPROXY_BIN`, else the workspace's debug build.
+pub fn binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("FLOWPROXY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/flowproxy"));
+    if !path.is_file() {
+        bail!(
+            "no flowproxy binary at {}: build it with `cargo xtask build`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A flowproxy about to be started.
+#[derive(Debug, Default)]
+pub struct Flowproxy {
+    args: Vec<String>,
+    pin_dir: Option<PathBuf>,
+    run_as: Option<u32>,
+}
+
+/// A started flowproxy.
+#[derive(Debug)]
+pub struct RunningProxy {
+    child: Child,
+    log_path: PathBuf,
+    pin_dir: PathBuf,
+    exited: Option<ExitStatus>,
+}
+
+impl Flowproxy {
+    /// A flowproxy with its own pin directory, so tests never share maps.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attaches the data plane to `interface`.
+    pub fn interface(self, interface: &str) -> Self {
+        self.arg("--interface").arg(interface)
+    }
+
+    /// Pins maps under `dir` instead of a fresh directory.
+    pub fn pin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pin_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a command-line argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Runs the process as this (unprivileged) user id.
+    pub fn as_user(mut self, uid: u32) -> Self {
+        self.run_as = Some(uid);
+        self
+    }
+
+    fn command(&self, pin_dir: &Path) -> anyhow::Result<Command> {
+        let bin = binary()?;
+        let mut cmd = match self.run_as {
+            Some(uid) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={uid}"),
+                    &format!("--regid={uid}"),
+                    "--clear-groups",
+                ]);
+                c.arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        cmd.args(&self.args)
+            .arg("--bpffs-dir")
+            .arg(pin_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    /// Starts flowproxy and waits until it logs that it is ready.
+    pub fn start(self) -> anyhow::Result<RunningProxy> {
+        let pin_dir = self
+            .pin_dir
+            .clone()
+            .unwrap_or_else(|| Ids::next().pin_dir());
+        let log_path = std::env::temp_dir().join(format!("{}.log", Ids::next().netns()));
+        let log = File::create(&log_path)?;
+        let child = self
+            .command(&pin_dir)?
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting flowproxy")?;
+        let mut proxy = RunningProxy {
+            child,
+            log_path,
+            pin_dir,
+            exited: None,
+        };
+        proxy.wait_ready()?;
+        Ok(proxy)
+    }
+
+    /// Runs flowproxy expecting it to exit by itself (bad input), and returns what it printed.
+    pub fn run_to_exit(self) -> anyhow::Result<Output> {
+        let pin_dir = self
+            .pin_dir
+            .clone()
+            .unwrap_or_else(|| Ids::next().pin_dir());
+        let mut child = self
+            .command(&pin_dir)?
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("flowproxy kept running; expected it to exit");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&pin_dir);
+        Ok(child.wait_with_output()?)
+    }
+}
+
+impl RunningProxy {
+    fn wait_ready(&mut self) -> anyhow::Result<()> {
+        eventually(START_TIMEOUT, || {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = Some(status);
+                return Ok(());
+            }
+            if self.log().contains("flowproxy ready") {
+                return Ok(());
+            }
+            bail!("flowproxy is not ready yet:\n{}", self.log())
+        })?;
+        if let Some(status) = self.exited {
+            bail!("flowproxy exited at start ({status}):\n{}", self.log());
+        }
+        Ok(())
+    }
+
+    /// Everything the process has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Where this proxy pins its maps.
+    pub fn pin_dir(&self) -> &Path {
+        &self.pin_dir
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and reaps it.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.exited = Some(self.child.wait()?);
+        Ok(())
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<ExitStatus> {
+        // Safety: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = eventually(Duration::from_secs(15), || {
+            self.child
+                .try_wait()?
+                .context("still running after SIGTERM")
+        })?;
+        self.exited = Some(status);
+        Ok(status)
+    }
+
+    /// `flowproxy stats --json` for this proxy's pins.
+    pub fn stats_json(&self) -> anyhow::Result<serde_json::Value> {
+        let out = run_cmd(
+            Command::new(binary()?)
+                .args(["stats", "--json", "--bpffs-dir"])
+                .arg(&self.pin_dir),
+        )?;
+        Ok(serde_json::from_str(&out)?)
+    }
+}
+
+impl Drop for RunningProxy {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.terminate();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log_path);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Starting, stopping and crashing: flowproxy never leaves a program behind, and bad input is
+//! refused with a message that says what to do.
+use std::time::Duration;
+
+use anyhow::ensure;
+use flowproxy_tests::{Flowproxy, Host, Link, bpftool, eventually};
+
+fn traffic_flows(host: &Host, link: &Link) -> anyhow::Result<()> {
+    host.run("ping", &["-c", "1", "-W", "2", &link.root_addr.to_string()])?;
+    Ok(())
+}
+
+#[test]
+fn kill_9_leaves_no_program_attached_and_traffic_flowing() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let mut proxy = Flowproxy::new().interface(&link.root_if).start()?;
+    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+
+    proxy.kill9()?;
+
+    eventually(Duration::from_secs(5), || {
+        let attached = bpftool::xdp_programs(&link.root_if)?;
+        ensure!(
+            attached.is_empty(),
+            "still attached after kill -9: {attached:?}"
+        );
+        Ok(())
+    })?;
+    traffic_flows(&client, &link)
+}
+
+#[test]
+fn a_restart_over_old_pins_attaches_once_and_keeps_counting() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let mut first = Flowproxy::new()
+        .interface(&link.root_if)
+        .pin_dir(link.pin_dir())
+        .start()?;
+    traffic_flows(&client, &link)?;
+    first.kill9()?;
+    assert!(
+        link.pin_dir().join("IFACE_STATS").exists(),
+        "kill -9 cannot unpin"
+    );
+
+    let second = Flowproxy::new()
+        .interface(&link.root_if)
+        .pin_dir(link.pin_dir())
+        .start()?;
+    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+    let packets = |p: &flowproxy_tests::RunningProxy| -> anyhow::Result<u64> {
+        Ok(p.stats_json()?["interfaces"][0]["packets"]
+            .as_u64()
+            .unwrap_or(0))
+    };
+    let kept = packets(&second)?;
+    assert!(kept >= 1, "counters of the first run were lost");
+    traffic_flows(&client, &link)?;
+    eventually(Duration::from_secs(5), || {
+        let now = packets(&second)?;
+        ensure!(now > kept, "no new packets counted after the restart");
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn sigterm_detaches_and_removes_the_pins() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let mut proxy = Flowproxy::new().interface(&link.root_if).start()?;
+    let pins = proxy.pin_dir().to_path_buf();
+    assert!(pins.join("IFACE_STATS").exists());
+
+    let status = proxy.terminate()?;
+
+    assert!(status.success(), "exit status {status}\n{}", proxy.log());
+    assert!(bpftool::xdp_programs(&link.root_if)?.is_empty());
+    assert!(!pins.exists(), "{} still exists", pins.display());
+    traffic_flows(&client, &link)
+}
+
+#[test]
+fn keep_pins_keeps_the_counters_after_sigterm() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let mut proxy = Flowproxy::new()
+        .interface(&link.root_if)
+        .arg("--keep-pins")
+        .start()?;
+    proxy.terminate()?;
+    assert!(proxy.pin_dir().join("IFACE_STATS").exists());
+    assert!(bpftool::xdp_programs(&link.root_if)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_second_flowproxy_on_the_same_pins_is_refused() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let _first = Flowproxy::new()
+        .interface(&link.root_if)
+        .pin_dir(link.pin_dir())
+        .start()?;
+    let out = Flowproxy::new()
+        .interface(&link.root_if)
+        .pin_dir(link.pin_dir())
+        .run_to_exit()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another flowproxy"), "{stderr}");
+    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+    Ok(())
+}
+
+#[test]
+fn a_missing_interface_is_named_in_the_error() -> anyhow::Result<()> {
+    let out = Flowproxy::new().interface("fpnope0").run_to_exit()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("'fpnope0' does not exist"), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn without_bpf_rights_flowproxy_suggests_no_ebpf() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let out = Flowproxy::new()
+        .interface(&link.root_if)
+        .as_user(65534)
+        .run_to_exit()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--no-ebpf"), "{stderr}");
+    assert!(bpftool::xdp_programs(&link.root_if)?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn no_ebpf_runs_without_attaching_anything() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let mut proxy = Flowproxy::new()
+        .interface(&link.root_if)
+        .arg("--no-ebpf")
+        .start()?;
+    assert!(bpftool::xdp_programs(&link.root_if)?.is_empty());
+    assert!(!proxy.pin_dir().exists());
+    assert!(proxy.terminate()?.success());
+    Ok(())
+}
