@@ -1,6 +1,6 @@
 //! Command-line flags. Every flag also reads an environment variable, the way Swarm services
 //! are configured (`-e NAME=value`).
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -40,6 +40,21 @@ pub struct StatsArgs {
 /// Flags of the running proxy.
 #[derive(Debug, Args)]
 pub struct RunArgs {
+    /// Address of the HTTP proxy listener.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:80")]
+    pub http_addr: SocketAddr,
+    /// Address of the reconfigure API (Docker Flow Proxy compatible).
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
+    pub api_addr: SocketAddr,
+    /// Directory where the running configuration is saved and restored from.
+    #[arg(long, env = "STATE_DIR", default_value = "/var/lib/flowproxy")]
+    pub state_dir: PathBuf,
+    /// DNS server (IP:PORT) for replica look-ups; the system resolver when absent.
+    #[arg(long, env = "DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
+    /// Seconds between re-resolutions of every service's replicas.
+    #[arg(long, env = "DNS_REFRESH", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub dns_refresh: u64,
     /// Interface to attach the XDP program to; repeat the flag for several.
     #[arg(long = "interface", env = "INTERFACE", value_delimiter = ',')]
     pub interfaces: Vec<String>,
@@ -85,6 +100,15 @@ mod tests {
             Some(Command::Stats(StatsArgs { json: true }))
         ));
         assert_eq!(cli.bpffs_dir, PathBuf::from("/sys/fs/bpf/x"));
+    }
+
+    #[test]
+    fn listeners_default_to_the_dfp_ports() {
+        let cli = Cli::parse_from(["flowproxy"]);
+        assert_eq!(cli.run.http_addr.port(), 80);
+        assert_eq!(cli.run.api_addr.port(), 8080);
+        assert!(Cli::try_parse_from(["flowproxy", "--dns-refresh", "0"]).is_err());
+        assert!(Cli::try_parse_from(["flowproxy", "--http-addr", "nope"]).is_err());
     }
 
     #[test]

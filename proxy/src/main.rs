@@ -1,8 +1,14 @@
 //! The `flowproxy` binary: parses flags, sets up logging and hands over to the proxy or a command.
+mod api;
 mod app;
 mod cli;
+mod control;
 mod dataplane;
+mod l7;
+mod routes;
+mod state;
 mod stats_cmd;
+mod upstream;
 
 use std::io::IsTerminal as _;
 

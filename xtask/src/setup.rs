@@ -20,6 +20,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iputils-ping",
     "util-linux",
     "curl",
+    "dnsmasq-base",
 ];
 
 /// Installs whatever is missing, printing each step.

@@ -12,11 +12,8 @@ mod service;
 mod table;
 mod values;
 
-pub use error::{MAX_VALUE_LEN, RouteError};
+pub use error::RouteError;
 pub use haproxy::render_haproxy;
 pub use params::{distribute_requested, parse_params, parse_reconfigure};
-pub use service::{
-    BasicUser, DEFAULT_HTTPS_REDIRECT_CODE, DEFAULT_TIMEOUT_SERVER, DEFAULT_TIMEOUT_TUNNEL,
-    Destination, DomainPattern, PathType, ReqMode, Service,
-};
-pub use table::{RouteMatch, RouteTable};
+pub use service::{BasicUser, Destination, ReqMode, Service};
+pub use table::RouteTable;

@@ -1,0 +1,170 @@
+//! Applies configuration changes: validate, build a whole new snapshot, persist it, then swap
+//! it in. The request path only `load()`s the snapshot; a rejected change never touches it.
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use arc_swap::{ArcSwap, Guard};
+use futures_util::future::join_all;
+
+use crate::{
+    routes::{Destination, ReqMode, RouteError, RouteTable, Service},
+    state::{StateError, StateFile},
+    upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
+};
+
+/// How long a reconfigure waits for a new service's first DNS answer before replying (the
+/// article's curl follows the reconfigure at once). A slower answer is not an error.
+const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
+
+/// One consistent view of the configuration: the routes and the replica sets they point to.
+pub struct Snapshot {
+    /// The route table.
+    pub routes: RouteTable,
+    upstreams: HashMap<UpstreamKey, Arc<ReplicaSet>>,
+}
+
+impl Snapshot {
+    /// The replica set serving `dest` of `service`.
+    pub fn upstream(&self, service: &Service, dest: &Destination) -> Option<&Arc<ReplicaSet>> {
+        self.upstreams.get(&upstream_key(service, dest))
+    }
+
+    /// Every replica set, for refreshing.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<ReplicaSet>> {
+        self.upstreams.values()
+    }
+}
+
+/// Why a change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The change is invalid (status 400/409).
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The change could not be saved, so it was not applied (status 500).
+    #[error(transparent)]
+    Persist(#[from] StateError),
+}
+
+impl ControlError {
+    /// The HTTP status for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Route(e) => e.status(),
+            Self::Persist(_) => 500,
+        }
+    }
+}
+
+/// Owner of the running configuration.
+pub struct ControlPlane {
+    current: ArcSwap<Snapshot>,
+    writer: tokio::sync::Mutex<()>,
+    state: StateFile,
+    resolver: ReplicaResolver,
+}
+
+impl ControlPlane {
+    /// Starts from `routes` (restored from the state file).
+    pub fn new(routes: RouteTable, state: StateFile, resolver: ReplicaResolver) -> Self {
+        let snapshot = build_snapshot(routes, &HashMap::new(), &resolver);
+        Self {
+            current: ArcSwap::from_pointee(snapshot),
+            writer: tokio::sync::Mutex::new(()),
+            state,
+            resolver,
+        }
+    }
+
+    /// The current snapshot (lock-free).
+    pub fn snapshot(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
+    }
+
+    /// The current snapshot, owned, for holding across awaits.
+    pub fn snapshot_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Adds or replaces `service`.
+    pub async fn reconfigure(&self, service: Service) -> Result<(), ControlError> {
+        self.apply(|routes| Ok(routes.with_service(service)?)).await
+    }
+
+    /// Removes the service called `name`; returns whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, ControlError> {
+        let mut removed = false;
+        self.apply(|routes| {
+            let (table, existed) = routes.without_service(name);
+            removed = existed;
+            Ok(table)
+        })
+        .await?;
+        Ok(removed)
+    }
+
+    async fn apply(
+        &self,
+        change: impl FnOnce(&RouteTable) -> Result<RouteTable, ControlError>,
+    ) -> Result<(), ControlError> {
+        let _writer = self.writer.lock().await;
+        let old = self.current.load_full();
+        let routes = change(&old.routes)?;
+        self.state.save(&routes)?;
+        let snapshot = Arc::new(build_snapshot(routes, &old.upstreams, &self.resolver));
+        self.current.store(Arc::clone(&snapshot));
+        let fresh = snapshot
+            .upstreams()
+            .filter(|set| !old.upstreams.contains_key(set.key()))
+            .map(|set| set.ensure_resolved());
+        let _ = tokio::time::timeout(FIRST_RESOLVE_WAIT, join_all(fresh)).await;
+        Ok(())
+    }
+
+    /// Re-resolves every service now (`/reload`).
+    pub async fn refresh_all(&self) {
+        let snapshot = self.current.load_full();
+        join_all(snapshot.upstreams().map(|set| set.refresh())).await;
+    }
+
+    /// Re-resolves every service every `interval`, forever.
+    pub async fn refresh_periodically(&self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            self.refresh_all().await;
+        }
+    }
+}
+
+fn upstream_key(service: &Service, dest: &Destination) -> UpstreamKey {
+    UpstreamKey {
+        host: service.upstream_host(dest).to_owned(),
+        port: dest.port,
+        direct: dest.outbound_hostname.is_some(),
+    }
+}
+
+/// Builds the snapshot for `routes`, reusing the replica sets (and what they know) of `previous`.
+fn build_snapshot(
+    routes: RouteTable,
+    previous: &HashMap<UpstreamKey, Arc<ReplicaSet>>,
+    resolver: &ReplicaResolver,
+) -> Snapshot {
+    let mut upstreams = HashMap::new();
+    for service in routes.services().values() {
+        for dest in service
+            .destinations
+            .iter()
+            .filter(|d| d.req_mode == ReqMode::Http)
+        {
+            let key = upstream_key(service, dest);
+            let set = previous
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| ReplicaSet::new(key.clone(), resolver.clone()));
+            upstreams.insert(key, set);
+        }
+    }
+    Snapshot { routes, upstreams }
+}

@@ -1,0 +1,12 @@
+//! The HTTP engine on `--http-addr`: HTTP/1.1 and h2c on one port, routing, forwarding to a
+//! replica through the pooled client, WebSocket tunnels.
+mod auth;
+mod errors;
+mod headers;
+mod pipeline;
+mod server;
+mod tunnel;
+
+pub use errors::text_body;
+pub use pipeline::Proxy;
+pub use server::{Body, serve};

@@ -1,0 +1,205 @@
+//! The request path, as named phases: route, authenticate, pick a replica, forward (retrying
+//! idempotent requests on another replica when a connection is refused), relay the response.
+//! It reads the configuration snapshot and never takes a lock.
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper::{
+    Method, Request, Response, StatusCode, Uri, Version,
+    body::{Body as _, Incoming},
+    header,
+};
+
+use super::{Body, auth, errors::ProxyError, headers, tunnel};
+use crate::{control::ControlPlane, routes::Destination, upstream::UpstreamClient};
+
+/// How many replicas an idempotent request may try.
+const MAX_ATTEMPTS: usize = 3;
+/// How long a replica that refused a connection stays out of rotation.
+const EJECT_FOR: Duration = Duration::from_secs(10);
+
+/// The L7 proxy: the configuration it routes by and the client it forwards with.
+pub struct Proxy {
+    control: Arc<ControlPlane>,
+    client: UpstreamClient,
+}
+
+/// What the access log records about a forwarded request.
+#[derive(Default)]
+struct Outcome {
+    service: Option<String>,
+    replica: Option<SocketAddr>,
+}
+
+impl Proxy {
+    /// A proxy routing by `control`'s snapshots through `client`.
+    pub fn new(control: Arc<ControlPlane>, client: UpstreamClient) -> Self {
+        Self { control, client }
+    }
+
+    /// Handles one request from `peer`; every outcome, errors included, is a response.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let host = request_host(&req);
+        let mut outcome = Outcome::default();
+        let response = match self.forward(req, peer, host.clone(), &mut outcome).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        };
+        tracing::info!(
+            target: "access",
+            client = %peer.ip(),
+            %method,
+            host = host.as_deref().unwrap_or("-"),
+            path,
+            status = response.status().as_u16(),
+            service = outcome.service.as_deref().unwrap_or("-"),
+            replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        );
+        response
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        host: Option<String>,
+        outcome: &mut Outcome,
+    ) -> Result<Response<Body>, ProxyError> {
+        // Phase 1: route. `load_full` because the snapshot is held across awaits.
+        let snapshot = self.control.snapshot_full();
+        let path = req.uri().path().to_owned();
+        let route = snapshot
+            .routes
+            .lookup(host.as_deref(), &path)
+            .ok_or(ProxyError::NoRoute)?;
+        let service = route.service.name.clone();
+        outcome.service = Some(service.clone());
+        // Phase 2: authenticate.
+        if !auth::allowed(&route.service.users, req.headers()) {
+            return Err(ProxyError::Unauthorized);
+        }
+        // Phase 3: the replicas.
+        let dest: &Destination = route.destination;
+        let replicas = snapshot
+            .upstream(route.service, dest)
+            .ok_or_else(|| no_replica(&service, "it has no upstream"))?;
+        replicas.ensure_resolved().await;
+        // Phase 4: the upstream request.
+        let upgrade = headers::upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let path_and_query = match req.uri().query() {
+            Some(q) => format!("{}?{q}", route.path),
+            None => route.path.to_string(),
+        };
+        let (mut parts, body) = req.into_parts();
+        headers::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
+        headers::add_forwarded(&mut parts.headers, peer.ip(), "http", host.as_deref());
+        let retryable = is_idempotent(&parts.method) && body.is_end_stream();
+        let mut body = Some(body.boxed());
+        let mut tried = Vec::new();
+        let attempts = if retryable { MAX_ATTEMPTS } else { 1 };
+        let mut last_error = replicas
+            .last_error()
+            .unwrap_or_else(|| "no replica is known".to_owned());
+        for _ in 0..attempts {
+            let Some(replica) = replicas.pick(&tried) else {
+                break;
+            };
+            tried.push(replica);
+            outcome.replica = Some(replica);
+            let body = match body.take() {
+                Some(b) if !retryable => b,
+                _ => Empty::new().map_err(|never| match never {}).boxed(),
+            };
+            let mut upstream_req = Request::new(body);
+            *upstream_req.method_mut() = parts.method.clone();
+            *upstream_req.uri_mut() = upstream_uri(replica, &path_and_query)?;
+            *upstream_req.version_mut() = Version::HTTP_11;
+            *upstream_req.headers_mut() = parts.headers.clone();
+            let sent = tokio::time::timeout(dest.timeout_server, self.client.request(upstream_req));
+            match sent.await {
+                Err(_) => return Err(ProxyError::Timeout { service }),
+                Ok(Ok(response)) => {
+                    return Ok(relay_response(response, client_upgrade, dest, service));
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
+                    replicas.eject(replica, EJECT_FOR);
+                    let set = Arc::clone(replicas);
+                    tokio::spawn(async move { set.refresh().await });
+                    last_error = e.to_string();
+                }
+                Ok(Err(e)) => {
+                    return Err(ProxyError::Upstream {
+                        service,
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(no_replica(&service, &last_error))
+    }
+}
+
+fn no_replica(service: &str, reason: &str) -> ProxyError {
+    ProxyError::NoReplica {
+        service: service.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn upstream_uri(replica: SocketAddr, path_and_query: &str) -> Result<Uri, ProxyError> {
+    format!("http://{replica}{path_and_query}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| ProxyError::Upstream {
+            service: replica.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Turns the replica's response into the client's: hop-by-hop headers stay behind, and a 101
+/// starts the tunnel.
+fn relay_response(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    dest: &Destination,
+    service: String,
+) -> Response<Body> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client) = client_upgrade {
+            let upstream = hyper::upgrade::on(&mut response);
+            tunnel::spawn(client, upstream, dest.timeout_tunnel, service);
+        }
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, None);
+    // The client's connection decides the protocol, not the replica's (which may be HTTP/1.0).
+    parts.version = Version::HTTP_11;
+    Response::from_parts(parts, body.boxed())
+}
+
+/// The host the client asked for: the Host header, or the HTTP/2 `:authority`.
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}

@@ -1,0 +1,184 @@
+//! Persistence of the running configuration in `--state-dir`: the reconfigure parameters of
+//! every service, written atomically (temporary file, fsync, rename) so a crash never leaves a
+//! half-written file, and read back at start.
+use std::{
+    collections::BTreeMap,
+    fs,
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::routes::{RouteTable, Service, parse_params};
+
+/// The file name inside the state directory.
+const FILE_NAME: &str = "services.json";
+/// Version of the file format.
+const FORMAT_VERSION: u32 = 1;
+
+/// Why the state could not be read or written. Messages name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The directory could not be created or written.
+    #[error("state directory {dir}: {source}; fix its permissions or choose another --state-dir")]
+    Dir {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file exists but cannot be used; it is never silently discarded.
+    #[error("state file {file} is corrupt: {reason}; repair or move it away, then start again")]
+    Corrupt {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Writing the file failed.
+    #[error("writing state file {file}: {source}")]
+    Write {
+        /// The file.
+        file: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Document {
+    version: u32,
+    services: Vec<BTreeMap<String, String>>,
+}
+
+/// The state file of one flowproxy.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    dir: PathBuf,
+}
+
+impl StateFile {
+    /// Uses (and creates, if needed) `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            dir: dir.into(),
+            source,
+        })?;
+        Ok(Self { dir: dir.into() })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE_NAME)
+    }
+
+    /// Reads the saved configuration; no file means no services yet.
+    pub fn load(&self) -> Result<RouteTable, StateError> {
+        let file = self.path();
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RouteTable::default()),
+            Err(e) => {
+                return Err(StateError::Corrupt {
+                    file,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let corrupt = |reason: String| StateError::Corrupt {
+            file: self.path(),
+            reason,
+        };
+        let doc: Document = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        if doc.version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {} is not {FORMAT_VERSION}",
+                doc.version
+            )));
+        }
+        let mut services = BTreeMap::new();
+        for params in doc.services {
+            let service: Service = parse_params(params)
+                .map_err(|e| corrupt(format!("a saved service is invalid: {e}")))?;
+            services.insert(service.name.clone(), service);
+        }
+        RouteTable::build(services).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Writes `table` atomically.
+    pub fn save(&self, table: &RouteTable) -> Result<(), StateError> {
+        let doc = Document {
+            version: FORMAT_VERSION,
+            services: table
+                .services()
+                .values()
+                .map(|s| s.params.clone())
+                .collect(),
+        };
+        let file = self.path();
+        let write_err = |source| StateError::Write {
+            file: file.clone(),
+            source,
+        };
+        let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
+        let mut out = fs::File::create(&tmp).map_err(write_err)?;
+        let text = serde_json::to_vec_pretty(&doc).expect("string maps always serialise");
+        out.write_all(&text).map_err(write_err)?;
+        out.sync_all().map_err(write_err)?;
+        fs::rename(&tmp, &file).map_err(write_err)?;
+        // The rename is durable only once the directory entry is.
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::parse_reconfigure;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("flowproxy-state-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_saved_table_loads_back_the_same() {
+        let dir = temp_dir("roundtrip");
+        let state = StateFile::open(&dir).unwrap();
+        assert!(state.load().unwrap().services().is_empty(), "no file yet");
+        let svc = parse_reconfigure(&query(&[
+            ("serviceName", "go-demo"),
+            ("servicePath", "/demo"),
+            ("port", "8080"),
+        ]))
+        .unwrap();
+        let table = RouteTable::default().with_service(svc).unwrap();
+        state.save(&table).unwrap();
+        let loaded = state.load().unwrap();
+        assert_eq!(loaded.services(), table.services());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_corrupt_file_is_named_and_kept() {
+        let dir = temp_dir("corrupt");
+        let state = StateFile::open(&dir).unwrap();
+        fs::write(state.path(), "{not json").unwrap();
+        let err = state.load().unwrap_err().to_string();
+        assert!(err.contains("services.json"), "{err}");
+        assert!(state.path().exists(), "never silently discarded");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,9 @@
+//! Where requests go: replica discovery (`tasks.<service>` with the Swarm VIP as fallback), the
+//! per-replica balancer, and the pooled upstream client.
+mod client;
+mod replicas;
+mod resolver;
+
+pub use client::{UpstreamClient, new_client};
+pub use replicas::{ReplicaSet, UpstreamKey};
+pub use resolver::ReplicaResolver;

@@ -1,0 +1,194 @@
+//! A service's replicas as last resolved, and the round-robin pick across them. Replicas that
+//! refused a connection are ejected for a while (passive health checking) and DNS is asked again.
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+
+use super::resolver::ReplicaResolver;
+
+/// Identifies a replica set: what to resolve, and the port the replicas listen on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamKey {
+    /// The service name (or `outboundHostname`).
+    pub host: String,
+    /// The replicas' port.
+    pub port: u16,
+    /// True for an `outboundHostname`, which is resolved as given (no `tasks.` look-up).
+    pub direct: bool,
+}
+
+/// The replicas of one service and port, refreshed from DNS.
+pub struct ReplicaSet {
+    key: UpstreamKey,
+    resolver: ReplicaResolver,
+    current: ArcSwap<Replicas>,
+    next: AtomicUsize,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Replicas {
+    addrs: Vec<SocketAddr>,
+    /// Per address: milliseconds since [`epoch`] until which it is ejected.
+    ejected_until: Vec<AtomicU64>,
+    resolved: bool,
+    /// When this look-up finished, in milliseconds since [`epoch`].
+    resolved_at: u64,
+    error: Option<String>,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl ReplicaSet {
+    /// An unresolved set; the first request (or the refresher) resolves it.
+    pub fn new(key: UpstreamKey, resolver: ReplicaResolver) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            resolver,
+            current: ArcSwap::from_pointee(Replicas::default()),
+            next: AtomicUsize::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// What this set resolves.
+    pub fn key(&self) -> &UpstreamKey {
+        &self.key
+    }
+
+    /// Resolves the set if it never was.
+    pub async fn ensure_resolved(&self) {
+        if !self.current.load().resolved {
+            self.refresh().await;
+        }
+    }
+
+    /// Asks DNS again. Concurrent callers share one look-up. A failed look-up keeps the
+    /// replicas known so far (a DNS hiccup must not take a service down) and records the error.
+    pub async fn refresh(&self) {
+        let started = now_ms();
+        let _guard = self.refreshing.lock().await;
+        let old = self.current.load_full();
+        // Someone else refreshed while we waited for the lock: their answer is fresh enough.
+        if old.resolved && old.resolved_at >= started {
+            return;
+        }
+        let result = self
+            .resolver
+            .replicas(&self.key.host, self.key.direct)
+            .await;
+        let next = match result {
+            Ok(ips) => {
+                let addrs: Vec<SocketAddr> = ips
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, self.key.port))
+                    .collect();
+                let ejected_until = addrs
+                    .iter()
+                    .map(|a| AtomicU64::new(old.ejected_until_of(a)))
+                    .collect();
+                if addrs != old.addrs {
+                    tracing::info!(service = %self.key.host, port = self.key.port, replicas = ?addrs, "replicas changed");
+                }
+                Replicas {
+                    addrs,
+                    ejected_until,
+                    resolved: true,
+                    resolved_at: now_ms(),
+                    error: None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(service = %self.key.host, error = %e, "replica look-up failed");
+                Replicas {
+                    addrs: old.addrs.clone(),
+                    ejected_until: old
+                        .ejected_until
+                        .iter()
+                        .map(|t| AtomicU64::new(t.load(Ordering::Relaxed)))
+                        .collect(),
+                    resolved: true,
+                    resolved_at: now_ms(),
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        self.current.store(Arc::new(next));
+    }
+
+    /// The next replica in round-robin order that is neither ejected nor in `exclude`; if every
+    /// replica is ejected, the next one not excluded (trying beats refusing).
+    pub fn pick(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let replicas = self.current.load();
+        let n = replicas.addrs.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let now = now_ms();
+        let allowed = |i: usize| !exclude.contains(&replicas.addrs[i]);
+        let healthy =
+            |i: usize| allowed(i) && replicas.ejected_until[i].load(Ordering::Relaxed) <= now;
+        choose(n, start, healthy)
+            .or_else(|| choose(n, start, allowed))
+            .map(|i| replicas.addrs[i])
+    }
+
+    /// Keeps `addr` out of rotation for `duration` after it refused a connection.
+    pub fn eject(&self, addr: SocketAddr, duration: Duration) {
+        let replicas = self.current.load();
+        if let Some(i) = replicas.addrs.iter().position(|a| *a == addr) {
+            let until = now_ms() + duration.as_millis() as u64;
+            replicas.ejected_until[i].store(until, Ordering::Relaxed);
+        }
+    }
+
+    /// The last look-up error, if the last look-up failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.current.load().error.clone()
+    }
+}
+
+impl Replicas {
+    fn ejected_until_of(&self, addr: &SocketAddr) -> u64 {
+        self.addrs
+            .iter()
+            .position(|a| a == addr)
+            .map_or(0, |i| self.ejected_until[i].load(Ordering::Relaxed))
+    }
+}
+
+/// The first index from `start` (round robin over `n`) for which `usable` holds.
+fn choose(n: usize, start: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
+    (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_robin_visits_every_replica_in_turn() {
+        let picks: Vec<_> = (0..6).map(|s| choose(3, s, |_| true).unwrap()).collect();
+        assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn unusable_replicas_are_skipped() {
+        assert_eq!(choose(3, 0, |i| i != 0), Some(1));
+        assert_eq!(choose(3, 2, |i| i != 2), Some(0));
+        assert_eq!(choose(3, 0, |_| false), None);
+        assert_eq!(choose(0, 5, |_| true), None);
+    }
+}
