@@ -1,5 +1,6 @@
 //! The integration-test harness: hosts made of network namespaces, a real `flowproxy` process,
-//! and the tools an operator would use (bpftool, ping, sockets). Tests read like the scenario:
+//! demo backends (`go-demo` replicas), a real DNS server, and the tools a user or operator would
+//! use (curl, an HTTP client, WebSockets, bpftool, ping, sockets). Tests read like the scenario:
 //!
 //! ```no_run
 //! # use flowproxy_tests::*;
@@ -11,13 +12,21 @@
 //!
 //! Every resource is named after this process (`fp-<pid>-<n>`) and removed on drop; leftovers of
 //! crashed runs, whose process is gone, are removed before the first new host is made.
+pub mod backend;
 pub mod bpftool;
 pub mod cmd;
+pub mod dns;
+pub mod go_demo;
+pub mod http;
 pub mod names;
 pub mod netns;
 pub mod proxy;
 pub mod wait;
 
+pub use backend::DemoBackend;
+pub use dns::Dns;
+pub use go_demo::GoDemo;
+pub use http::{CurlResponse, HttpClient, curl, curl_on, ws_echo};
 pub use names::Ids;
 pub use netns::{Host, Link};
 pub use proxy::{Flowproxy, RunningProxy};

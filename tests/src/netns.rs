@@ -194,7 +194,8 @@ impl Drop for Host {
     }
 }
 
-/// Removes namespaces, links and pin directories left by harness processes that are gone.
+/// Removes namespaces, links, pin directories and temporary files left by harness processes
+/// that are gone.
 fn remove_leftovers() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
@@ -220,6 +221,16 @@ fn remove_leftovers() {
             for dir in dirs.flatten() {
                 if dead(&dir.file_name().to_string_lossy()) {
                     let _ = std::fs::remove_dir_all(dir.path());
+                }
+            }
+        }
+        // Process logs and DNS server directories, all named `fp-<pid>-<n>...`.
+        if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with(&format!("{}-", names::PREFIX)) && dead(&name) {
+                    let path = entry.path();
+                    let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
                 }
             }
         }

@@ -2,6 +2,7 @@
 //! a file that errors quote, stopped (and its pins removed) on drop.
 use std::{
     fs::File,
+    net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Output, Stdio},
     time::{Duration, Instant},
@@ -28,11 +29,13 @@ pub fn binary() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A flowproxy about to be started.
+/// A flowproxy about to be started. Unless a test says otherwise it listens on loopback ports
+/// the kernel picks, and keeps its state in a directory of its own.
 #[derive(Debug, Default)]
 pub struct Flowproxy {
     args: Vec<String>,
     pin_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
     run_as: Option<u32>,
 }
 
@@ -42,6 +45,12 @@ pub struct RunningProxy {
     child: Child,
     log_path: PathBuf,
     pin_dir: PathBuf,
+    /// Removed on drop when the harness made it.
+    own_state_dir: Option<PathBuf>,
+    /// Where the HTTP proxy listens.
+    pub http_addr: SocketAddr,
+    /// Where the API listens.
+    pub api_addr: SocketAddr,
     exited: Option<ExitStatus>,
 }
 
@@ -62,6 +71,12 @@ impl Flowproxy {
         self
     }
 
+    /// Keeps the configuration in `dir` (which the test owns) instead of a fresh directory.
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Adds a command-line argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
@@ -74,7 +89,13 @@ impl Flowproxy {
         self
     }
 
-    fn command(&self, pin_dir: &Path) -> anyhow::Result<Command> {
+    fn has_flag(&self, flag: &str) -> bool {
+        self.args
+            .iter()
+            .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
+    }
+
+    fn command(&self, pin_dir: &Path, state_dir: &Path) -> anyhow::Result<Command> {
         let bin = binary()?;
         let mut cmd = match self.run_as {
             Some(uid) => {
@@ -89,9 +110,19 @@ impl Flowproxy {
             }
             None => Command::new(&bin),
         };
+        for (flag, default) in [
+            ("--http-addr", "127.0.0.1:0"),
+            ("--api-addr", "127.0.0.1:0"),
+        ] {
+            if !self.has_flag(flag) {
+                cmd.args([flag, default]);
+            }
+        }
         cmd.args(&self.args)
             .arg("--bpffs-dir")
             .arg(pin_dir)
+            .arg("--state-dir")
+            .arg(state_dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null());
         Ok(cmd)
@@ -103,18 +134,28 @@ impl Flowproxy {
             .pin_dir
             .clone()
             .unwrap_or_else(|| Ids::next().pin_dir());
+        let own_state_dir = self.state_dir.is_none().then(temp_state_dir);
+        let state_dir = self
+            .state_dir
+            .clone()
+            .or(own_state_dir.clone())
+            .expect("one is set");
         let log_path = std::env::temp_dir().join(format!("{}.log", Ids::next().netns()));
         let log = File::create(&log_path)?;
         let child = self
-            .command(&pin_dir)?
+            .command(&pin_dir, &state_dir)?
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("starting flowproxy")?;
+        let unknown: SocketAddr = ([0, 0, 0, 0], 0).into();
         let mut proxy = RunningProxy {
             child,
             log_path,
             pin_dir,
+            own_state_dir,
+            http_addr: unknown,
+            api_addr: unknown,
             exited: None,
         };
         proxy.wait_ready()?;
@@ -127,8 +168,13 @@ impl Flowproxy {
             .pin_dir
             .clone()
             .unwrap_or_else(|| Ids::next().pin_dir());
+        let own_state_dir = temp_state_dir();
+        let state_dir = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| own_state_dir.clone());
         let mut child = self
-            .command(&pin_dir)?
+            .command(&pin_dir, &state_dir)?
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
@@ -141,6 +187,7 @@ impl Flowproxy {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = std::fs::remove_dir_all(&pin_dir);
+        let _ = std::fs::remove_dir_all(&own_state_dir);
         Ok(child.wait_with_output()?)
     }
 }
@@ -152,7 +199,9 @@ impl RunningProxy {
                 self.exited = Some(status);
                 return Ok(());
             }
-            if self.log().contains("flowproxy ready") {
+            if let Some(line) = self.log().lines().find(|l| l.contains("flowproxy ready")) {
+                self.http_addr = field(line, "http_addr")?;
+                self.api_addr = field(line, "api_addr")?;
                 return Ok(());
             }
             bail!("flowproxy is not ready yet:\n{}", self.log())
@@ -161,6 +210,21 @@ impl RunningProxy {
             bail!("flowproxy exited at start ({status}):\n{}", self.log());
         }
         Ok(())
+    }
+
+    /// `http://<http_addr><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr)
+    }
+
+    /// `http://<api_addr><path_and_query>`.
+    pub fn api_url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.api_addr)
+    }
+
+    /// A request to the API with curl (`path_and_query` starts with `/`).
+    pub fn api(&self, path_and_query: &str) -> anyhow::Result<crate::http::CurlResponse> {
+        crate::http::curl(&[&self.api_url(path_and_query)])
     }
 
     /// Everything the process has logged so far.
@@ -209,6 +273,22 @@ impl RunningProxy {
     }
 }
 
+/// A fresh state directory under the temp dir, named like every harness resource.
+pub fn temp_state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("{}-state", Ids::next().netns()))
+}
+
+/// The value of `name=value` in a log line.
+fn field(line: &str, name: &str) -> anyhow::Result<SocketAddr> {
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix(&prefix))
+        .with_context(|| format!("no {name} in {line:?}"))?
+        .trim_matches('"')
+        .parse()
+        .with_context(|| format!("{name} in {line:?}"))
+}
+
 impl Drop for RunningProxy {
     fn drop(&mut self) {
         if self.exited.is_none() {
@@ -217,6 +297,9 @@ impl Drop for RunningProxy {
             let _ = self.child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.pin_dir);
+        if let Some(dir) = &self.own_state_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         if !std::thread::panicking() {
             let _ = std::fs::remove_file(&self.log_path);
         }

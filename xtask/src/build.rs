@@ -15,6 +15,11 @@ pub fn flowproxy_binary() -> PathBuf {
     workspace_root().join("target/debug/flowproxy")
 }
 
+/// The debug demo backend (the article's go-demo).
+pub fn demo_backend_binary() -> PathBuf {
+    workspace_root().join("target/debug/flowproxy-demo")
+}
+
 /// Builds the kernel programs with nightly for bpfel-unknown-none, linked by bpf-linker.
 pub fn build_ebpf() -> anyhow::Result<()> {
     let mut cmd = Command::new("rustup");
@@ -95,5 +100,6 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
     run(cargo()
         .args(["test", "--workspace", "--exclude", "flowproxy-ebpf"])
         .args(extra)
-        .env("FLOWPROXY_BIN", flowproxy_binary()))
+        .env("FLOWPROXY_BIN", flowproxy_binary())
+        .env("FLOWPROXY_DEMO_BIN", demo_backend_binary()))
 }
