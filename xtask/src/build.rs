@@ -97,9 +97,89 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo()
-        .args(["test", "--workspace", "--exclude", "flowproxy-ebpf"])
-        .args(extra)
-        .env("FLOWPROXY_BIN", flowproxy_binary())
-        .env("FLOWPROXY_DEMO_BIN", demo_backend_binary()))
+    let mut cmd = cargo();
+    cmd.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "flowproxy-ebpf",
+        "--no-fail-fast",
+    ])
+    .args(extra)
+    .env("FLOWPROXY_BIN", flowproxy_binary())
+    .env("FLOWPROXY_DEMO_BIN", demo_backend_binary());
+    let totals = run_counting_tests(&mut cmd)?;
+    // One closing line for the whole workspace: the last `test result:` line cargo prints is
+    // a doc-test run, which says nothing about the rest.
+    println!("tests: {} passed, {} failed", totals.passed, totals.failed);
+    if totals.failed > 0 || totals.passed == 0 {
+        bail!("{} tests failed, {} passed", totals.failed, totals.passed);
+    }
+    Ok(())
+}
+
+/// Passed and failed tests summed over every `test result:` line.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+/// Runs `cargo test`, echoing its output, and sums its results.
+fn run_counting_tests(cmd: &mut Command) -> anyhow::Result<Totals> {
+    use std::io::{BufRead as _, BufReader};
+    eprintln!("+ cargo test (workspace)");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut totals = Totals::default();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        println!("{line}");
+        add_result_line(&mut totals, &line);
+    }
+    let status = child.wait()?;
+    if !status.success() && totals.failed == 0 {
+        bail!("cargo test failed ({status}) before reporting any failed test");
+    }
+    Ok(totals)
+}
+
+fn add_result_line(totals: &mut Totals, line: &str) {
+    let Some(rest) = line.strip_prefix("test result: ") else {
+        return;
+    };
+    let count = |word: &str| -> u64 {
+        rest.split(';')
+            .find_map(|part| part.trim().strip_suffix(word))
+            .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    totals.passed += count("passed");
+    totals.failed += count("failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_lines_are_summed() {
+        let mut t = Totals::default();
+        add_result_line(
+            &mut t,
+            "test result: ok. 74 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.02s",
+        );
+        add_result_line(
+            &mut t,
+            "test result: FAILED. 5 passed; 3 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        add_result_line(&mut t, "running 3 tests");
+        assert_eq!(
+            t,
+            Totals {
+                passed: 79,
+                failed: 3
+            }
+        );
+    }
 }
