@@ -6,7 +6,7 @@
 
 /// Version of the map layouts below. Bump it whenever a key or value changes shape, so that a
 /// restart over old pins can tell that they must be replaced rather than reused.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Directory under the BPF filesystem where flowproxy pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowproxy";
@@ -14,12 +14,90 @@ pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowproxy";
 /// How many interfaces the counting program can tell apart (slots of `IFACE_STATS`).
 pub const MAX_INTERFACES: u32 = 64;
 
+/// How many backends (replica address and port) can be counted at once (slots of `BACKEND_STATS`).
+pub const MAX_BACKENDS: u32 = 4096;
+
+/// Bytes of a service name kept in `BACKENDS` values (longer names are cut).
+pub const SERVICE_NAME_LEN: usize = 56;
+
 /// Map names, which are also the file names of their pins.
 pub mod map_names {
     /// `HASH<u32 ifindex, u32 slot>`: which `IFACE_STATS` slot counts an interface's packets.
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
     /// `PERCPU_ARRAY<IfaceCounters>` indexed by slot: ingress packets and bytes per interface.
     pub const IFACE_STATS: &str = "IFACE_STATS";
+    /// `HASH<BackendKey, BackendSlot>`: the replicas being counted, written by user space as
+    /// discovery finds them.
+    pub const BACKENDS: &str = "BACKENDS";
+    /// `PERCPU_ARRAY<BackendCounters>` indexed by `BackendSlot::slot`.
+    pub const BACKEND_STATS: &str = "BACKEND_STATS";
+}
+
+/// A backend: a replica's address and port. IPv4 addresses are stored IPv4-mapped
+/// (`::ffff:a.b.c.d`) so IPv6 fits the same key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendKey {
+    /// The address, network byte order, IPv4-mapped for IPv4.
+    pub addr: [u8; 16],
+    /// The port, host byte order.
+    pub port: u16,
+    /// Explicit padding, always zero (keys are compared bytewise).
+    pub _pad: [u8; 2],
+}
+
+impl BackendKey {
+    /// The key of IPv4 address `addr` (network byte order) and `port`.
+    pub const fn v4(addr: [u8; 4], port: u16) -> Self {
+        Self {
+            addr: [
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
+            ],
+            port,
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// Where a backend is counted, and which service it belongs to (for people reading the map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BackendSlot {
+    /// Index into `BACKEND_STATS`.
+    pub slot: u32,
+    /// The service's name, NUL-padded (user space only; the programs never read it).
+    pub service: [u8; SERVICE_NAME_LEN],
+}
+
+/// Traffic of one backend as seen on the attached interfaces. "in" is what the backend sent
+/// (XDP ingress), "out" what was sent to it (TC egress).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BackendCounters {
+    /// Frames from the backend.
+    pub packets_in: u64,
+    /// Bytes of those frames.
+    pub bytes_in: u64,
+    /// Frames to the backend.
+    pub packets_out: u64,
+    /// Bytes of those frames.
+    pub bytes_out: u64,
+    /// New TCP connections to the backend (SYN without ACK).
+    pub connections: u64,
+    /// Segments with RST, either direction.
+    pub resets: u64,
+}
+
+impl BackendCounters {
+    /// Adds another CPU's counts to these.
+    pub fn add(&mut self, o: &BackendCounters) {
+        self.packets_in = self.packets_in.wrapping_add(o.packets_in);
+        self.bytes_in = self.bytes_in.wrapping_add(o.bytes_in);
+        self.packets_out = self.packets_out.wrapping_add(o.packets_out);
+        self.bytes_out = self.bytes_out.wrapping_add(o.bytes_out);
+        self.connections = self.connections.wrapping_add(o.connections);
+        self.resets = self.resets.wrapping_add(o.resets);
+    }
 }
 
 /// Packets and bytes seen on one interface's ingress, as counted by the XDP program (one
@@ -46,6 +124,12 @@ mod pod {
     // Safety: `IfaceCounters` is `repr(C)`, made only of integers and has no padding, so every
     // byte pattern is a valid value.
     unsafe impl aya::Pod for super::IfaceCounters {}
+    // Safety: repr(C), integers and byte arrays only, explicit padding.
+    unsafe impl aya::Pod for super::BackendKey {}
+    // Safety: repr(C), a u32 then a byte array; 4 + 56 bytes, no padding.
+    unsafe impl aya::Pod for super::BackendSlot {}
+    // Safety: repr(C), u64 fields only.
+    unsafe impl aya::Pod for super::BackendCounters {}
 }
 
 #[cfg(test)]
@@ -55,6 +139,20 @@ mod tests {
     #[test]
     fn counters_have_no_padding() {
         assert_eq!(core::mem::size_of::<IfaceCounters>(), 16);
+    }
+
+    #[test]
+    fn backend_types_have_no_implicit_padding() {
+        assert_eq!(core::mem::size_of::<BackendKey>(), 20);
+        assert_eq!(core::mem::size_of::<BackendSlot>(), 4 + SERVICE_NAME_LEN);
+        assert_eq!(core::mem::size_of::<BackendCounters>(), 48);
+    }
+
+    #[test]
+    fn ipv4_keys_are_ipv4_mapped() {
+        let key = BackendKey::v4([198, 18, 0, 2], 8080);
+        assert_eq!(&key.addr[10..], &[0xff, 0xff, 198, 18, 0, 2]);
+        assert_eq!(key.port, 8080);
     }
 
     #[test]

@@ -1,15 +1,24 @@
-//! Every map the programs use. Names are the pin file names under the pin directory
-//! (`proxy_common::map_names`); user space opens them by the same names.
+//! Every map the programs use, as BTF maps so `bpftool map dump` shows typed keys and values.
+//! Names are the pin file names under the pin directory (`proxy_common::map_names`); user space
+//! pins each one by name when it loads the object.
 use aya_ebpf::{
-    macros::map,
-    maps::{HashMap, PerCpuArray},
+    btf_maps::{HashMap, PerCpuArray},
+    macros::btf_map,
 };
-use proxy_common::{IfaceCounters, MAX_INTERFACES};
+use proxy_common::{BackendCounters, BackendKey, BackendSlot, IfaceCounters};
 
 /// `ifindex -> slot` in `IFACE_STATS`, written by user space when it attaches to an interface.
-#[map(name = "IFACE_SLOTS")]
-pub static IFACE_SLOTS: HashMap<u32, u32> = HashMap::pinned(MAX_INTERFACES, 0);
+#[btf_map]
+pub static IFACE_SLOTS: HashMap<u32, u32, 64> = HashMap::new();
 
 /// Per-CPU ingress counters, one slot per attached interface.
-#[map(name = "IFACE_STATS")]
-pub static IFACE_STATS: PerCpuArray<IfaceCounters> = PerCpuArray::pinned(MAX_INTERFACES, 0);
+#[btf_map]
+pub static IFACE_STATS: PerCpuArray<IfaceCounters, 64> = PerCpuArray::new();
+
+/// The backends to count, written by user space in step with replica discovery.
+#[btf_map]
+pub static BACKENDS: HashMap<BackendKey, BackendSlot, 4096> = HashMap::new();
+
+/// Per-CPU counters of each backend, indexed by `BackendSlot::slot`.
+#[btf_map]
+pub static BACKEND_STATS: PerCpuArray<BackendCounters, 4096> = PerCpuArray::new();

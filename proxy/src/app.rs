@@ -1,22 +1,31 @@
 //! Wires the parts of a running proxy together and stops them in order on a signal.
-use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use tokio::{
     net::TcpListener,
     signal::unix::{SignalKind, signal},
-    sync::watch,
+    sync::{Notify, watch},
 };
 
 use crate::{
     api,
     cli::RunArgs,
-    control::ControlPlane,
-    dataplane::{DataPlane, DataPlaneConfig},
+    control::{ControlHooks, ControlPlane},
+    dataplane::{DataPlane, DataPlaneConfig, DataPlaneError},
     l7::{self, Proxy},
+    metrics::Metrics,
     state::StateFile,
     upstream::{ReplicaResolver, new_client},
 };
+
+/// How often the counted backends are checked against discovery even without a change signal.
+const BACKEND_SYNC_FALLBACK: Duration = Duration::from_secs(5);
 
 /// Runs the proxy until SIGINT or SIGTERM, then stops accepting, drains open connections,
 /// detaches the data plane and (unless `--keep-pins`) removes its pins.
@@ -25,35 +34,55 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     let routes = state.load()?;
     tracing::info!(services = routes.services().len(), file = %state.path().display(), "configuration restored");
     let resolver = ReplicaResolver::new(args.dns_server)?;
-    let control = Arc::new(ControlPlane::new(routes, state, resolver));
 
     let http = bind(args.http_addr, "--http-addr").await?;
     let api = bind(args.api_addr, "--api-addr").await?;
     let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
     let data_plane = start_data_plane(&args, pin_dir)?;
+    let metrics = Metrics::new(data_plane.as_ref().map(|dp| dp.pin_dir().to_path_buf()));
+    let hooks = ControlHooks {
+        reloads: metrics.config_reloads(),
+        changed: Arc::new(Notify::new()),
+    };
+    let control = Arc::new(ControlPlane::new(routes, state, resolver, hooks.clone()));
 
     let (stop, stopped) = watch::channel(false);
-    let proxy = Arc::new(Proxy::new(Arc::clone(&control), new_client()));
+    let proxy = Arc::new(Proxy::new(
+        Arc::clone(&control),
+        new_client(),
+        Arc::clone(&metrics),
+    ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);
         async move { proxy.handle(req, peer).await }
     });
-    let api_control = Arc::clone(&control);
-    let api_handler = Arc::new(move |req, _peer| api::handle(Arc::clone(&api_control), req));
+    let (api_control, api_metrics) = (Arc::clone(&control), Arc::clone(&metrics));
+    let api_handler = Arc::new(move |req, _peer| {
+        api::handle(Arc::clone(&api_control), Arc::clone(&api_metrics), req)
+    });
+    let open = Some(metrics.open_connections());
     let servers = tokio::spawn({
         let stopped = stopped.clone();
         async move {
             tokio::join!(
-                l7::serve(http, proxy_handler, stopped.clone()),
-                l7::serve(api, api_handler, stopped),
+                l7::serve(http, proxy_handler, stopped.clone(), open),
+                l7::serve(api, api_handler, stopped, None),
             )
         }
     });
-    let refresher = tokio::spawn({
+    let mut background = vec![tokio::spawn({
         let control = Arc::clone(&control);
         let every = Duration::from_secs(args.dns_refresh);
         async move { control.refresh_periodically(every).await }
-    });
+    })];
+    let data_plane = data_plane.map(|dp| Arc::new(Mutex::new(dp)));
+    if let Some(dp) = &data_plane {
+        background.push(tokio::spawn(sync_backends(
+            Arc::clone(&control),
+            Arc::clone(dp),
+            Arc::clone(&hooks.changed),
+        )));
+    }
     tokio::spawn({
         let control = Arc::clone(&control);
         async move { control.refresh_all().await }
@@ -62,15 +91,52 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
 
     wait_for_shutdown_signal().await?;
     let _ = stop.send(true);
-    refresher.abort();
+    for task in &background {
+        task.abort();
+    }
+    for task in background {
+        let _ = task.await;
+    }
     servers.await.context("the listeners' task failed")?;
-    if let Some(data_plane) = data_plane {
-        data_plane
-            .shutdown(args.keep_pins)
+    if let Some(dp) = data_plane {
+        let dp = Arc::into_inner(dp)
+            .context("the data plane is still in use")?
+            .into_inner()
+            .map_err(|_| anyhow::anyhow!("the data plane lock was poisoned"))?;
+        dp.shutdown(args.keep_pins)
             .context("stopping the data plane")?;
     }
     tracing::info!("flowproxy stopped");
     Ok(())
+}
+
+/// Keeps the kernel's `BACKENDS` equal to the replicas discovery knows, on every change.
+async fn sync_backends(
+    control: Arc<ControlPlane>,
+    data_plane: Arc<Mutex<DataPlane>>,
+    changed: Arc<Notify>,
+) {
+    let mut counted = Vec::new();
+    loop {
+        let wanted = control.snapshot().backends();
+        if wanted != counted {
+            let result = data_plane
+                .lock()
+                .map_err(|_| "lock poisoned".to_owned())
+                .and_then(|mut dp| dp.sync_backends(&wanted).map_err(|e| e.to_string()));
+            match result {
+                Ok(()) => {
+                    tracing::info!(backends = wanted.len(), "counted backends updated");
+                    counted = wanted;
+                }
+                Err(e) => tracing::warn!(error = %e, "updating the counted backends failed"),
+            }
+        }
+        tokio::select! {
+            _ = changed.notified() => {}
+            _ = tokio::time::sleep(BACKEND_SYNC_FALLBACK) => {}
+        }
+    }
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
@@ -79,6 +145,8 @@ async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr} ({flag}): is another process using it?"))
 }
 
+/// Starts the data plane when interfaces are given. Missing BPF rights are not fatal: the proxy
+/// runs with user-space metrics only, and says so once.
 fn start_data_plane(args: &RunArgs, pin_dir: PathBuf) -> anyhow::Result<Option<DataPlane>> {
     if args.no_ebpf {
         tracing::warn!("--no-ebpf: running without the eBPF data plane");
@@ -92,9 +160,17 @@ fn start_data_plane(args: &RunArgs, pin_dir: PathBuf) -> anyhow::Result<Option<D
         interfaces: args.interfaces.clone(),
         pin_dir,
     };
-    let data_plane = DataPlane::start(&config)?;
-    tracing::info!(pins = %data_plane.pin_dir().display(), "data plane running");
-    Ok(Some(data_plane))
+    match DataPlane::start(&config) {
+        Ok(data_plane) => {
+            tracing::info!(pins = %data_plane.pin_dir().display(), "data plane running");
+            Ok(Some(data_plane))
+        }
+        Err(e @ DataPlaneError::NoPrivilege { .. }) => {
+            tracing::warn!("{e}; continuing without the data plane (user-space metrics only)");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn wait_for_shutdown_signal() -> anyhow::Result<()> {

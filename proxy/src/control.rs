@@ -4,8 +4,11 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use arc_swap::{ArcSwap, Guard};
 use futures_util::future::join_all;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
 
 use crate::{
+    dataplane::Backend,
     routes::{Destination, ReqMode, RouteError, RouteTable, Service},
     state::{StateError, StateFile},
     upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
@@ -32,6 +35,39 @@ impl Snapshot {
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<ReplicaSet>> {
         self.upstreams.values()
     }
+
+    /// Every replica known now, with its service, sorted (what the data plane should count).
+    pub fn backends(&self) -> Vec<Backend> {
+        let mut backends: Vec<Backend> = self
+            .routes
+            .services()
+            .values()
+            .flat_map(|service| {
+                service
+                    .destinations
+                    .iter()
+                    .filter_map(move |dest| self.upstream(service, dest))
+                    .flat_map(move |set| {
+                        set.addrs().into_iter().map(move |addr| Backend {
+                            addr,
+                            service: service.name.clone(),
+                        })
+                    })
+            })
+            .collect();
+        backends.sort();
+        backends.dedup_by(|a, b| a.addr == b.addr);
+        backends
+    }
+}
+
+/// What the control plane tells the rest of the process.
+#[derive(Clone, Default)]
+pub struct ControlHooks {
+    /// Counts applied changes (`flowproxy_config_reloads_total`).
+    pub reloads: Counter,
+    /// Notified when routes or replicas change.
+    pub changed: Arc<Notify>,
 }
 
 /// Why a change was refused.
@@ -61,17 +97,24 @@ pub struct ControlPlane {
     writer: tokio::sync::Mutex<()>,
     state: StateFile,
     resolver: ReplicaResolver,
+    hooks: ControlHooks,
 }
 
 impl ControlPlane {
     /// Starts from `routes` (restored from the state file).
-    pub fn new(routes: RouteTable, state: StateFile, resolver: ReplicaResolver) -> Self {
-        let snapshot = build_snapshot(routes, &HashMap::new(), &resolver);
+    pub fn new(
+        routes: RouteTable,
+        state: StateFile,
+        resolver: ReplicaResolver,
+        hooks: ControlHooks,
+    ) -> Self {
+        let snapshot = build_snapshot(routes, &HashMap::new(), &resolver, &hooks.changed);
         Self {
             current: ArcSwap::from_pointee(snapshot),
             writer: tokio::sync::Mutex::new(()),
             state,
             resolver,
+            hooks,
         }
     }
 
@@ -110,8 +153,15 @@ impl ControlPlane {
         let old = self.current.load_full();
         let routes = change(&old.routes)?;
         self.state.save(&routes)?;
-        let snapshot = Arc::new(build_snapshot(routes, &old.upstreams, &self.resolver));
+        let snapshot = Arc::new(build_snapshot(
+            routes,
+            &old.upstreams,
+            &self.resolver,
+            &self.hooks.changed,
+        ));
         self.current.store(Arc::clone(&snapshot));
+        self.hooks.reloads.inc();
+        self.hooks.changed.notify_one();
         let fresh = snapshot
             .upstreams()
             .filter(|set| !old.upstreams.contains_key(set.key()))
@@ -150,6 +200,7 @@ fn build_snapshot(
     routes: RouteTable,
     previous: &HashMap<UpstreamKey, Arc<ReplicaSet>>,
     resolver: &ReplicaResolver,
+    changed: &Arc<Notify>,
 ) -> Snapshot {
     let mut upstreams = HashMap::new();
     for service in routes.services().values() {
@@ -159,10 +210,9 @@ fn build_snapshot(
             .filter(|d| d.req_mode == ReqMode::Http)
         {
             let key = upstream_key(service, dest);
-            let set = previous
-                .get(&key)
-                .cloned()
-                .unwrap_or_else(|| ReplicaSet::new(key.clone(), resolver.clone()));
+            let set = previous.get(&key).cloned().unwrap_or_else(|| {
+                ReplicaSet::new(key.clone(), resolver.clone(), Arc::clone(changed))
+            });
             upstreams.insert(key, set);
         }
     }

@@ -5,6 +5,7 @@ mod cli;
 mod control;
 mod dataplane;
 mod l7;
+mod metrics;
 mod routes;
 mod state;
 mod stats_cmd;

@@ -33,6 +33,32 @@ pub fn xdp_programs(interface: &str) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The BPF links process `pid` holds, as `(link type, link id)`, read from its fdinfo. Debian's
+/// bpftool predates tcx and cannot show tcx attachments, but the kernel names them here.
+pub fn links_of(pid: u32) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut links = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        if let (Some(kind), Some(id)) = (field("link_type:"), field("link_id:")) {
+            links.push((kind, id.parse()?));
+        }
+    }
+    links.sort();
+    Ok(links)
+}
+
+/// True while the kernel still has BPF link `id`.
+pub fn link_exists(id: u64) -> bool {
+    run("bpftool", &["link", "show", "id", &id.to_string()]).is_ok()
+}
+
 /// The name of program `id` (`bpftool prog show id`).
 pub fn program_name(id: u64) -> anyhow::Result<String> {
     let out = run("bpftool", &["-j", "prog", "show", "id", &id.to_string()])?;

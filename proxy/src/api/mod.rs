@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use hyper::{Method, Request, Response, body::Incoming};
 
-use crate::{control::ControlPlane, l7::Body};
+use crate::{control::ControlPlane, l7::Body, metrics::Metrics};
 
 /// Routes one API request to its endpoint.
-pub async fn handle(control: Arc<ControlPlane>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(
+    control: Arc<ControlPlane>,
+    metrics: Arc<Metrics>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let query = parse_query(req.uri().query());
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let response = match path.as_str() {
@@ -18,6 +22,13 @@ pub async fn handle(control: Arc<ControlPlane>, req: Request<Incoming>) -> Respo
         "/v1/docker-flow-proxy/config" => dfp::config(&control, &query),
         "/v1/docker-flow-proxy/reload" => dfp::reload(&control).await,
         "/v1/docker-flow-proxy/ping" | "/ping" => dfp::ping(),
+        "/metrics" => Response::builder()
+            .header(
+                hyper::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(crate::l7::text_body(metrics.encode()))
+            .expect("static headers are valid"),
         _ => envelope::error(404, &format!("no API endpoint at {path}"), None),
     };
     tracing::info!(target: "api", method = %req.method(), path, status = response.status().as_u16());

@@ -49,9 +49,11 @@ pub enum DataPlaneError {
         /// The pin directory.
         dir: PathBuf,
     },
-    /// More interfaces than the counting map has slots for.
-    #[error("too many interfaces: the data plane counts at most {max}")]
-    TooManyInterfaces {
+    /// More interfaces or backends than the counting maps have slots for.
+    #[error("too many {what}: the data plane counts at most {max}")]
+    OutOfSlots {
+        /// "interfaces" or "backends".
+        what: &'static str,
         /// The number of slots.
         max: u32,
     },

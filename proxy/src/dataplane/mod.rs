@@ -3,6 +3,7 @@
 //!
 //! Links are not pinned: they belong to this process, so when it dies (even by `kill -9`) the
 //! kernel detaches the programs and the interfaces keep working without us.
+mod backends;
 mod bpffs;
 mod error;
 mod netif;
@@ -18,18 +19,21 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap, PerCpuArray, PerCpuValues},
-    programs::{Xdp, XdpMode},
+    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
 use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
 
+pub use backends::Backend;
 pub use error::DataPlaneError;
-pub use stats::read_iface_stats;
+pub use stats::{BackendCountersView, BackendStat, read_backend_stats, read_iface_stats};
 
 /// The object built by `cargo xtask build-ebpf`; empty when the binary was built without it.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowproxy-ebpf.o"));
 
 /// Name of the XDP counting program in the object.
 const XDP_PROGRAM: &str = "flowproxy_xdp";
+/// Name of the TC egress counting program in the object.
+const TC_PROGRAM: &str = "flowproxy_tc_egress";
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -58,30 +62,26 @@ impl DataPlane {
         }
         let lock = bpffs::prepare_pin_dir(&config.pin_dir)?;
         pins::drop_stale_pins(&config.pin_dir)?;
-        let mut ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&config.pin_dir)
+        let mut loader = EbpfLoader::new();
+        for shape in pins::PINNED_MAPS {
+            loader.map_pin_path(shape.name, config.pin_dir.join(shape.name));
+        }
+        let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| permission_or(e, "load BPF maps and programs", DataPlaneError::Load))?;
         assign_slots(&mut ebpf, &ifindexes)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(XDP_PROGRAM)
-            .ok_or(DataPlaneError::NoObject)?
-            .try_into()
-            .map_err(|source| program_error(source, "load"))?;
-        program
-            .load()
-            .map_err(|source| program_error(source, "load"))?;
-        for name in &config.interfaces {
-            program
-                .attach(name, XdpMode::Default)
-                .map_err(|source| program_error(source, "attach"))?;
-            tracing::info!(interface = %name, program = XDP_PROGRAM, "XDP program attached");
-        }
+        attach_xdp(&mut ebpf, &config.interfaces)?;
+        attach_tc_egress(&mut ebpf, &config.interfaces)?;
         Ok(Self {
             ebpf,
             pin_dir: config.pin_dir.clone(),
             _lock: lock,
         })
+    }
+
+    /// Makes the counted backends exactly `wanted`.
+    pub fn sync_backends(&mut self, wanted: &[Backend]) -> Result<(), DataPlaneError> {
+        backends::sync(&mut self.ebpf, wanted)
     }
 
     /// The directory holding this data plane's pins.
@@ -107,6 +107,44 @@ impl DataPlane {
     }
 }
 
+fn attach_xdp(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<(), DataPlaneError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(XDP_PROGRAM)
+        .ok_or(DataPlaneError::NoObject)?
+        .try_into()
+        .map_err(|source| program_error(source, XDP_PROGRAM, "load"))?;
+    program
+        .load()
+        .map_err(|source| program_error(source, XDP_PROGRAM, "load"))?;
+    for name in interfaces {
+        program
+            .attach(name, XdpMode::Default)
+            .map_err(|source| program_error(source, XDP_PROGRAM, "attach"))?;
+        tracing::info!(interface = %name, program = XDP_PROGRAM, "XDP program attached");
+    }
+    Ok(())
+}
+
+/// Attaches the egress counter. On this kernel generation aya uses tcx links, which detach
+/// with the process like the XDP links do.
+fn attach_tc_egress(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<(), DataPlaneError> {
+    let program: &mut SchedClassifier = ebpf
+        .program_mut(TC_PROGRAM)
+        .ok_or(DataPlaneError::NoObject)?
+        .try_into()
+        .map_err(|source| program_error(source, TC_PROGRAM, "load"))?;
+    program
+        .load()
+        .map_err(|source| program_error(source, TC_PROGRAM, "load"))?;
+    for name in interfaces {
+        program
+            .attach(name, TcAttachType::Egress)
+            .map_err(|source| program_error(source, TC_PROGRAM, "attach"))?;
+        tracing::info!(interface = %name, program = TC_PROGRAM, "TC egress program attached");
+    }
+    Ok(())
+}
+
 fn resolve_interfaces(names: &[String]) -> Result<Vec<u32>, DataPlaneError> {
     names
         .iter()
@@ -126,7 +164,8 @@ fn assign_slots(ebpf: &mut Ebpf, ifindexes: &[u32]) -> Result<(), DataPlaneError
         slots::plan_slots(&existing, ifindexes, MAX_INTERFACES, |i| {
             netif::name_of(i).is_some()
         })
-        .ok_or(DataPlaneError::TooManyInterfaces {
+        .ok_or(DataPlaneError::OutOfSlots {
+            what: "interfaces",
             max: MAX_INTERFACES,
         })?
     };
@@ -174,13 +213,16 @@ fn slots_map(
     })
 }
 
-fn program_error(source: aya::programs::ProgramError, action: &str) -> DataPlaneError {
-    permission_or(source, &format!("{action} the XDP program"), |source| {
-        DataPlaneError::Program {
-            program: XDP_PROGRAM,
-            source,
-        }
-    })
+fn program_error(
+    source: aya::programs::ProgramError,
+    program: &'static str,
+    action: &str,
+) -> DataPlaneError {
+    permission_or(
+        source,
+        &format!("{action} the BPF program {program}"),
+        |source| DataPlaneError::Program { program, source },
+    )
 }
 
 fn permission_or<E: std::error::Error + 'static>(

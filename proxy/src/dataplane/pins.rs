@@ -3,7 +3,10 @@
 use std::{fs, io, path::Path};
 
 use aya::maps::MapInfo;
-use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
+use proxy_common::{
+    BackendCounters, BackendKey, BackendSlot, IfaceCounters, MAX_BACKENDS, MAX_INTERFACES,
+    map_names,
+};
 
 use super::error::DataPlaneError;
 
@@ -33,6 +36,18 @@ pub const PINNED_MAPS: &[MapShape] = &[
         key_size: 4,
         value_size: size_of::<IfaceCounters>() as u32,
         max_entries: MAX_INTERFACES,
+    },
+    MapShape {
+        name: map_names::BACKENDS,
+        key_size: size_of::<BackendKey>() as u32,
+        value_size: size_of::<BackendSlot>() as u32,
+        max_entries: MAX_BACKENDS,
+    },
+    MapShape {
+        name: map_names::BACKEND_STATS,
+        key_size: 4,
+        value_size: size_of::<BackendCounters>() as u32,
+        max_entries: MAX_BACKENDS,
     },
 ];
 

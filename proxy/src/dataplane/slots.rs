@@ -1,25 +1,29 @@
-//! Which counter slot each interface uses. Pure bookkeeping, so it is tested without a kernel.
+//! Which counter slot each interface (or backend) uses. Pure bookkeeping, so it is tested
+//! without a kernel.
 use std::collections::{BTreeMap, BTreeSet};
 
-/// What to change in `IFACE_SLOTS` so that every wanted interface has a slot.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct SlotPlan {
-    /// New `ifindex -> slot` entries; their slots are recycled, so their counters start at zero.
-    pub add: Vec<(u32, u32)>,
-    /// Entries of interfaces that no longer exist.
-    pub remove: Vec<u32>,
+/// What to change in a `key -> slot` map so that every wanted key has a slot.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SlotPlan<K> {
+    /// New `key -> slot` entries; their slots may be recycled, so their counters must be zeroed.
+    pub add: Vec<(K, u32)>,
+    /// Entries to delete.
+    pub remove: Vec<K>,
 }
 
-/// Plans slots for `wanted` interfaces given the pinned `existing` entries. An interface that
-/// already has a slot keeps it, so counters survive a restart; entries for interfaces for which
-/// `alive` is false are dropped and their slots reused. Returns `None` when slots run out.
-pub fn plan_slots(
-    existing: &BTreeMap<u32, u32>,
-    wanted: &[u32],
+/// Plans slots for `wanted` keys given the pinned `existing` entries. A key that already has a
+/// slot keeps it, so counters survive a restart; entries that are neither wanted nor `alive`
+/// are dropped and their slots reused. Returns `None` when slots run out.
+pub fn plan_slots<K: Ord + Copy>(
+    existing: &BTreeMap<K, u32>,
+    wanted: &[K],
     max_slots: u32,
-    alive: impl Fn(u32) -> bool,
-) -> Option<SlotPlan> {
-    let mut plan = SlotPlan::default();
+    alive: impl Fn(K) -> bool,
+) -> Option<SlotPlan<K>> {
+    let mut plan = SlotPlan {
+        add: Vec::new(),
+        remove: Vec::new(),
+    };
     let mut used = BTreeSet::new();
     for (&ifindex, &slot) in existing {
         if wanted.contains(&ifindex) || alive(ifindex) {
@@ -45,7 +49,7 @@ mod tests {
 
     #[test]
     fn fresh_interfaces_get_the_lowest_free_slots() {
-        let plan = plan_slots(&BTreeMap::new(), &[7, 9], 4, |_| true).unwrap();
+        let plan = plan_slots(&BTreeMap::<u32, u32>::new(), &[7, 9], 4, |_| true).unwrap();
         assert_eq!(plan.add, vec![(7, 0), (9, 1)]);
         assert!(plan.remove.is_empty());
     }
@@ -71,7 +75,7 @@ mod tests {
 
     #[test]
     fn a_repeated_interface_gets_one_slot() {
-        let plan = plan_slots(&BTreeMap::new(), &[4, 4], 4, |_| true).unwrap();
+        let plan = plan_slots(&BTreeMap::<u32, u32>::new(), &[4, 4], 4, |_| true).unwrap();
         assert_eq!(plan.add, vec![(4, 0)]);
     }
 }

@@ -2,10 +2,10 @@
 use std::path::Path;
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
-use proxy_common::{IfaceCounters, map_names};
+use proxy_common::{BackendCounters, BackendKey, BackendSlot, IfaceCounters, map_names};
 use serde::Serialize;
 
-use super::{error::DataPlaneError, netif};
+use super::{backends, error::DataPlaneError, netif};
 
 /// Ingress counters of one interface, summed over CPUs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,6 +53,80 @@ pub fn read_iface_stats(dir: &Path) -> Result<Vec<IfaceStat>, DataPlaneError> {
         });
     }
     out.sort_by_key(|s| s.slot);
+    Ok(out)
+}
+
+/// Traffic of one backend, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendStat {
+    /// The service the backend serves.
+    pub service: String,
+    /// The replica's address and port.
+    pub backend: std::net::SocketAddr,
+    /// The counter slot.
+    pub slot: u32,
+    /// The counters.
+    #[serde(flatten)]
+    pub counters: BackendCountersView,
+}
+
+/// [`BackendCounters`] with field names for JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackendCountersView {
+    /// Frames from the backend.
+    pub packets_in: u64,
+    /// Bytes from the backend.
+    pub bytes_in: u64,
+    /// Frames to the backend.
+    pub packets_out: u64,
+    /// Bytes to the backend.
+    pub bytes_out: u64,
+    /// New connections to the backend.
+    pub connections: u64,
+    /// Segments with RST.
+    pub resets: u64,
+}
+
+impl From<BackendCounters> for BackendCountersView {
+    fn from(c: BackendCounters) -> Self {
+        Self {
+            packets_in: c.packets_in,
+            bytes_in: c.bytes_in,
+            packets_out: c.packets_out,
+            bytes_out: c.bytes_out,
+            connections: c.connections,
+            resets: c.resets,
+        }
+    }
+}
+
+/// Reads every counted backend's traffic from the maps pinned under `dir`.
+pub fn read_backend_stats(dir: &Path) -> Result<Vec<BackendStat>, DataPlaneError> {
+    if !dir.join(map_names::BACKENDS).exists() {
+        return Err(DataPlaneError::NotPinned { dir: dir.into() });
+    }
+    let backends: HashMap<MapData, BackendKey, BackendSlot> = open(dir, map_names::BACKENDS)?;
+    let stats: PerCpuArray<MapData, BackendCounters> = open(dir, map_names::BACKEND_STATS)?;
+    let map_err = |map| move |source| DataPlaneError::Map { map, source };
+    let mut out = Vec::new();
+    for entry in backends.iter() {
+        let (key, value) = entry.map_err(map_err(map_names::BACKENDS))?;
+        let mut total = BackendCounters::default();
+        for per_cpu in stats
+            .get(&value.slot, 0)
+            .map_err(map_err(map_names::BACKEND_STATS))?
+            .iter()
+        {
+            total.add(per_cpu);
+        }
+        out.push(BackendStat {
+            service: backends::service_of(&value),
+            backend: backends::addr_of(&key),
+            slot: value.slot,
+            counters: total.into(),
+        });
+    }
+    out.sort_by(|a, b| (&a.service, a.backend).cmp(&(&b.service, b.backend)));
     Ok(out)
 }
 

@@ -15,7 +15,9 @@ use hyper::{
 };
 
 use super::{Body, auth, errors::ProxyError, headers, tunnel};
-use crate::{control::ControlPlane, routes::Destination, upstream::UpstreamClient};
+use crate::{
+    control::ControlPlane, metrics::Metrics, routes::Destination, upstream::UpstreamClient,
+};
 
 /// How many replicas an idempotent request may try.
 const MAX_ATTEMPTS: usize = 3;
@@ -26,6 +28,7 @@ const EJECT_FOR: Duration = Duration::from_secs(10);
 pub struct Proxy {
     control: Arc<ControlPlane>,
     client: UpstreamClient,
+    metrics: Arc<Metrics>,
 }
 
 /// What the access log records about a forwarded request.
@@ -37,8 +40,12 @@ struct Outcome {
 
 impl Proxy {
     /// A proxy routing by `control`'s snapshots through `client`.
-    pub fn new(control: Arc<ControlPlane>, client: UpstreamClient) -> Self {
-        Self { control, client }
+    pub fn new(control: Arc<ControlPlane>, client: UpstreamClient, metrics: Arc<Metrics>) -> Self {
+        Self {
+            control,
+            client,
+            metrics,
+        }
     }
 
     /// Handles one request from `peer`; every outcome, errors included, is a response.
@@ -52,6 +59,13 @@ impl Proxy {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
+        let elapsed = started.elapsed().as_secs_f64();
+        self.metrics.observe_request(
+            outcome.service.as_deref(),
+            response.status().as_u16(),
+            &method,
+            elapsed,
+        );
         tracing::info!(
             target: "access",
             client = %peer.ip(),
@@ -61,7 +75,7 @@ impl Proxy {
             status = response.status().as_u16(),
             service = outcome.service.as_deref().unwrap_or("-"),
             replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed * 1000.0,
         );
         response
     }

@@ -10,6 +10,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
 };
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::{net::TcpListener, sync::watch};
 
 /// Response body type of every handler.
@@ -18,11 +19,13 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 /// How long open connections get to finish after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` with `handler` until `shutdown` turns true, then drains.
+/// Serves `listener` with `handler` until `shutdown` turns true, then drains. `open`, when
+/// given, tracks how many connections are open.
 pub async fn serve<H, F>(
     listener: TcpListener,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
+    open: Option<Gauge>,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
@@ -49,9 +52,16 @@ pub async fn serve<H, F>(
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
+                let open = open.clone();
+                if let Some(gauge) = &open {
+                    gauge.inc();
+                }
                 tokio::spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, %peer, "connection ended with an error");
+                    }
+                    if let Some(gauge) = open {
+                        gauge.dec();
                     }
                 });
             }

@@ -28,6 +28,7 @@ pub struct UpstreamKey {
 pub struct ReplicaSet {
     key: UpstreamKey,
     resolver: ReplicaResolver,
+    changed: Arc<tokio::sync::Notify>,
     current: ArcSwap<Replicas>,
     next: AtomicUsize,
     refreshing: tokio::sync::Mutex<()>,
@@ -54,11 +55,17 @@ fn now_ms() -> u64 {
 }
 
 impl ReplicaSet {
-    /// An unresolved set; the first request (or the refresher) resolves it.
-    pub fn new(key: UpstreamKey, resolver: ReplicaResolver) -> Arc<Self> {
+    /// An unresolved set; the first request (or the refresher) resolves it. `changed` is
+    /// notified whenever the replicas change.
+    pub fn new(
+        key: UpstreamKey,
+        resolver: ReplicaResolver,
+        changed: Arc<tokio::sync::Notify>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             key,
             resolver,
+            changed,
             current: ArcSwap::from_pointee(Replicas::default()),
             next: AtomicUsize::new(0),
             refreshing: tokio::sync::Mutex::new(()),
@@ -103,6 +110,7 @@ impl ReplicaSet {
                     .collect();
                 if addrs != old.addrs {
                     tracing::info!(service = %self.key.host, port = self.key.port, replicas = ?addrs, "replicas changed");
+                    self.changed.notify_one();
                 }
                 Replicas {
                     addrs,
@@ -152,6 +160,11 @@ impl ReplicaSet {
             let until = now_ms() + duration.as_millis() as u64;
             replicas.ejected_until[i].store(until, Ordering::Relaxed);
         }
+    }
+
+    /// The replicas currently known.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.current.load().addrs.clone()
     }
 
     /// The last look-up error, if the last look-up failed.

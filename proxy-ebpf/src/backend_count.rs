@@ -1,0 +1,50 @@
+//! Per-backend counting, shared by the XDP (ingress) and TC (egress) programs.
+use proxy_common::BackendKey;
+
+use crate::{
+    maps::{BACKEND_STATS, BACKENDS},
+    packet::{Packet, TCP_ACK, TCP_RST, TCP_SYN, parse_tcp4},
+};
+
+/// Which way a segment travels relative to the backend.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// From the backend (seen on ingress).
+    FromBackend,
+    /// To the backend (seen on egress).
+    ToBackend,
+}
+
+/// Counts `p` for the backend it comes from or goes to, if that backend is being counted.
+#[inline(always)]
+pub fn count<P: Packet>(p: &P, direction: Direction) -> Option<()> {
+    let tcp = parse_tcp4(p)?;
+    let key = match direction {
+        Direction::FromBackend => BackendKey::v4(tcp.saddr, tcp.sport),
+        Direction::ToBackend => BackendKey::v4(tcp.daddr, tcp.dport),
+    };
+    // Safety: user space writes whole values; a racing update only changes which slot counts.
+    let slot = unsafe { BACKENDS.get(&key) }?.slot;
+    let counters = BACKEND_STATS.get_ptr_mut(slot)?;
+    let len = p.len() as u64;
+    // Safety: the per-CPU slot belongs to this CPU alone while the program runs.
+    unsafe {
+        match direction {
+            Direction::FromBackend => {
+                (*counters).packets_in += 1;
+                (*counters).bytes_in += len;
+            }
+            Direction::ToBackend => {
+                (*counters).packets_out += 1;
+                (*counters).bytes_out += len;
+                if tcp.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                    (*counters).connections += 1;
+                }
+            }
+        }
+        if tcp.flags & TCP_RST != 0 {
+            (*counters).resets += 1;
+        }
+    }
+    Some(())
+}

@@ -1,0 +1,141 @@
+//! Keeping `BACKENDS` in step with discovery: every replica user space balances to gets a
+//! counter slot, a replica that goes away gives its slot back, and a recycled slot starts at zero.
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+};
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, PerCpuArray, PerCpuValues},
+};
+use proxy_common::{
+    BackendCounters, BackendKey, BackendSlot, MAX_BACKENDS, SERVICE_NAME_LEN, map_names,
+};
+
+use super::{error::DataPlaneError, slots};
+
+/// A replica the proxy sends traffic to, and the service it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Backend {
+    /// The replica's address and port.
+    pub addr: SocketAddr,
+    /// The service it serves.
+    pub service: String,
+}
+
+/// The map key of a backend; `None` for IPv6, which the programs do not count yet.
+pub fn key_of(addr: SocketAddr) -> Option<BackendKey> {
+    match addr.ip() {
+        IpAddr::V4(v4) => Some(BackendKey::v4(v4.octets(), addr.port())),
+        IpAddr::V6(_) => None,
+    }
+}
+
+/// The address a key stands for.
+pub fn addr_of(key: &BackendKey) -> SocketAddr {
+    let ip = std::net::Ipv6Addr::from(key.addr);
+    let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+    SocketAddr::new(ip, key.port)
+}
+
+/// The service name as stored in a map value.
+pub fn service_of(slot: &BackendSlot) -> String {
+    let end = slot
+        .service
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(SERVICE_NAME_LEN);
+    String::from_utf8_lossy(&slot.service[..end]).into_owned()
+}
+
+fn slot_value(slot: u32, service: &str) -> BackendSlot {
+    let mut name = [0u8; SERVICE_NAME_LEN];
+    let bytes = service.as_bytes();
+    let n = bytes.len().min(SERVICE_NAME_LEN);
+    name[..n].copy_from_slice(&bytes[..n]);
+    BackendSlot {
+        slot,
+        service: name,
+    }
+}
+
+/// Makes `BACKENDS` hold exactly `wanted` (IPv4 ones), zeroing the counters of new slots.
+pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend]) -> Result<(), DataPlaneError> {
+    let map_err = |map: &'static str| move |source| DataPlaneError::Map { map, source };
+    let services: BTreeMap<BackendKey, &str> = wanted
+        .iter()
+        .filter_map(|b| Some((key_of(b.addr)?, b.service.as_str())))
+        .collect();
+    let keys: Vec<BackendKey> = services.keys().copied().collect();
+    let plan = {
+        let map = ebpf
+            .map(map_names::BACKENDS)
+            .ok_or(DataPlaneError::NoObject)?;
+        let backends: HashMap<_, BackendKey, BackendSlot> =
+            HashMap::try_from(map).map_err(map_err(map_names::BACKENDS))?;
+        let existing: BTreeMap<BackendKey, u32> = backends
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (k, v.slot))
+            .collect();
+        slots::plan_slots(&existing, &keys, MAX_BACKENDS, |_| false).ok_or(
+            DataPlaneError::OutOfSlots {
+                what: "backends",
+                max: MAX_BACKENDS,
+            },
+        )?
+    };
+    {
+        let map = ebpf
+            .map_mut(map_names::BACKEND_STATS)
+            .ok_or(DataPlaneError::NoObject)?;
+        let mut stats: PerCpuArray<_, BackendCounters> =
+            PerCpuArray::try_from(map).map_err(map_err(map_names::BACKEND_STATS))?;
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(path, e)| DataPlaneError::from_io("count CPUs in", path, e))?;
+        for &(_, slot) in &plan.add {
+            let zero = PerCpuValues::try_from(vec![BackendCounters::default(); cpus])
+                .map_err(|e| DataPlaneError::from_io("zero", map_names::BACKEND_STATS, e))?;
+            stats
+                .set(slot, zero, 0)
+                .map_err(map_err(map_names::BACKEND_STATS))?;
+        }
+    }
+    let map = ebpf
+        .map_mut(map_names::BACKENDS)
+        .ok_or(DataPlaneError::NoObject)?;
+    let mut backends: HashMap<_, BackendKey, BackendSlot> =
+        HashMap::try_from(map).map_err(map_err(map_names::BACKENDS))?;
+    for key in &plan.remove {
+        backends.remove(key).map_err(map_err(map_names::BACKENDS))?;
+        tracing::debug!(backend = %addr_of(key), "backend no longer counted");
+    }
+    for (key, slot) in &plan.add {
+        let service = services.get(key).copied().unwrap_or_default();
+        backends
+            .insert(key, slot_value(*slot, service), 0)
+            .map_err(map_err(map_names::BACKENDS))?;
+        tracing::debug!(backend = %addr_of(key), service, slot, "backend counted");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_to_addresses() {
+        let addr: SocketAddr = "198.18.0.2:8080".parse().unwrap();
+        assert_eq!(addr_of(&key_of(addr).unwrap()), addr);
+        assert!(key_of("[::1]:80".parse().unwrap()).is_none());
+    }
+
+    #[test]
+    fn service_names_are_padded_and_cut() {
+        assert_eq!(service_of(&slot_value(3, "go-demo")), "go-demo");
+        let long = "s".repeat(100);
+        assert_eq!(service_of(&slot_value(3, &long)).len(), SERVICE_NAME_LEN);
+    }
+}

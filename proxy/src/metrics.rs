@@ -1,0 +1,188 @@
+//! Prometheus metrics on the API's `/metrics`: user space's request counters, and the kernel's
+//! per-backend counters read from the pinned maps at each scrape (summed over CPUs), so both
+//! come from one registry and agree on labels.
+use std::{path::PathBuf, sync::Arc};
+
+use hyper::Method;
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+use crate::dataplane::{BackendCountersView, BackendStat, read_backend_stats};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    service: String,
+    code: u16,
+    method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+/// Every metric flowproxy exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<ServiceLabel, Histogram>,
+    open_connections: Gauge,
+    config_reloads: Counter,
+}
+
+impl Metrics {
+    /// A registry; with `pin_dir`, the kernel's backend counters are exported too.
+    pub fn new(pin_dir: Option<PathBuf>) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "flowproxy_service_requests",
+            "HTTP requests by service, status code and method",
+            requests.clone(),
+        );
+        let durations = Family::<ServiceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "flowproxy_service_request_duration_seconds",
+            "Time from request to response headers, by service",
+            durations.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "flowproxy_open_connections",
+            "Client connections open on the HTTP listener",
+            open_connections.clone(),
+        );
+        let config_reloads = Counter::default();
+        registry.register(
+            "flowproxy_config_reloads",
+            "Configuration changes applied",
+            config_reloads.clone(),
+        );
+        if let Some(dir) = pin_dir {
+            registry.register_collector(Box::new(BackendCollector { pin_dir: dir }));
+        }
+        Arc::new(Self {
+            registry,
+            requests,
+            durations,
+            open_connections,
+            config_reloads,
+        })
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(&self, service: Option<&str>, code: u16, method: &Method, seconds: f64) {
+        let service = service.unwrap_or("-").to_owned();
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: service.clone(),
+                code,
+                method: method.as_str().to_owned(),
+            })
+            .inc();
+        self.durations
+            .get_or_create(&ServiceLabel { service })
+            .observe(seconds);
+    }
+
+    /// The open-connections gauge, for the listener to move.
+    pub fn open_connections(&self) -> Gauge {
+        self.open_connections.clone()
+    }
+
+    /// The config-reloads counter, for the control plane to count applied changes.
+    pub fn config_reloads(&self) -> Counter {
+        self.config_reloads.clone()
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "encoding metrics failed");
+        }
+        out
+    }
+}
+
+/// Reads `BACKENDS`/`BACKEND_STATS` at scrape time.
+#[derive(Debug)]
+struct BackendCollector {
+    pin_dir: PathBuf,
+}
+
+impl Collector for BackendCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = match read_backend_stats(&self.pin_dir) {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::debug!(error = %e, "no kernel counters for this scrape");
+                return Ok(());
+            }
+        };
+        encode_in_out(
+            &mut encoder,
+            "flowproxy_backend_packets",
+            "Packets to and from each backend, counted in the kernel",
+            &stats,
+            |c| (c.packets_in, c.packets_out),
+        )?;
+        encode_in_out(
+            &mut encoder,
+            "flowproxy_backend_bytes",
+            "Bytes (whole frames) to and from each backend, counted in the kernel",
+            &stats,
+            |c| (c.bytes_in, c.bytes_out),
+        )?;
+        let mut family = encoder.encode_descriptor(
+            "flowproxy_backend_connections",
+            "TCP connections opened to each backend, counted in the kernel",
+            None,
+            MetricType::Counter,
+        )?;
+        for s in &stats {
+            let labels = [
+                ("service", s.service.clone()),
+                ("backend", s.backend.to_string()),
+            ];
+            ConstCounter::new(s.counters.connections).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// One counter family with a `direction` label ("in": from the backend, "out": to it).
+fn encode_in_out(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    stats: &[BackendStat],
+    in_out: impl Fn(&BackendCountersView) -> (u64, u64),
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for s in stats {
+        let (from_backend, to_backend) = in_out(&s.counters);
+        for (direction, value) in [("in", from_backend), ("out", to_backend)] {
+            let labels = [
+                ("service", s.service.clone()),
+                ("backend", s.backend.to_string()),
+                ("direction", direction.to_owned()),
+            ];
+            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
