@@ -22,6 +22,8 @@ pub const SERVICE_NAME_LEN: usize = 56;
 
 /// Map names, which are also the file names of their pins.
 pub mod map_names {
+    /// `ARRAY<u32>[1]`: the `MAP_LAYOUT_VERSION` the pins were made with.
+    pub const LAYOUT: &str = "LAYOUT";
     /// `HASH<u32 ifindex, u32 slot>`: which `IFACE_STATS` slot counts an interface's packets.
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
     /// `PERCPU_ARRAY<IfaceCounters>` indexed by slot: ingress packets and bytes per interface.

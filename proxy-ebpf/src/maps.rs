@@ -2,10 +2,15 @@
 //! Names are the pin file names under the pin directory (`proxy_common::map_names`); user space
 //! pins each one by name when it loads the object.
 use aya_ebpf::{
-    btf_maps::{HashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, PerCpuArray},
     macros::btf_map,
 };
 use proxy_common::{BackendCounters, BackendKey, BackendSlot, IfaceCounters};
+
+/// One entry: the `MAP_LAYOUT_VERSION` of the pinned maps, written by user space. A restart
+/// that finds another version replaces every pin instead of reusing one of the wrong layout.
+#[btf_map]
+pub static LAYOUT: Array<u32, 1> = Array::new();
 
 /// `ifindex -> slot` in `IFACE_STATS`, written by user space when it attaches to an interface.
 #[btf_map]

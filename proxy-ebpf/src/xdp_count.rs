@@ -4,7 +4,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 use crate::{
     backend_count::{self, Direction},
-    maps::{IFACE_SLOTS, IFACE_STATS},
+    maps::{IFACE_SLOTS, IFACE_STATS, LAYOUT},
     packet::Packet,
 };
 
@@ -12,6 +12,8 @@ use crate::{
 /// does, so every path ends in `XDP_PASS`.
 #[xdp]
 pub fn flowproxy_xdp(ctx: XdpContext) -> u32 {
+    // Referencing LAYOUT keeps it in the object (and so pinned) although only user space uses it.
+    let _ = LAYOUT.get_ptr(0);
     count_interface(&ctx);
     backend_count::count(&ctx, Direction::FromBackend);
     xdp_action::XDP_PASS

@@ -1,6 +1,6 @@
 //! Wires the parts of a running proxy together and stops them in order on a signal.
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -17,7 +17,7 @@ use crate::{
     api,
     cli::RunArgs,
     control::{ControlHooks, ControlPlane},
-    dataplane::{DataPlane, DataPlaneConfig, DataPlaneError},
+    dataplane::{Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for},
     l7::{self, Proxy},
     metrics::Metrics,
     state::StateFile,
@@ -49,7 +49,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     let (stop, stopped) = watch::channel(false);
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
-        new_client(),
+        new_client(metrics.backend_bytes()),
         Arc::clone(&metrics),
     ));
     let proxy_handler = Arc::new(move |req, peer| {
@@ -81,6 +81,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             Arc::clone(&control),
             Arc::clone(dp),
             Arc::clone(&hooks.changed),
+            args.auto_interfaces(),
         )));
     }
     tokio::spawn({
@@ -110,11 +111,13 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Keeps the kernel's `BACKENDS` equal to the replicas discovery knows, on every change.
+/// Keeps the kernel's `BACKENDS` equal to the replicas discovery knows, on every change; with
+/// `auto`, also attaches to every interface that routes to a replica.
 async fn sync_backends(
     control: Arc<ControlPlane>,
     data_plane: Arc<Mutex<DataPlane>>,
     changed: Arc<Notify>,
+    auto: bool,
 ) {
     let mut counted = Vec::new();
     loop {
@@ -123,7 +126,12 @@ async fn sync_backends(
             let result = data_plane
                 .lock()
                 .map_err(|_| "lock poisoned".to_owned())
-                .and_then(|mut dp| dp.sync_backends(&wanted).map_err(|e| e.to_string()));
+                .and_then(|mut dp| {
+                    if auto {
+                        attach_routes_to(&mut dp, &wanted);
+                    }
+                    dp.sync_backends(&wanted).map_err(|e| e.to_string())
+                });
             match result {
                 Ok(()) => {
                     tracing::info!(backends = wanted.len(), "counted backends updated");
@@ -135,6 +143,21 @@ async fn sync_backends(
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(BACKEND_SYNC_FALLBACK) => {}
+        }
+    }
+}
+
+/// Attaches to the interfaces the kernel routes `backends` through (`--interface auto`).
+fn attach_routes_to(data_plane: &mut DataPlane, backends: &[Backend]) {
+    for backend in backends {
+        let IpAddr::V4(ip) = backend.addr.ip() else {
+            continue;
+        };
+        let Some(interface) = live_interface_for(ip) else {
+            continue;
+        };
+        if let Err(e) = data_plane.attach(&interface) {
+            tracing::warn!(%interface, error = %e, "could not attach to the interface of a replica");
         }
     }
 }
@@ -157,7 +180,12 @@ fn start_data_plane(args: &RunArgs, pin_dir: PathBuf) -> anyhow::Result<Option<D
         return Ok(None);
     }
     let config = DataPlaneConfig {
-        interfaces: args.interfaces.clone(),
+        // With `auto`, interfaces are attached as replicas are discovered.
+        interfaces: if args.auto_interfaces() {
+            Vec::new()
+        } else {
+            args.interfaces.clone()
+        },
         pin_dir,
     };
     match DataPlane::start(&config) {

@@ -35,6 +35,9 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The running proxy's API, asked for per-replica request counts (skipped if it does not answer).
+    #[arg(long, env = "API_URL", default_value = "http://127.0.0.1:8080")]
+    pub api_url: String,
 }
 
 /// Flags of the running proxy.
@@ -55,7 +58,8 @@ pub struct RunArgs {
     /// Seconds between re-resolutions of every service's replicas.
     #[arg(long, env = "DNS_REFRESH", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub dns_refresh: u64,
-    /// Interface to attach the XDP program to; repeat the flag for several.
+    /// Interface to attach the counting programs to; repeat the flag for several. `auto`
+    /// attaches to every non-loopback interface that routes to a discovered replica.
     #[arg(long = "interface", env = "INTERFACE", value_delimiter = ',')]
     pub interfaces: Vec<String>,
     /// Run without loading any BPF program (user-space only).
@@ -64,6 +68,13 @@ pub struct RunArgs {
     /// Keep the pinned maps (and their counters) when stopping.
     #[arg(long, env = "KEEP_PINS")]
     pub keep_pins: bool,
+}
+
+impl RunArgs {
+    /// True for `--interface auto`.
+    pub fn auto_interfaces(&self) -> bool {
+        self.interfaces.iter().any(|i| i == "auto")
+    }
 }
 
 /// How log lines are written.
@@ -97,7 +108,7 @@ mod tests {
         ]);
         assert!(matches!(
             cli.command,
-            Some(Command::Stats(StatsArgs { json: true }))
+            Some(Command::Stats(StatsArgs { json: true, .. }))
         ));
         assert_eq!(cli.bpffs_dir, PathBuf::from("/sys/fs/bpf/x"));
     }

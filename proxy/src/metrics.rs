@@ -1,7 +1,7 @@
 //! Prometheus metrics on the API's `/metrics`: user space's request counters, and the kernel's
 //! per-backend counters read from the pinned maps at each scrape (summed over CPUs), so both
 //! come from one registry and agree on labels.
-use std::{path::PathBuf, sync::Arc};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use hyper::Method;
 use prometheus_client::{
@@ -17,7 +17,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::dataplane::{BackendCountersView, BackendStat, read_backend_stats};
+use crate::{
+    dataplane::{BackendCountersView, BackendStat, read_backend_stats},
+    upstream::ByteCounters,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -31,12 +34,45 @@ struct ServiceLabel {
     service: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendRequestLabels {
+    service: String,
+    backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ByteLabels {
+    backend: String,
+    direction: &'static str,
+}
+
+/// User space's TCP payload bytes per backend (`flowproxy_backend_tcp_bytes_total`), counted by
+/// the upstream connector: what the kernel's frame counts must cover, headers aside.
+#[derive(Clone, Debug, Default)]
+pub struct BackendBytes(Family<ByteLabels, Counter>);
+
+impl ByteCounters for BackendBytes {
+    fn for_backend(&self, backend: SocketAddr) -> (Counter, Counter) {
+        let counter = |direction| {
+            self.0
+                .get_or_create(&ByteLabels {
+                    backend: backend.to_string(),
+                    direction,
+                })
+                .clone()
+        };
+        (counter("in"), counter("out"))
+    }
+}
+
 /// Every metric flowproxy exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     durations: Family<ServiceLabel, Histogram>,
+    backend_requests: Family<BackendRequestLabels, Counter>,
+    backend_bytes: BackendBytes,
     open_connections: Gauge,
     config_reloads: Counter,
 }
@@ -59,6 +95,18 @@ impl Metrics {
             "Time from request to response headers, by service",
             durations.clone(),
         );
+        let backend_requests = Family::<BackendRequestLabels, Counter>::default();
+        registry.register(
+            "flowproxy_backend_requests",
+            "HTTP requests forwarded to each backend",
+            backend_requests.clone(),
+        );
+        let backend_bytes = BackendBytes::default();
+        registry.register(
+            "flowproxy_backend_tcp_bytes",
+            "TCP payload bytes user space read from (in) and wrote to (out) each backend",
+            backend_bytes.0.clone(),
+        );
         let open_connections = Gauge::default();
         registry.register(
             "flowproxy_open_connections",
@@ -78,14 +126,31 @@ impl Metrics {
             registry,
             requests,
             durations,
+            backend_requests,
+            backend_bytes,
             open_connections,
             config_reloads,
         })
     }
 
-    /// Records one answered request.
-    pub fn observe_request(&self, service: Option<&str>, code: u16, method: &Method, seconds: f64) {
+    /// Records one answered request (and, if it reached one, the replica).
+    pub fn observe_request(
+        &self,
+        service: Option<&str>,
+        replica: Option<SocketAddr>,
+        code: u16,
+        method: &Method,
+        seconds: f64,
+    ) {
         let service = service.unwrap_or("-").to_owned();
+        if let Some(backend) = replica {
+            self.backend_requests
+                .get_or_create(&BackendRequestLabels {
+                    service: service.clone(),
+                    backend: backend.to_string(),
+                })
+                .inc();
+        }
         self.requests
             .get_or_create(&RequestLabels {
                 service: service.clone(),
@@ -96,6 +161,11 @@ impl Metrics {
         self.durations
             .get_or_create(&ServiceLabel { service })
             .observe(seconds);
+    }
+
+    /// The per-backend byte counters, for the upstream connector.
+    pub fn backend_bytes(&self) -> BackendBytes {
+        self.backend_bytes.clone()
     }
 
     /// The open-connections gauge, for the listener to move.

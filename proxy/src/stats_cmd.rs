@@ -1,6 +1,9 @@
 //! `flowproxy stats`: the data plane's counters as tables or JSON, read from the pinned maps
-//! (no running proxy needed).
-use std::{io::Write as _, path::Path};
+//! (no running proxy needed), plus per-replica request counts when the API answers.
+use std::{collections::BTreeMap, io::Write as _, path::Path, time::Duration};
+
+use http_body_util::{BodyExt as _, Empty};
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 
 use crate::{cli::StatsArgs, dataplane};
 
@@ -8,24 +11,51 @@ use crate::{cli::StatsArgs, dataplane};
 pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     let interfaces = dataplane::read_iface_stats(pin_dir)?;
     let backends = dataplane::read_backend_stats(pin_dir)?;
+    let requests = fetch_metrics(&args.api_url).map(|text| backend_requests(&text));
+    let requests_of = |service: &str, backend: &str| {
+        requests.as_ref().map(|r| {
+            r.get(&(service.to_owned(), backend.to_owned()))
+                .copied()
+                .unwrap_or(0)
+        })
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
+        let backends: Vec<serde_json::Value> = backends
+            .iter()
+            .map(|b| {
+                let mut v = serde_json::to_value(b).unwrap_or_default();
+                v["requests"] = requests_of(&b.service, &b.backend.to_string()).into();
+                v
+            })
+            .collect();
         let doc = serde_json::json!({ "backends": backends, "interfaces": interfaces });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         return Ok(());
     }
     writeln!(
         out,
-        "{:<20} {:<22} {:>10} {:>12} {:>10} {:>12} {:>8} {:>7}",
-        "SERVICE", "REPLICA", "PKTS_IN", "BYTES_IN", "PKTS_OUT", "BYTES_OUT", "CONNS", "RESETS"
+        "{:<20} {:<22} {:>9} {:>10} {:>12} {:>10} {:>12} {:>7} {:>7}",
+        "SERVICE",
+        "REPLICA",
+        "REQUESTS",
+        "PKTS_IN",
+        "BYTES_IN",
+        "PKTS_OUT",
+        "BYTES_OUT",
+        "CONNS",
+        "RESETS"
     )?;
     for b in &backends {
         let c = &b.counters;
+        let backend = b.backend.to_string();
+        let reqs = requests_of(&b.service, &backend).map_or("-".to_owned(), |n| n.to_string());
         writeln!(
             out,
-            "{:<20} {:<22} {:>10} {:>12} {:>10} {:>12} {:>8} {:>7}",
+            "{:<20} {:<22} {:>9} {:>10} {:>12} {:>10} {:>12} {:>7} {:>7}",
             b.service,
-            b.backend.to_string(),
+            backend,
+            reqs,
             c.packets_in,
             c.bytes_in,
             c.packets_out,
@@ -49,4 +79,59 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The API's `/metrics` text, or `None` when it does not answer within a second.
+fn fetch_metrics(api_url: &str) -> Option<String> {
+    let uri: hyper::Uri = format!("{}/metrics", api_url.trim_end_matches('/'))
+        .parse()
+        .ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+        let response = tokio::time::timeout(Duration::from_secs(1), client.get(uri))
+            .await
+            .ok()?
+            .ok()?;
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        String::from_utf8(body.to_vec()).ok()
+    })
+}
+
+/// `flowproxy_backend_requests_total` samples by (service, backend).
+fn backend_requests(metrics: &str) -> BTreeMap<(String, String), u64> {
+    let label = |line: &str, name: &str| {
+        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = line[start..].find('"')? + start;
+        Some(line[start..end].to_owned())
+    };
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flowproxy_backend_requests_total{"))
+        .filter_map(|l| {
+            let value = l.rsplit(' ').next()?.parse().ok()?;
+            Some(((label(l, "service")?, label(l, "backend")?), value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_counts_are_read_per_replica() {
+        let text = "# TYPE flowproxy_backend_requests counter\n\
+            flowproxy_backend_requests_total{service=\"go-demo\",backend=\"198.18.0.2:8080\"} 12\n\
+            flowproxy_service_requests_total{service=\"go-demo\",code=\"200\",method=\"GET\"} 12\n";
+        let counts = backend_requests(text);
+        assert_eq!(counts.len(), 1);
+        assert_eq!(
+            counts[&("go-demo".to_owned(), "198.18.0.2:8080".to_owned())],
+            12
+        );
+    }
 }

@@ -267,7 +267,9 @@ impl RunningProxy {
         let out = run_cmd(
             Command::new(binary()?)
                 .args(["stats", "--json", "--bpffs-dir"])
-                .arg(&self.pin_dir),
+                .arg(&self.pin_dir)
+                .arg("--api-url")
+                .arg(format!("http://{}", self.api_addr)),
         )?;
         Ok(serde_json::from_str(&out)?)
     }

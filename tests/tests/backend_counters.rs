@@ -69,6 +69,7 @@ fn replica_counters_agree_three_ways_and_match_the_traffic() -> anyhow::Result<(
 
     const REQUESTS: usize = 30;
     let client = HttpClient::new()?;
+    let metrics_before = proxy.api("/metrics")?.body;
     for _ in 0..REQUESTS {
         let (status, _) = client.get(&proxy.url("/demo/hello"))?;
         assert_eq!(status, 200);
@@ -103,6 +104,32 @@ fn replica_counters_agree_three_ways_and_match_the_traffic() -> anyhow::Result<(
             "{replica}: {s}"
         );
         assert_eq!(s["service"], "go-demo");
+        assert_eq!(
+            s["requests"].as_u64(),
+            Some(served as u64),
+            "{replica}: proxy and replica disagree"
+        );
+
+        // The kernel counts whole frames, user space TCP payload: the kernel's bytes cover
+        // ours, and the difference is at most Ethernet + IPv4 + TCP headers per packet.
+        for (field, direction, packets) in [
+            ("bytes_in", "in", "packets_in"),
+            ("bytes_out", "out", "packets_out"),
+        ] {
+            let l = [("backend", replica.as_str()), ("direction", direction)];
+            // Before the load no request had reached a replica: a missing series is zero.
+            let user = metric(&metrics, "flowproxy_backend_tcp_bytes_total", &l)?
+                - metric(&metrics_before, "flowproxy_backend_tcp_bytes_total", &l).unwrap_or(0);
+            let (kernel, frames) = (delta(field), delta(packets));
+            assert!(
+                user > 0,
+                "{replica} {direction}: user space counted nothing"
+            );
+            assert!(
+                kernel >= user && kernel - user <= frames * (14 + 20 + 60),
+                "{replica} {direction}: kernel {kernel} bytes in {frames} frames vs user space {user}"
+            );
+        }
 
         let labels = [("service", "go-demo"), ("backend", replica.as_str())];
         for (field, name, direction) in [
@@ -174,4 +201,44 @@ fn bpftool_shows_readable_backend_entries() -> anyhow::Result<()> {
         );
         Ok(())
     })
+}
+
+#[test]
+fn interface_auto_attaches_where_the_replicas_are() -> anyhow::Result<()> {
+    let demo = GoDemo::start(2)?;
+    let proxy = Flowproxy::new()
+        .arg("--dns-server")
+        .arg(demo.dns_server().to_string())
+        .interface("auto")
+        .start()?;
+    assert!(
+        bpftool::links_of(proxy.pid())?.is_empty(),
+        "nothing to attach to before discovery"
+    );
+    proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{RECONFIGURE}"))?;
+    let client = HttpClient::new()?;
+    eventually(Duration::from_secs(10), || {
+        client.get(&proxy.url("/demo/hello"))?;
+        for replica in &demo.replicas {
+            let attached = bpftool::xdp_programs(&replica.link.root_if)?;
+            ensure!(
+                attached == ["flowproxy_xdp"],
+                "{}: {attached:?}",
+                replica.link.root_if
+            );
+        }
+        let stats = stats_by_backend(&proxy)?;
+        ensure!(
+            stats.values().all(|s| s["packets_in"].as_u64() > Some(0)),
+            "not counting yet: {stats:?}"
+        );
+        Ok(())
+    })?;
+    let links = bpftool::links_of(proxy.pid())?;
+    assert_eq!(
+        links.len(),
+        4,
+        "XDP and TC on each of the two replica interfaces: {links:?}"
+    );
+    Ok(())
 }

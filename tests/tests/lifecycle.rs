@@ -178,3 +178,56 @@ fn no_ebpf_runs_without_attaching_anything() -> anyhow::Result<()> {
     assert!(proxy.terminate()?.success());
     Ok(())
 }
+
+#[test]
+fn pins_of_another_layout_version_are_replaced_not_reused() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let mut first = Flowproxy::new()
+        .interface(&link.root_if)
+        .pin_dir(link.pin_dir())
+        .arg("--keep-pins")
+        .start()?;
+    traffic_flows(&client, &link)?;
+    first.terminate()?;
+    let layout = link.pin_dir().join("LAYOUT");
+    flowproxy_tests::cmd::run(
+        "bpftool",
+        &[
+            "map",
+            "update",
+            "pinned",
+            &layout.to_string_lossy(),
+            "key",
+            "0",
+            "0",
+            "0",
+            "0",
+            "value",
+            "99",
+            "0",
+            "0",
+            "0",
+        ],
+    )?;
+
+    let second = Flowproxy::new()
+        .interface(&link.root_if)
+        .pin_dir(link.pin_dir())
+        .start()?;
+    assert!(
+        second.log().contains("another layout version"),
+        "{}",
+        second.log()
+    );
+    let packets = second.stats_json()?["interfaces"][0]["packets"].as_u64();
+    assert_eq!(packets, Some(0), "counters of the old layout were reused");
+    let dump = bpftool::map_dump(&layout)?;
+    let version = dump[0]["value"][0].as_str().unwrap_or_default().to_owned();
+    let expected = format!("0x{:02x}", proxy_common::MAP_LAYOUT_VERSION);
+    assert_eq!(
+        version, expected,
+        "the new layout version was not recorded: {dump}"
+    );
+    Ok(())
+}

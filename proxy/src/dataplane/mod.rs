@@ -8,6 +8,7 @@ mod bpffs;
 mod error;
 mod netif;
 mod pins;
+mod routes;
 mod slots;
 mod stats;
 
@@ -25,6 +26,7 @@ use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
 
 pub use backends::Backend;
 pub use error::DataPlaneError;
+pub use routes::live_interface_for;
 pub use stats::{BackendCountersView, BackendStat, read_backend_stats, read_iface_stats};
 
 /// The object built by `cargo xtask build-ebpf`; empty when the binary was built without it.
@@ -49,6 +51,7 @@ pub struct DataPlaneConfig {
 pub struct DataPlane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
+    attached: Vec<String>,
     _lock: bpffs::PinDirLock,
 }
 
@@ -56,7 +59,7 @@ impl DataPlane {
     /// Loads the programs, pins their maps under `config.pin_dir` (reusing pins whose layout
     /// fits) and attaches the XDP program to every interface.
     pub fn start(config: &DataPlaneConfig) -> Result<Self, DataPlaneError> {
-        let ifindexes = resolve_interfaces(&config.interfaces)?;
+        resolve_interfaces(&config.interfaces)?;
         if OBJECT.is_empty() {
             return Err(DataPlaneError::NoObject);
         }
@@ -69,14 +72,36 @@ impl DataPlane {
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| permission_or(e, "load BPF maps and programs", DataPlaneError::Load))?;
-        assign_slots(&mut ebpf, &ifindexes)?;
-        attach_xdp(&mut ebpf, &config.interfaces)?;
-        attach_tc_egress(&mut ebpf, &config.interfaces)?;
-        Ok(Self {
+        pins::record_layout_version(&mut ebpf)?;
+        load_programs(&mut ebpf)?;
+        let mut data_plane = Self {
             ebpf,
             pin_dir: config.pin_dir.clone(),
+            attached: Vec::new(),
             _lock: lock,
-        })
+        };
+        for name in &config.interfaces {
+            data_plane.attach(name)?;
+        }
+        Ok(data_plane)
+    }
+
+    /// Attaches the counting programs to `interface` (once; a second call does nothing).
+    pub fn attach(&mut self, interface: &str) -> Result<(), DataPlaneError> {
+        if self.attached.iter().any(|a| a == interface) {
+            return Ok(());
+        }
+        let ifindex = resolve_interfaces(&[interface.to_owned()])?[0];
+        assign_slots(&mut self.ebpf, &[ifindex])?;
+        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
+        xdp.attach(interface, XdpMode::Default)
+            .map_err(|source| program_error(source, XDP_PROGRAM, "attach"))?;
+        let tc: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?;
+        tc.attach(interface, TcAttachType::Egress)
+            .map_err(|source| program_error(source, TC_PROGRAM, "attach"))?;
+        tracing::info!(interface, "XDP (ingress) and TC (egress) counting attached");
+        self.attached.push(interface.to_owned());
+        Ok(())
     }
 
     /// Makes the counted backends exactly `wanted`.
@@ -107,42 +132,26 @@ impl DataPlane {
     }
 }
 
-fn attach_xdp(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<(), DataPlaneError> {
-    let program: &mut Xdp = ebpf
-        .program_mut(XDP_PROGRAM)
-        .ok_or(DataPlaneError::NoObject)?
-        .try_into()
+/// Loads both programs into the kernel (attaching comes per interface).
+fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataPlaneError> {
+    let xdp: &mut Xdp = program(ebpf, XDP_PROGRAM)?;
+    xdp.load()
         .map_err(|source| program_error(source, XDP_PROGRAM, "load"))?;
-    program
-        .load()
-        .map_err(|source| program_error(source, XDP_PROGRAM, "load"))?;
-    for name in interfaces {
-        program
-            .attach(name, XdpMode::Default)
-            .map_err(|source| program_error(source, XDP_PROGRAM, "attach"))?;
-        tracing::info!(interface = %name, program = XDP_PROGRAM, "XDP program attached");
-    }
-    Ok(())
+    // On this kernel generation aya attaches TC programs through tcx links, which detach with
+    // the process like the XDP links do.
+    let tc: &mut SchedClassifier = program(ebpf, TC_PROGRAM)?;
+    tc.load()
+        .map_err(|source| program_error(source, TC_PROGRAM, "load"))
 }
 
-/// Attaches the egress counter. On this kernel generation aya uses tcx links, which detach
-/// with the process like the XDP links do.
-fn attach_tc_egress(ebpf: &mut Ebpf, interfaces: &[String]) -> Result<(), DataPlaneError> {
-    let program: &mut SchedClassifier = ebpf
-        .program_mut(TC_PROGRAM)
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataPlaneError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
         .ok_or(DataPlaneError::NoObject)?
         .try_into()
-        .map_err(|source| program_error(source, TC_PROGRAM, "load"))?;
-    program
-        .load()
-        .map_err(|source| program_error(source, TC_PROGRAM, "load"))?;
-    for name in interfaces {
-        program
-            .attach(name, TcAttachType::Egress)
-            .map_err(|source| program_error(source, TC_PROGRAM, "attach"))?;
-        tracing::info!(interface = %name, program = TC_PROGRAM, "TC egress program attached");
-    }
-    Ok(())
+        .map_err(|source| program_error(source, name, "load"))
 }
 
 fn resolve_interfaces(names: &[String]) -> Result<Vec<u32>, DataPlaneError> {

@@ -2,10 +2,10 @@
 //! layout, and removing them.
 use std::{fs, io, path::Path};
 
-use aya::maps::MapInfo;
+use aya::maps::{Array, Map, MapData, MapInfo};
 use proxy_common::{
-    BackendCounters, BackendKey, BackendSlot, IfaceCounters, MAX_BACKENDS, MAX_INTERFACES,
-    map_names,
+    BackendCounters, BackendKey, BackendSlot, IfaceCounters, MAP_LAYOUT_VERSION, MAX_BACKENDS,
+    MAX_INTERFACES, map_names,
 };
 
 use super::error::DataPlaneError;
@@ -25,6 +25,12 @@ pub struct MapShape {
 
 /// Every map flowproxy pins, with the layout this build expects.
 pub const PINNED_MAPS: &[MapShape] = &[
+    MapShape {
+        name: map_names::LAYOUT,
+        key_size: 4,
+        value_size: 4,
+        max_entries: 1,
+    },
     MapShape {
         name: map_names::IFACE_SLOTS,
         key_size: 4,
@@ -51,10 +57,27 @@ pub const PINNED_MAPS: &[MapShape] = &[
     },
 ];
 
-/// Removes pins whose layout differs from this build's, so the loader creates them afresh
-/// instead of handing the programs a map of the wrong shape. Pins that fit are kept, and with
-/// them their counters.
+/// Removes pins that do not belong to this build's layout, so the loader creates them afresh
+/// instead of handing the programs a map of the wrong shape: all of them when the recorded
+/// `LAYOUT` version differs (or is missing), otherwise any whose shape differs. Pins that fit
+/// are kept, and with them their counters.
 pub fn drop_stale_pins(dir: &Path) -> Result<(), DataPlaneError> {
+    let any_pinned = PINNED_MAPS.iter().any(|m| dir.join(m.name).exists());
+    if any_pinned {
+        let version = pinned_layout_version(dir);
+        if version != Some(MAP_LAYOUT_VERSION) {
+            tracing::warn!(
+                dir = %dir.display(),
+                found = ?version,
+                expected = MAP_LAYOUT_VERSION,
+                "pinned maps have another layout version; replacing all of them"
+            );
+            for shape in PINNED_MAPS {
+                remove_pin(&dir.join(shape.name))?;
+            }
+            return Ok(());
+        }
+    }
     for shape in PINNED_MAPS {
         let path = dir.join(shape.name);
         if !path.exists() {
@@ -74,6 +97,26 @@ pub fn drop_stale_pins(dir: &Path) -> Result<(), DataPlaneError> {
         }
     }
     Ok(())
+}
+
+/// The layout version recorded in the pinned `LAYOUT` map, if there is one.
+fn pinned_layout_version(dir: &Path) -> Option<u32> {
+    let data = MapData::from_pin(dir.join(map_names::LAYOUT)).ok()?;
+    let array: Array<MapData, u32> = Array::try_from(Map::from_map_data(data).ok()?).ok()?;
+    array.get(&0, 0).ok()
+}
+
+/// Records this build's layout version in the loaded `LAYOUT` map.
+pub fn record_layout_version(ebpf: &mut aya::Ebpf) -> Result<(), DataPlaneError> {
+    let map_err = |source| DataPlaneError::Map {
+        map: map_names::LAYOUT,
+        source,
+    };
+    let map = ebpf
+        .map_mut(map_names::LAYOUT)
+        .ok_or(DataPlaneError::NoObject)?;
+    let mut array: Array<_, u32> = Array::try_from(map).map_err(map_err)?;
+    array.set(0, MAP_LAYOUT_VERSION, 0).map_err(map_err)
 }
 
 /// Unpins every map flowproxy owns under `dir`, then the directory itself if nothing else is in it.

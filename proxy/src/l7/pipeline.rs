@@ -62,6 +62,7 @@ impl Proxy {
         let elapsed = started.elapsed().as_secs_f64();
         self.metrics.observe_request(
             outcome.service.as_deref(),
+            outcome.replica,
             response.status().as_u16(),
             &method,
             elapsed,
