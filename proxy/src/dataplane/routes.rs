@@ -24,8 +24,12 @@ pub fn interface_for(table: &str, addr: Ipv4Addr) -> Option<String> {
         .map(|r| r.interface)
 }
 
-/// Reads the live table and looks `addr` up in it.
+/// Reads the live table and looks `addr` up in it. Loopback addresses are routed by the local
+/// table, which `/proc/net/route` does not show, so they never name an interface.
 pub fn live_interface_for(addr: Ipv4Addr) -> Option<String> {
+    if addr.is_loopback() {
+        return None;
+    }
     interface_for(&std::fs::read_to_string("/proc/net/route").ok()?, addr)
 }
 
