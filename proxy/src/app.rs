@@ -14,13 +14,14 @@ use tokio::{
 };
 
 use crate::{
-    api,
+    api::{self, ApiContext},
     cli::RunArgs,
     control::{ControlHooks, ControlPlane},
     dataplane::{Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for},
-    l7::{self, Proxy},
+    l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
     metrics::Metrics,
     state::StateFile,
+    tls::{self, CertSources, CertStore},
     upstream::{ReplicaResolver, new_client},
 };
 
@@ -35,38 +36,98 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     tracing::info!(services = routes.services().len(), file = %state.path().display(), "configuration restored");
     let resolver = ReplicaResolver::new(args.dns_server)?;
 
+    let provider = tls::install_provider();
+    let certs = Arc::new(CertStore::new(
+        tls::self_signed(&provider)?,
+        args.default_cert.clone(),
+    ));
+    let sources = CertSources {
+        certs_dir: args.certs_dir.clone(),
+        secrets_dir: args.secrets_dir.clone(),
+        api_dir: state.certs_dir(),
+    };
+    certs.insert(tls::load_all(&sources, api::unix_now(), &provider));
+    if certs.is_empty() {
+        tracing::warn!(
+            certs_dir = %sources.certs_dir.display(),
+            "no certificate found: HTTPS serves a self-signed certificate for localhost until one is added (files, secrets, or PUT /v1/docker-flow-proxy/cert)"
+        );
+    }
+
     let http = bind(args.http_addr, "--http-addr").await?;
+    let https = bind(args.https_addr, "--https-addr").await?;
     let api = bind(args.api_addr, "--api-addr").await?;
-    let (http_addr, api_addr) = (http.local_addr()?, api.local_addr()?);
+    let (http_addr, https_addr, api_addr) =
+        (http.local_addr()?, https.local_addr()?, api.local_addr()?);
     let data_plane = start_data_plane(&args, pin_dir)?;
-    let metrics = Metrics::new(data_plane.as_ref().map(|dp| dp.pin_dir().to_path_buf()));
+    let metrics = Metrics::new(
+        data_plane.as_ref().map(|dp| dp.pin_dir().to_path_buf()),
+        Arc::clone(&certs),
+    );
     let hooks = ControlHooks {
         reloads: metrics.config_reloads(),
         changed: Arc::new(Notify::new()),
     };
+    let api_certs_dir = state.certs_dir();
     let control = Arc::new(ControlPlane::new(routes, state, resolver, hooks.clone()));
 
     let (stop, stopped) = watch::channel(false);
+    let https_policy = HttpsPolicy {
+        port: Some(https_addr.port()),
+        only: args.https_only,
+    };
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
         new_client(metrics.backend_bytes()),
         Arc::clone(&metrics),
+        https_policy,
     ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);
         async move { proxy.handle(req, peer).await }
     });
-    let (api_control, api_metrics) = (Arc::clone(&control), Arc::clone(&metrics));
-    let api_handler = Arc::new(move |req, _peer| {
-        api::handle(Arc::clone(&api_control), Arc::clone(&api_metrics), req)
+    let api_context = Arc::new(ApiContext {
+        control: Arc::clone(&control),
+        metrics: Arc::clone(&metrics),
+        certs: Arc::clone(&certs),
+        provider: Arc::clone(&provider),
+        api_certs_dir,
     });
-    let open = Some(metrics.open_connections());
+    let api_handler = Arc::new(move |req, _peer| api::handle(Arc::clone(&api_context), req));
+    let (handshakes_ok, handshakes_failed) = metrics.handshakes();
+    let tls = TlsListener {
+        acceptor: tls::acceptor(Arc::clone(&certs), Arc::clone(&provider))
+            .context("setting up TLS")?,
+        ok: handshakes_ok,
+        failed: handshakes_failed,
+    };
+    let listeners = (
+        Listener {
+            socket: http,
+            handler: Arc::clone(&proxy_handler),
+            open: Some(metrics.open_connections()),
+            tls: None,
+        },
+        Listener {
+            socket: https,
+            handler: proxy_handler,
+            open: Some(metrics.open_connections()),
+            tls: Some(tls),
+        },
+        Listener {
+            socket: api,
+            handler: api_handler,
+            open: None,
+            tls: None,
+        },
+    );
     let servers = tokio::spawn({
         let stopped = stopped.clone();
         async move {
             tokio::join!(
-                l7::serve(http, proxy_handler, stopped.clone(), open),
-                l7::serve(api, api_handler, stopped, None),
+                l7::serve(listeners.0, stopped.clone()),
+                l7::serve(listeners.1, stopped.clone()),
+                l7::serve(listeners.2, stopped),
             )
         }
     });
@@ -88,7 +149,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let control = Arc::clone(&control);
         async move { control.refresh_all().await }
     });
-    tracing::info!(%http_addr, %api_addr, "flowproxy ready");
+    tracing::info!(%http_addr, %https_addr, %api_addr, "flowproxy ready");
 
     wait_for_shutdown_signal().await?;
     let _ = stop.send(true);

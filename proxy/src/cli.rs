@@ -46,6 +46,21 @@ pub struct RunArgs {
     /// Address of the HTTP proxy listener.
     #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:80")]
     pub http_addr: SocketAddr,
+    /// Address of the HTTPS listener (TLS with certificates chosen by SNI).
+    #[arg(long, env = "HTTPS_ADDR", default_value = "0.0.0.0:443")]
+    pub https_addr: SocketAddr,
+    /// Directory of PEM certificates (`NAME.pem` bundles, or `NAME.crt` with `NAME.key`).
+    #[arg(long, env = "CERTS_DIR", default_value = "/certs")]
+    pub certs_dir: PathBuf,
+    /// Where Docker secrets are mounted (`cert-*` and `cert_*` are certificates).
+    #[arg(long, env = "SECRETS_DIR", default_value = "/run/secrets")]
+    pub secrets_dir: PathBuf,
+    /// The certificate for clients whose SNI name no certificate covers (default: the first by name).
+    #[arg(long, env = "DEFAULT_CERT")]
+    pub default_cert: Option<String>,
+    /// Redirect every plain-HTTP request to HTTPS (per service: `httpsOnly=true`).
+    #[arg(long, env = "HTTPS_ONLY")]
+    pub https_only: bool,
     /// Address of the reconfigure API (Docker Flow Proxy compatible).
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
     pub api_addr: SocketAddr,
@@ -118,6 +133,7 @@ mod tests {
         let cli = Cli::parse_from(["flowproxy"]);
         assert_eq!(cli.run.http_addr.port(), 80);
         assert_eq!(cli.run.api_addr.port(), 8080);
+        assert_eq!(cli.run.https_addr.port(), 443);
         assert!(Cli::try_parse_from(["flowproxy", "--dns-refresh", "0"]).is_err());
         assert!(Cli::try_parse_from(["flowproxy", "--http-addr", "nope"]).is_err());
     }

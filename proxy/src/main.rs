@@ -9,6 +9,7 @@ mod metrics;
 mod routes;
 mod state;
 mod stats_cmd;
+mod tls;
 mod upstream;
 
 use std::io::IsTerminal as _;

@@ -11,7 +11,7 @@ use prometheus_client::{
         MetricType,
         counter::{ConstCounter, Counter},
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -19,6 +19,7 @@ use prometheus_client::{
 
 use crate::{
     dataplane::{BackendCountersView, BackendStat, read_backend_stats},
+    tls::CertStore,
     upstream::ByteCounters,
 };
 
@@ -65,6 +66,11 @@ impl ByteCounters for BackendBytes {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
 /// Every metric flowproxy exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -75,11 +81,13 @@ pub struct Metrics {
     backend_bytes: BackendBytes,
     open_connections: Gauge,
     config_reloads: Counter,
+    handshakes: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
-    /// A registry; with `pin_dir`, the kernel's backend counters are exported too.
-    pub fn new(pin_dir: Option<PathBuf>) -> Arc<Self> {
+    /// A registry; with `pin_dir`, the kernel's backend counters are exported too; the
+    /// certificates' expiry comes from `certs` at each scrape.
+    pub fn new(pin_dir: Option<PathBuf>, certs: Arc<CertStore>) -> Arc<Self> {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -119,6 +127,13 @@ impl Metrics {
             "Configuration changes applied",
             config_reloads.clone(),
         );
+        let handshakes = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "flowproxy_tls_handshakes",
+            "TLS handshakes on the HTTPS listener, by result",
+            handshakes.clone(),
+        );
+        registry.register_collector(Box::new(CertCollector(certs)));
         if let Some(dir) = pin_dir {
             registry.register_collector(Box::new(BackendCollector { pin_dir: dir }));
         }
@@ -130,6 +145,7 @@ impl Metrics {
             backend_bytes,
             open_connections,
             config_reloads,
+            handshakes,
         })
     }
 
@@ -178,6 +194,16 @@ impl Metrics {
         self.config_reloads.clone()
     }
 
+    /// The handshake counters `(ok, error)`, for the HTTPS listener.
+    pub fn handshakes(&self) -> (Counter, Counter) {
+        let get = |result| {
+            self.handshakes
+                .get_or_create(&ResultLabel { result })
+                .clone()
+        };
+        (get("ok"), get("error"))
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -185,6 +211,26 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// The served certificates' not-after times, read from the store at scrape time.
+#[derive(Debug)]
+struct CertCollector(Arc<CertStore>);
+
+impl Collector for CertCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "flowproxy_tls_cert_not_after_seconds",
+            "When each served certificate expires (unix time)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for info in self.0.list() {
+            let labels = [("name", info.name)];
+            ConstGauge::new(info.not_after).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

@@ -106,6 +106,11 @@ impl StateFile {
         RouteTable::build(services).map_err(|e| corrupt(e.to_string()))
     }
 
+    /// The directory certificates added through the API are kept in.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
     /// Writes `table` atomically.
     pub fn save(&self, table: &RouteTable) -> Result<(), StateError> {
         let doc = Document {
@@ -117,21 +122,23 @@ impl StateFile {
                 .collect(),
         };
         let file = self.path();
-        let write_err = |source| StateError::Write {
-            file: file.clone(),
-            source,
-        };
-        let tmp = self.dir.join(format!(".{FILE_NAME}.tmp"));
-        let mut out = fs::File::create(&tmp).map_err(write_err)?;
         let text = serde_json::to_vec_pretty(&doc).expect("string maps always serialise");
-        out.write_all(&text).map_err(write_err)?;
-        out.sync_all().map_err(write_err)?;
-        fs::rename(&tmp, &file).map_err(write_err)?;
-        // The rename is durable only once the directory entry is.
-        fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(write_err)
+        write_atomic(&file, &text).map_err(|source| StateError::Write { file, source })
     }
+}
+
+/// Writes `bytes` to `file` so that a crash leaves either the old or the new content: a
+/// temporary file beside it, fsync, rename, fsync of the directory.
+pub fn write_atomic(file: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut out = fs::File::create(&tmp)?;
+    out.write_all(bytes)?;
+    out.sync_all()?;
+    fs::rename(&tmp, file)?;
+    // The rename is durable only once the directory entry is.
+    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

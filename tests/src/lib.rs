@@ -21,6 +21,7 @@ pub mod http;
 pub mod names;
 pub mod netns;
 pub mod proxy;
+pub mod tls;
 pub mod wait;
 
 pub use backend::DemoBackend;
@@ -30,4 +31,5 @@ pub use http::{CurlResponse, HttpClient, curl, curl_on, ws_echo};
 pub use names::Ids;
 pub use netns::{Host, Link};
 pub use proxy::{Flowproxy, RunningProxy};
+pub use tls::{TestCa, TlsClient};
 pub use wait::eventually;

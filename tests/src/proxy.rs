@@ -49,6 +49,8 @@ pub struct RunningProxy {
     own_state_dir: Option<PathBuf>,
     /// Where the HTTP proxy listens.
     pub http_addr: SocketAddr,
+    /// Where the HTTPS proxy listens.
+    pub https_addr: SocketAddr,
     /// Where the API listens.
     pub api_addr: SocketAddr,
     exited: Option<ExitStatus>,
@@ -110,9 +112,15 @@ impl Flowproxy {
             }
             None => Command::new(&bin),
         };
+        // Loopback ports the kernel picks, and no certificates but the test's own.
+        let empty = std::env::temp_dir().join(format!("{}-none", Ids::next().netns()));
+        let empty = empty.to_string_lossy().into_owned();
         for (flag, default) in [
             ("--http-addr", "127.0.0.1:0"),
+            ("--https-addr", "127.0.0.1:0"),
             ("--api-addr", "127.0.0.1:0"),
+            ("--certs-dir", empty.as_str()),
+            ("--secrets-dir", empty.as_str()),
         ] {
             if !self.has_flag(flag) {
                 cmd.args([flag, default]);
@@ -155,6 +163,7 @@ impl Flowproxy {
             pin_dir,
             own_state_dir,
             http_addr: unknown,
+            https_addr: unknown,
             api_addr: unknown,
             exited: None,
         };
@@ -201,6 +210,7 @@ impl RunningProxy {
             }
             if let Some(line) = self.log().lines().find(|l| l.contains("flowproxy ready")) {
                 self.http_addr = field(line, "http_addr")?;
+                self.https_addr = field(line, "https_addr")?;
                 self.api_addr = field(line, "api_addr")?;
                 return Ok(());
             }

@@ -1,4 +1,5 @@
 //! The API on `--api-addr`: Docker Flow Proxy's endpoints under `/v1/docker-flow-proxy/`.
+mod certs;
 mod dfp;
 mod envelope;
 
@@ -6,21 +7,48 @@ use std::sync::Arc;
 
 use hyper::{Method, Request, Response, body::Incoming};
 
-use crate::{control::ControlPlane, l7::Body, metrics::Metrics};
+use std::path::PathBuf;
+
+use rustls::crypto::CryptoProvider;
+
+use crate::{control::ControlPlane, l7::Body, metrics::Metrics, tls::CertStore};
+
+pub use certs::unix_now;
+
+/// What the API works on.
+pub struct ApiContext {
+    /// The routes.
+    pub control: Arc<ControlPlane>,
+    /// The metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The served certificates.
+    pub certs: Arc<CertStore>,
+    /// The crypto provider certificates are parsed with.
+    pub provider: Arc<CryptoProvider>,
+    /// Where certificates added through the API are kept.
+    pub api_certs_dir: PathBuf,
+}
 
 /// Routes one API request to its endpoint.
-pub async fn handle(
-    control: Arc<ControlPlane>,
-    metrics: Arc<Metrics>,
-    req: Request<Incoming>,
-) -> Response<Body> {
+pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
     let query = parse_query(req.uri().query());
     let path = req.uri().path().trim_end_matches('/').to_owned();
+    let method = req.method().clone();
+    let (control, metrics) = (&ctx.control, &ctx.metrics);
     let response = match path.as_str() {
-        "/v1/docker-flow-proxy/reconfigure" => dfp::reconfigure(&control, &query).await,
-        "/v1/docker-flow-proxy/remove" => dfp::remove(&control, &query).await,
-        "/v1/docker-flow-proxy/config" => dfp::config(&control, &query),
-        "/v1/docker-flow-proxy/reload" => dfp::reload(&control).await,
+        "/v1/docker-flow-proxy/cert" => {
+            let name = query
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "certName")
+                .map(|(_, v)| v.clone());
+            certs::put(&ctx, name.as_deref().filter(|n| !n.is_empty()), req).await
+        }
+        "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
+        "/v1/docker-flow-proxy/reconfigure" => dfp::reconfigure(control, &query).await,
+        "/v1/docker-flow-proxy/remove" => dfp::remove(control, &query).await,
+        "/v1/docker-flow-proxy/config" => dfp::config(control, &query),
+        "/v1/docker-flow-proxy/reload" => dfp::reload(control).await,
         "/v1/docker-flow-proxy/ping" | "/ping" => dfp::ping(),
         "/metrics" => Response::builder()
             .header(
@@ -31,8 +59,8 @@ pub async fn handle(
             .expect("static headers are valid"),
         _ => envelope::error(404, &format!("no API endpoint at {path}"), None),
     };
-    tracing::info!(target: "api", method = %req.method(), path, status = response.status().as_u16());
-    if req.method() == Method::HEAD {
+    tracing::info!(target: "api", %method, path, status = response.status().as_u16());
+    if method == Method::HEAD {
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, crate::l7::Body::default());
     }

@@ -8,5 +8,5 @@ mod server;
 mod tunnel;
 
 pub use errors::text_body;
-pub use pipeline::Proxy;
-pub use server::{Body, serve};
+pub use pipeline::{HttpsPolicy, Proxy};
+pub use server::{Body, Listener, Tls, TlsListener, serve};

@@ -14,7 +14,7 @@ use hyper::{
     header,
 };
 
-use super::{Body, auth, errors::ProxyError, headers, tunnel};
+use super::{Body, Tls, auth, errors::ProxyError, headers, text_body, tunnel};
 use crate::{
     control::ControlPlane, metrics::Metrics, routes::Destination, upstream::UpstreamClient,
 };
@@ -29,6 +29,16 @@ pub struct Proxy {
     control: Arc<ControlPlane>,
     client: UpstreamClient,
     metrics: Arc<Metrics>,
+    https: HttpsPolicy,
+}
+
+/// How plain HTTP relates to HTTPS.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpsPolicy {
+    /// The HTTPS listener's port, for redirect locations (omitted when 443).
+    pub port: Option<u16>,
+    /// `HTTPS_ONLY`: redirect every plain request, whatever its service says.
+    pub only: bool,
 }
 
 /// What the access log records about a forwarded request.
@@ -40,11 +50,17 @@ struct Outcome {
 
 impl Proxy {
     /// A proxy routing by `control`'s snapshots through `client`.
-    pub fn new(control: Arc<ControlPlane>, client: UpstreamClient, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        control: Arc<ControlPlane>,
+        client: UpstreamClient,
+        metrics: Arc<Metrics>,
+        https: HttpsPolicy,
+    ) -> Self {
         Self {
             control,
             client,
             metrics,
+            https,
         }
     }
 
@@ -97,17 +113,27 @@ impl Proxy {
             .ok_or(ProxyError::NoRoute)?;
         let service = route.service.name.clone();
         outcome.service = Some(service.clone());
-        // Phase 2: authenticate.
+        // Phase 2: plain HTTP to an https-only service is redirected.
+        let dest: &Destination = route.destination;
+        let over_tls = req.extensions().get::<Tls>().is_some();
+        if !over_tls && (dest.https_only || self.https.only) {
+            return Ok(redirect_to_https(
+                &req,
+                host.as_deref(),
+                self.https.port,
+                dest.https_redirect_code,
+            ));
+        }
+        // Phase 3: authenticate.
         if !auth::allowed(&route.service.users, req.headers()) {
             return Err(ProxyError::Unauthorized);
         }
-        // Phase 3: the replicas.
-        let dest: &Destination = route.destination;
+        // Phase 4: the replicas.
         let replicas = snapshot
             .upstream(route.service, dest)
             .ok_or_else(|| no_replica(&service, "it has no upstream"))?;
         replicas.ensure_resolved().await;
-        // Phase 4: the upstream request.
+        // Phase 5: the upstream request.
         let upgrade = headers::upgrade_protocol(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let path_and_query = match req.uri().query() {
@@ -116,7 +142,8 @@ impl Proxy {
         };
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
-        headers::add_forwarded(&mut parts.headers, peer.ip(), "http", host.as_deref());
+        let proto = if over_tls { "https" } else { "http" };
+        headers::add_forwarded(&mut parts.headers, peer.ip(), proto, host.as_deref());
         let retryable = is_idempotent(&parts.method) && body.is_end_stream();
         let mut body = Some(body.boxed());
         let mut tried = Vec::new();
@@ -162,6 +189,36 @@ impl Proxy {
         }
         Err(no_replica(&service, &last_error))
     }
+}
+
+/// The redirect of a plain request to the same host, path and query over HTTPS.
+fn redirect_to_https<B>(
+    req: &Request<B>,
+    host: Option<&str>,
+    port: Option<u16>,
+    code: u16,
+) -> Response<Body> {
+    let host = host.unwrap_or("localhost");
+    // Drop the plain port; add the HTTPS one unless it is the default.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let port = port
+        .filter(|p| *p != 443)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, format!("https://{name}{port}{path}"))
+        .body(text_body(""))
+        .unwrap_or_else(|_| {
+            let mut bad = Response::new(text_body("the Host header cannot be redirected\n"));
+            *bad.status_mut() = StatusCode::BAD_REQUEST;
+            bad
+        })
 }
 
 fn no_replica(service: &str, reason: &str) -> ProxyError {

@@ -1,6 +1,6 @@
-//! Accepting connections and serving them with hyper (HTTP/1.1 and HTTP/2 prior knowledge on
-//! the same port, upgrades allowed), one task per connection, with graceful shutdown: on
-//! shutdown no new connection is accepted and open ones finish their requests.
+//! Accepting connections and serving them with hyper (HTTP/1.1 and HTTP/2 on the same port,
+//! upgrades allowed), one task per connection, optionally behind TLS, with graceful shutdown:
+//! on shutdown no new connection is accepted and open ones finish their requests.
 use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
@@ -10,31 +10,60 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use prometheus_client::metrics::gauge::Gauge;
-use tokio::{net::TcpListener, sync::watch};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::watch,
+};
+use tokio_rustls::TlsAcceptor;
 
 /// Response body type of every handler.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// How long open connections get to finish after shutdown starts.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to complete a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves `listener` with `handler` until `shutdown` turns true, then drains. `open`, when
-/// given, tracks how many connections are open.
-pub async fn serve<H, F>(
-    listener: TcpListener,
-    handler: Arc<H>,
-    mut shutdown: watch::Receiver<bool>,
-    open: Option<Gauge>,
-) where
+/// Marks requests that arrived over TLS (a request extension the pipeline reads).
+#[derive(Debug, Clone, Copy)]
+pub struct Tls;
+
+/// TLS for a listener: the acceptor and the handshake counters (`ok`, `error`).
+#[derive(Clone)]
+pub struct TlsListener {
+    /// Performs handshakes with the current certificates.
+    pub acceptor: TlsAcceptor,
+    /// Completed handshakes.
+    pub ok: Counter,
+    /// Failed or timed-out handshakes.
+    pub failed: Counter,
+}
+
+/// What a listener serves and how.
+pub struct Listener<H> {
+    /// The bound socket.
+    pub socket: TcpListener,
+    /// The request handler.
+    pub handler: Arc<H>,
+    /// Tracks open connections, when given.
+    pub open: Option<Gauge>,
+    /// Terminates TLS first, when given.
+    pub tls: Option<TlsListener>,
+}
+
+/// Serves `listener` until `shutdown` turns true, then drains.
+pub async fn serve<H, F>(listener: Listener<H>, mut shutdown: watch::Receiver<bool>)
+where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
+            accepted = listener.socket.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(conn) => conn,
                     Err(e) => {
@@ -45,34 +74,92 @@ pub async fn serve<H, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let handler = Arc::clone(&handler);
-                let service = service_fn(move |req| {
-                    let response = handler(req, peer);
-                    async move { Ok::<_, Infallible>(response.await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                let open = open.clone();
-                if let Some(gauge) = &open {
-                    gauge.inc();
-                }
+                let conn = Conn {
+                    builder: Arc::clone(&builder),
+                    handler: Arc::clone(&listener.handler),
+                    watcher: graceful.watcher(),
+                    peer,
+                    open: listener.open.clone(),
+                };
+                let tls = listener.tls.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, %peer, "connection ended with an error");
-                    }
-                    if let Some(gauge) = open {
-                        gauge.dec();
+                    match tls {
+                        None => conn.serve(stream, false).await,
+                        Some(tls) => {
+                            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+                            match handshake.await {
+                                Ok(Ok(stream)) => {
+                                    tls.ok.inc();
+                                    conn.serve(stream, true).await;
+                                }
+                                Ok(Err(e)) => {
+                                    tls.failed.inc();
+                                    tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    tls.failed.inc();
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                }
+                            }
+                        }
                     }
                 });
             }
             _ = shutdown.changed() => break,
         }
     }
-    drop(listener);
+    drop(listener.socket);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
+    }
+}
+
+/// One accepted connection, before its protocol is known.
+struct Conn<H> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    handler: Arc<H>,
+    watcher: hyper_util::server::graceful::Watcher,
+    peer: SocketAddr,
+    open: Option<Gauge>,
+}
+
+impl<H, F> Conn<H>
+where
+    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    async fn serve<S>(self, stream: S, tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Self {
+            builder,
+            handler,
+            watcher,
+            peer,
+            open,
+        } = self;
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            if tls {
+                req.extensions_mut().insert(Tls);
+            }
+            let response = handler(req, peer);
+            async move { Ok::<_, Infallible>(response.await) }
+        });
+        if let Some(gauge) = &open {
+            gauge.inc();
+        }
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(e) = watcher.watch(conn).await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+        if let Some(gauge) = open {
+            gauge.dec();
+        }
     }
 }

@@ -1,0 +1,75 @@
+//! `PUT /v1/docker-flow-proxy/cert?certName=NAME` (a PEM chain and key) and
+//! `GET /v1/docker-flow-proxy/certs`. A refused certificate never replaces a served one.
+use http_body_util::{BodyExt as _, Limited};
+use hyper::{Method, Request, Response, body::Incoming};
+use serde_json::{Value, json};
+
+use super::{ApiContext, envelope};
+use crate::{l7::Body, tls::parse_certificate};
+
+/// Largest accepted certificate body: chains are a few KiB.
+const MAX_BODY: usize = 1 << 20;
+
+/// Validates, stores (persistently) and starts serving a certificate.
+pub async fn put(ctx: &ApiContext, name: Option<&str>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::PUT {
+        return envelope::error(405, "certificates are uploaded with PUT", None);
+    }
+    let Some(name) = name else {
+        return envelope::error(400, "The certName query is mandatory", None);
+    };
+    if name.len() > 128
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        || name.starts_with('.')
+    {
+        return envelope::error(
+            400,
+            "certName may only contain letters, digits, '.', '-' and '_' (at most 128, not starting with '.')",
+            None,
+        );
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(e) => {
+            return envelope::error(
+                400,
+                &format!("reading the certificate body failed: {e}"),
+                None,
+            );
+        }
+    };
+    let cert = match parse_certificate(name, &body, "api", unix_now(), &ctx.provider) {
+        Ok(cert) => cert,
+        Err(e) => return envelope::error(400, &e.to_string(), None),
+    };
+    if let Err(e) = crate::tls::save_api_cert(&ctx.api_certs_dir, &cert) {
+        return envelope::error(
+            500,
+            &format!("saving certificate {name} failed: {e}; it is not served"),
+            None,
+        );
+    }
+    tracing::info!(name, sans = ?cert.info.sans, "certificate added through the API");
+    ctx.certs.insert([cert]);
+    envelope::json_response(
+        200,
+        &json!({"Status": "OK", "Message": "", "Certs": Value::Null}),
+    )
+}
+
+/// Lists the served certificates: names, SANs, issuer, expiry; never keys.
+pub fn list(ctx: &ApiContext) -> Response<Body> {
+    envelope::json_response(
+        200,
+        &json!({"Status": "OK", "Message": "", "Certs": ctx.certs.list()}),
+    )
+}
+
+/// Seconds since the epoch.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
