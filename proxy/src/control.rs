@@ -149,10 +149,16 @@ impl ControlPlane {
         &self,
         change: impl FnOnce(&RouteTable) -> Result<RouteTable, ControlError>,
     ) -> Result<(), ControlError> {
-        let _writer = self.writer.lock().await;
+        let writer = self.writer.lock().await;
         let old = self.current.load_full();
         let routes = change(&old.routes)?;
-        self.state.save(&routes)?;
+        // Two fsyncs: off the runtime's worker threads.
+        let (state, routes) = (self.state.clone(), Arc::new(routes));
+        let to_save = Arc::clone(&routes);
+        tokio::task::spawn_blocking(move || state.save(&to_save))
+            .await
+            .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))??;
+        let routes = Arc::try_unwrap(routes).unwrap_or_else(|shared| (*shared).clone());
         let snapshot = Arc::new(build_snapshot(
             routes,
             &old.upstreams,
@@ -162,6 +168,8 @@ impl ControlPlane {
         self.current.store(Arc::clone(&snapshot));
         self.hooks.reloads.inc();
         self.hooks.changed.notify_one();
+        // The change is in place: later changes need not wait for this one's DNS answers.
+        drop(writer);
         let fresh = snapshot
             .upstreams()
             .filter(|set| !old.upstreams.contains_key(set.key()))

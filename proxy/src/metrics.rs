@@ -171,7 +171,7 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 service: service.clone(),
                 code,
-                method: method.as_str().to_owned(),
+                method: method_label(method).to_owned(),
             })
             .inc();
         self.durations
@@ -211,6 +211,23 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// The method as a label: the standard ones by name, any other as `OTHER`, so clients
+/// cannot create series without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "OTHER",
     }
 }
 
@@ -301,4 +318,16 @@ fn encode_in_out(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn odd_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let odd = Method::from_bytes(b"FOO1").unwrap();
+        assert_eq!(method_label(&odd), "OTHER");
+    }
 }

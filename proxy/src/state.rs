@@ -36,6 +36,9 @@ pub enum StateError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The task writing the file failed.
+    #[error("saving the configuration failed: {0}")]
+    Task(String),
     /// Writing the file failed.
     #[error("writing state file {file}: {source}")]
     Write {
@@ -129,11 +132,19 @@ impl StateFile {
 
 /// Writes `bytes` to `file` so that a crash leaves either the old or the new content: a
 /// temporary file beside it, fsync, rename, fsync of the directory.
+/// The file is readable by its owner only: it holds `users=` passwords and private keys.
 pub fn write_atomic(file: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = file.parent().unwrap_or(Path::new("."));
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let mut out = fs::File::create(&tmp)?;
+    // Unique per process, so two writers never interleave in one temporary file.
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut out = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     out.write_all(bytes)?;
     out.sync_all()?;
     fs::rename(&tmp, file)?;
@@ -175,6 +186,20 @@ mod tests {
         state.save(&table).unwrap();
         let loaded = state.load().unwrap();
         assert_eq!(loaded.services(), table.services());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_file_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = temp_dir("private");
+        fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("secret.json");
+        write_atomic(&file, b"{}").unwrap();
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -6,7 +6,7 @@ use super::envelope;
 use crate::{
     control::ControlPlane,
     l7::Body,
-    routes::{distribute_requested, parse_reconfigure, render_haproxy},
+    routes::{ReqMode, distribute_requested, parse_reconfigure, render_haproxy},
 };
 
 type Query = [(String, String)];
@@ -28,6 +28,18 @@ pub async fn reconfigure(control: &ControlPlane, query: &Query) -> Response<Body
         Ok(service) => service,
         Err(e) => return envelope::error(e.status(), &e.to_string(), name),
     };
+    // Accepting a TCP service that nothing would serve tells the Swarm Listener it worked.
+    if service
+        .destinations
+        .iter()
+        .any(|d| d.req_mode == ReqMode::Tcp)
+    {
+        return envelope::error(
+            400,
+            "reqMode=tcp is not supported yet: TCP-mode services have no listener in this version",
+            name,
+        );
+    }
     match control.reconfigure(service.clone()).await {
         Ok(()) => {
             tracing::info!(service = %service.name, "service configured");

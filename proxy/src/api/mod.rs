@@ -5,7 +5,7 @@ mod envelope;
 
 use std::sync::Arc;
 
-use hyper::{Method, Request, Response, body::Incoming};
+use hyper::{Request, Response, body::Incoming};
 
 use std::path::PathBuf;
 
@@ -60,10 +60,6 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
         _ => envelope::error(404, &format!("no API endpoint at {path}"), None),
     };
     tracing::info!(target: "api", %method, path, status = response.status().as_u16());
-    if method == Method::HEAD {
-        let (parts, _) = response.into_parts();
-        return Response::from_parts(parts, crate::l7::Body::default());
-    }
     response
 }
 

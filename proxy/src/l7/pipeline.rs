@@ -14,7 +14,7 @@ use hyper::{
     header,
 };
 
-use super::{Body, Tls, auth, errors::ProxyError, headers, text_body, tunnel};
+use super::{Body, Tls, auth, body::signal_end, errors::ProxyError, headers, text_body, tunnel};
 use crate::{
     control::ControlPlane, metrics::Metrics, routes::Destination, upstream::UpstreamClient,
 };
@@ -144,10 +144,24 @@ impl Proxy {
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
         let proto = if over_tls { "https" } else { "http" };
         headers::add_forwarded(&mut parts.headers, peer.ip(), proto, host.as_deref());
-        let retryable = is_idempotent(&parts.method) && body.is_end_stream();
+        // A body-less request can be sent again: to another replica after a refused
+        // connection (nothing was sent), and if idempotent after a pooled connection that the
+        // replica closed just as we reused it.
+        let bodyless = body.is_end_stream();
+        let idempotent = is_idempotent(&parts.method);
+        if !bodyless
+            && body.size_hint().exact().is_none()
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            // Without this hyper would send a GET body of unknown length as empty.
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                header::HeaderValue::from_static("chunked"),
+            );
+        }
         let mut body = Some(body.boxed());
         let mut tried = Vec::new();
-        let attempts = if retryable { MAX_ATTEMPTS } else { 1 };
+        let attempts = if bodyless { MAX_ATTEMPTS } else { 1 };
         let mut last_error = replicas
             .last_error()
             .unwrap_or_else(|| "no replica is known".to_owned());
@@ -157,26 +171,37 @@ impl Proxy {
             };
             tried.push(replica);
             outcome.replica = Some(replica);
-            let body = match body.take() {
-                Some(b) if !retryable => b,
-                _ => Empty::new().map_err(|never| match never {}).boxed(),
+            let (body, body_sent) = match body.take() {
+                Some(b) if !bodyless => {
+                    let (b, sent) = signal_end(b);
+                    (b, Some(sent))
+                }
+                _ => (Empty::new().map_err(|never| match never {}).boxed(), None),
             };
             let mut upstream_req = Request::new(body);
             *upstream_req.method_mut() = parts.method.clone();
             *upstream_req.uri_mut() = upstream_uri(replica, &path_and_query)?;
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = parts.headers.clone();
-            let sent = tokio::time::timeout(dest.timeout_server, self.client.request(upstream_req));
+            let sent = send(&self.client, upstream_req, body_sent, dest.timeout_server);
             match sent.await {
-                Err(_) => return Err(ProxyError::Timeout { service }),
+                Err(_) => {
+                    // A replica that does not answer may be gone: look again.
+                    replicas.eject(replica, EJECT_FOR);
+                    refresh_soon(replicas);
+                    return Err(ProxyError::Timeout { service });
+                }
                 Ok(Ok(response)) => {
                     return Ok(relay_response(response, client_upgrade, dest, service));
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
                     replicas.eject(replica, EJECT_FOR);
-                    let set = Arc::clone(replicas);
-                    tokio::spawn(async move { set.refresh().await });
+                    refresh_soon(replicas);
+                    last_error = e.to_string();
+                }
+                Ok(Err(e)) if idempotent && bodyless && closed_before_answer(&e) => {
+                    tracing::debug!(%service, %replica, error = %e, "reused connection closed; retrying");
                     last_error = e.to_string();
                 }
                 Ok(Err(e)) => {
@@ -189,6 +214,45 @@ impl Proxy {
         }
         Err(no_replica(&service, &last_error))
     }
+}
+
+/// Sends `req`; `timeout` counts from when the request body has been sent whole.
+async fn send(
+    client: &UpstreamClient,
+    req: Request<Body>,
+    body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    timeout: Duration,
+) -> Result<
+    Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    tokio::time::error::Elapsed,
+> {
+    let request = client.request(req);
+    tokio::pin!(request);
+    if let Some(body_sent) = body_sent {
+        tokio::select! {
+            answered = &mut request => return Ok(answered),
+            _ = body_sent => {}
+        }
+    }
+    tokio::time::timeout(timeout, request).await
+}
+
+fn refresh_soon(replicas: &Arc<crate::upstream::ReplicaSet>) {
+    let set = Arc::clone(replicas);
+    tokio::spawn(async move { set.refresh().await });
+}
+
+/// True when the replica closed the connection before answering (a pooled connection it had
+/// already given up on).
+fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message() || h.is_canceled();
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// The redirect of a plain request to the same host, path and query over HTTPS.

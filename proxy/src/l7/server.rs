@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
 };
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
@@ -21,8 +21,14 @@ use tokio_rustls::TlsAcceptor;
 /// Response body type of every handler.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// How long open connections get to finish after shutdown starts.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long open connections get to finish after shutdown starts: below Docker's default
+/// 10 s stop grace period, so the data plane is still torn down before a SIGKILL.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long a client may take to send a request's headers, including an idle keep-alive
+/// connection waiting for its next request (DFP's `TIMEOUT_HTTP_KEEP_ALIVE` is 15 s).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// HTTP/2 pings: a peer that stops answering is dropped.
+const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// How long a client may take to complete a TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -59,7 +65,7 @@ where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let builder = Arc::new(server_builder());
     let graceful = GracefulShutdown::new();
     loop {
         tokio::select! {
@@ -115,6 +121,22 @@ where
     {
         tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; closing them");
     }
+}
+
+/// hyper's server settings. Without a timer hyper enforces no timeout at all, so an idle or
+/// slow client could hold a connection forever.
+fn server_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEP_ALIVE)
+        .keep_alive_timeout(H2_KEEP_ALIVE);
+    builder
 }
 
 /// One accepted connection, before its protocol is known.

@@ -18,7 +18,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn new_client(bytes: BackendBytes) -> UpstreamClient {
     let connector = CountingConnector::new(bytes, CONNECT_TIMEOUT);
     Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
+        // Shorter than common backend keep-alives (Node: 5 s), so we rarely reuse a connection
+        // the replica is closing.
+        .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(256)
         .build(connector)
 }

@@ -90,7 +90,16 @@ impl ReplicaResolver {
                         return Ok(ips);
                     }
                 }
-                Err(e) => reason = e.to_string(),
+                // Only "no such name" moves on to the VIP: after a timeout the tasks may well
+                // exist, and flipping to the VIP would churn the replica set for nothing.
+                Err(e) if e.is_nx_domain() || e.is_no_records_found() => reason = e.to_string(),
+                Err(e) => {
+                    return Err(ResolveError::NotFound {
+                        name: service.to_owned(),
+                        tried: (*name).to_owned(),
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
         Err(ResolveError::NotFound {
