@@ -247,3 +247,41 @@ fn users_require_basic_auth() -> anyhow::Result<()> {
     assert_eq!(right.status, 200);
     Ok(())
 }
+
+#[test]
+fn a_slow_upload_is_not_cut_short_by_timeout_server() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = proxy_for(&demo)?;
+    reconfigure(&proxy, &format!("{RECONFIGURE}&timeoutServer=1"))?;
+    let body = "x".repeat(8 * 1024);
+    // 8 KiB at 3 KiB/s: the upload alone takes longer than timeoutServer.
+    let resp = curl(&[
+        "--limit-rate",
+        "3K",
+        "--data-binary",
+        &body,
+        &proxy.url("/demo/echo"),
+    ])?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.body.len(), body.len());
+    Ok(())
+}
+
+#[test]
+fn a_get_with_a_chunked_body_keeps_its_body() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = proxy_for(&demo)?;
+    reconfigure(&proxy, RECONFIGURE)?;
+    let resp = curl(&[
+        "-X",
+        "GET",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        "{\"query\":1}",
+        &proxy.url("/demo/echo"),
+    ])?;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body, "{\"query\":1}");
+    Ok(())
+}
