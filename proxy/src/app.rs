@@ -18,6 +18,7 @@ use crate::{
     cli::RunArgs,
     control::{ControlHooks, ControlPlane},
     dataplane::{Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for},
+    l4::L4Listeners,
     l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
     metrics::Metrics,
     state::StateFile,
@@ -86,12 +87,20 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.handle(req, peer).await }
     });
+    let l4 = L4Listeners::new(
+        args.http_addr.ip(),
+        Arc::clone(&control),
+        metrics.l4_connections(),
+    );
+    // Restored TCP-mode services get their listeners now.
+    l4.sync();
     let api_context = Arc::new(ApiContext {
         control: Arc::clone(&control),
         metrics: Arc::clone(&metrics),
         certs: Arc::clone(&certs),
         provider: Arc::clone(&provider),
         api_certs_dir,
+        l4: Arc::clone(&l4),
     });
     let api_handler = Arc::new(move |req, _peer| api::handle(Arc::clone(&api_context), req));
     let (handshakes_ok, handshakes_failed) = metrics.handshakes();
@@ -160,6 +169,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let _ = task.await;
     }
     servers.await.context("the listeners' task failed")?;
+    l4.stop();
     if let Some(dp) = data_plane {
         let dp = Arc::into_inner(dp)
             .context("the data plane is still in use")?

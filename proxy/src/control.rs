@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 
 use crate::{
     dataplane::Backend,
-    routes::{Destination, ReqMode, RouteError, RouteTable, Service},
+    routes::{Destination, RouteError, RouteTable, Service},
     state::{StateError, StateFile},
     upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
 };
@@ -212,11 +212,7 @@ fn build_snapshot(
 ) -> Snapshot {
     let mut upstreams = HashMap::new();
     for service in routes.services().values() {
-        for dest in service
-            .destinations
-            .iter()
-            .filter(|d| d.req_mode == ReqMode::Http)
-        {
+        for dest in &service.destinations {
             let key = upstream_key(service, dest);
             let set = previous.get(&key).cloned().unwrap_or_else(|| {
                 ReplicaSet::new(key.clone(), resolver.clone(), Arc::clone(changed))

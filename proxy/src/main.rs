@@ -4,6 +4,7 @@ mod app;
 mod cli;
 mod control;
 mod dataplane;
+mod l4;
 mod l7;
 mod metrics;
 mod routes;

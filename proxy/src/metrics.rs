@@ -82,6 +82,7 @@ pub struct Metrics {
     open_connections: Gauge,
     config_reloads: Counter,
     handshakes: Family<ResultLabel, Counter>,
+    l4_connections: Counter,
 }
 
 impl Metrics {
@@ -133,6 +134,12 @@ impl Metrics {
             "TLS handshakes on the HTTPS listener, by result",
             handshakes.clone(),
         );
+        let l4_connections = Counter::default();
+        registry.register(
+            "flowproxy_l4_connections",
+            "TCP-mode connections relayed in user space",
+            l4_connections.clone(),
+        );
         registry.register_collector(Box::new(CertCollector(certs)));
         if let Some(dir) = pin_dir {
             registry.register_collector(Box::new(BackendCollector { pin_dir: dir }));
@@ -146,6 +153,7 @@ impl Metrics {
             open_connections,
             config_reloads,
             handshakes,
+            l4_connections,
         })
     }
 
@@ -202,6 +210,11 @@ impl Metrics {
                 .clone()
         };
         (get("ok"), get("error"))
+    }
+
+    /// The counter of TCP-mode connections relayed in user space.
+    pub fn l4_connections(&self) -> Counter {
+        self.l4_connections.clone()
     }
 
     /// The OpenMetrics text of every metric.

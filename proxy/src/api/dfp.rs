@@ -3,8 +3,11 @@ use hyper::{Response, header};
 use serde_json::{Map, Value};
 
 use super::envelope;
+use std::sync::Arc;
+
 use crate::{
     control::ControlPlane,
+    l4::L4Listeners,
     l7::Body,
     routes::{ReqMode, distribute_requested, parse_reconfigure, render_haproxy},
 };
@@ -21,26 +24,31 @@ fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
 }
 
 /// `reconfigure`: add or replace a service. A rejected request changes nothing.
-pub async fn reconfigure(control: &ControlPlane, query: &Query) -> Response<Body> {
+pub async fn reconfigure(
+    control: &ControlPlane,
+    l4: &Arc<L4Listeners>,
+    query: &Query,
+) -> Response<Body> {
     note_local_only(query);
     let name = param(query, "serviceName");
     let service = match parse_reconfigure(query) {
         Ok(service) => service,
         Err(e) => return envelope::error(e.status(), &e.to_string(), name),
     };
-    // Accepting a TCP service that nothing would serve tells the Swarm Listener it worked.
-    if service
+    // A TCP-mode service needs its port: a taken one refuses the change before it is applied.
+    for port in service
         .destinations
         .iter()
-        .any(|d| d.req_mode == ReqMode::Tcp)
+        .filter(|d| d.req_mode == ReqMode::Tcp)
+        .filter_map(|d| d.src_port)
     {
-        return envelope::error(
-            400,
-            "reqMode=tcp is not supported yet: TCP-mode services have no listener in this version",
-            name,
-        );
+        if let Err(e) = l4.reserve(port) {
+            return envelope::error(409, &e.to_string(), name);
+        }
     }
-    match control.reconfigure(service.clone()).await {
+    let result = control.reconfigure(service.clone()).await;
+    l4.sync();
+    match result {
         Ok(()) => {
             tracing::info!(service = %service.name, "service configured");
             envelope::ok("", Some(&service))
@@ -50,12 +58,18 @@ pub async fn reconfigure(control: &ControlPlane, query: &Query) -> Response<Body
 }
 
 /// `remove`: drop a service's routes.
-pub async fn remove(control: &ControlPlane, query: &Query) -> Response<Body> {
+pub async fn remove(
+    control: &ControlPlane,
+    l4: &Arc<L4Listeners>,
+    query: &Query,
+) -> Response<Body> {
     note_local_only(query);
     let Some(name) = param(query, "serviceName") else {
         return envelope::error(400, "The serviceName query is mandatory", None);
     };
-    match control.remove(name).await {
+    let result = control.remove(name).await;
+    l4.sync();
+    match result {
         Ok(true) => {
             tracing::info!(service = %name, "service removed");
             ok_named("", name)

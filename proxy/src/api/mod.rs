@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use rustls::crypto::CryptoProvider;
 
-use crate::{control::ControlPlane, l7::Body, metrics::Metrics, tls::CertStore};
+use crate::{control::ControlPlane, l4::L4Listeners, l7::Body, metrics::Metrics, tls::CertStore};
 
 pub use certs::unix_now;
 
@@ -27,6 +27,8 @@ pub struct ApiContext {
     pub provider: Arc<CryptoProvider>,
     /// Where certificates added through the API are kept.
     pub api_certs_dir: PathBuf,
+    /// The TCP-mode listeners, started and stopped with their services.
+    pub l4: Arc<L4Listeners>,
 }
 
 /// Routes one API request to its endpoint.
@@ -45,8 +47,8 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
             certs::put(&ctx, name.as_deref().filter(|n| !n.is_empty()), req).await
         }
         "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
-        "/v1/docker-flow-proxy/reconfigure" => dfp::reconfigure(control, &query).await,
-        "/v1/docker-flow-proxy/remove" => dfp::remove(control, &query).await,
+        "/v1/docker-flow-proxy/reconfigure" => dfp::reconfigure(control, &ctx.l4, &query).await,
+        "/v1/docker-flow-proxy/remove" => dfp::remove(control, &ctx.l4, &query).await,
         "/v1/docker-flow-proxy/config" => dfp::config(control, &query),
         "/v1/docker-flow-proxy/reload" => dfp::reload(control).await,
         "/v1/docker-flow-proxy/ping" | "/ping" => dfp::ping(),

@@ -1,0 +1,85 @@
+//! One TCP-mode listener: accept, pick a replica of the service that owns the port (read from
+//! the current snapshot on every connection, so reconfigures apply at once), connect (trying
+//! another replica if one refuses), then copy bytes both ways until either side closes.
+use std::{sync::Arc, time::Duration};
+
+use tokio::net::{TcpListener, TcpStream};
+
+use super::L4Listeners;
+
+/// How long a connect to a replica may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many replicas one client connection may try.
+const MAX_ATTEMPTS: usize = 3;
+/// How long a replica that refused a connection stays out of rotation.
+const EJECT_FOR: Duration = Duration::from_secs(10);
+
+/// Serves `port` until the task is aborted.
+pub async fn accept_loop(listeners: Arc<L4Listeners>, listener: TcpListener, port: u16) {
+    loop {
+        let (client, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(port, error = %e, "TCP-mode accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let listeners = Arc::clone(&listeners);
+        tokio::spawn(async move {
+            if let Err(reason) = relay(&listeners, client, port).await {
+                tracing::warn!(port, %peer, reason, "TCP-mode connection not relayed");
+            }
+        });
+    }
+}
+
+async fn relay(listeners: &L4Listeners, mut client: TcpStream, port: u16) -> Result<(), String> {
+    let snapshot = listeners.control.snapshot_full();
+    let (service, dest) = snapshot
+        .routes
+        .tcp_services()
+        .find(|(_, d)| d.src_port == Some(port))
+        .ok_or("no service owns this port any more")?;
+    let replicas = snapshot
+        .upstream(service, dest)
+        .ok_or("the service has no replica set")?;
+    replicas.ensure_resolved().await;
+    let mut tried = Vec::new();
+    let mut upstream = None;
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(replica) = replicas.pick(&tried) else {
+            break;
+        };
+        tried.push(replica);
+        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(replica)).await {
+            Ok(Ok(stream)) => {
+                upstream = Some((stream, replica));
+                break;
+            }
+            _ => {
+                replicas.eject(replica, EJECT_FOR);
+                let set = Arc::clone(replicas);
+                tokio::spawn(async move { set.refresh().await });
+            }
+        }
+    }
+    let (mut upstream, replica) = upstream.ok_or_else(|| {
+        format!(
+            "no replica of {} is reachable (tried {tried:?})",
+            service.name
+        )
+    })?;
+    listeners.connections.inc();
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let service = service.name.clone();
+    drop(snapshot);
+    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        Ok((up, down)) => {
+            tracing::debug!(%service, %replica, up, down, "TCP-mode connection closed")
+        }
+        Err(e) => tracing::debug!(%service, %replica, error = %e, "TCP-mode connection ended"),
+    }
+    Ok(())
+}
