@@ -116,18 +116,21 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             handler: Arc::clone(&proxy_handler),
             open: Some(metrics.open_connections()),
             tls: None,
+            max_connections: args.max_connections as usize,
         },
         Listener {
             socket: https,
             handler: proxy_handler,
             open: Some(metrics.open_connections()),
             tls: Some(tls),
+            max_connections: args.max_connections as usize,
         },
         Listener {
             socket: api,
             handler: api_handler,
             open: None,
             tls: None,
+            max_connections: 1024,
         },
     );
     let servers = tokio::spawn({

@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// Redirect every plain-HTTP request to HTTPS (per service: `httpsOnly=true`).
     #[arg(long, env = "HTTPS_ONLY")]
     pub https_only: bool,
+    /// Most client connections each listener holds at once; more wait in the kernel's backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Address of the reconfigure API (Docker Flow Proxy compatible).
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
     pub api_addr: SocketAddr,

@@ -285,3 +285,27 @@ fn a_get_with_a_chunked_body_keeps_its_body() -> anyhow::Result<()> {
     assert_eq!(resp.body, "{\"query\":1}");
     Ok(())
 }
+
+#[test]
+fn past_max_connections_clients_wait_until_a_connection_closes() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = Flowproxy::new()
+        .arg("--no-ebpf")
+        .arg("--dns-server")
+        .arg(demo.dns_server().to_string())
+        .arg("--max-connections")
+        .arg("2")
+        .start()?;
+    reconfigure(&proxy, RECONFIGURE)?;
+    let first = std::net::TcpStream::connect(proxy.http_addr)?;
+    let _second = std::net::TcpStream::connect(proxy.http_addr)?;
+    let waiting = curl(&["--max-time", "1", &proxy.url("/demo/hello")]);
+    assert!(
+        waiting.is_err(),
+        "a third connection was served: {waiting:?}"
+    );
+    drop(first);
+    let resp = curl(&["--max-time", "5", &proxy.url("/demo/hello")])?;
+    assert_eq!(resp.status, 200);
+    Ok(())
+}

@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::L4Listeners;
+use crate::l7::copy_bidirectional_idle;
 
 /// How long a connect to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,7 +35,7 @@ pub async fn accept_loop(listeners: Arc<L4Listeners>, listener: TcpListener, por
     }
 }
 
-async fn relay(listeners: &L4Listeners, mut client: TcpStream, port: u16) -> Result<(), String> {
+async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<(), String> {
     let snapshot = listeners.control.snapshot_full();
     let (service, dest) = snapshot
         .routes
@@ -64,7 +65,7 @@ async fn relay(listeners: &L4Listeners, mut client: TcpStream, port: u16) -> Res
             }
         }
     }
-    let (mut upstream, replica) = upstream.ok_or_else(|| {
+    let (upstream, replica) = upstream.ok_or_else(|| {
         format!(
             "no replica of {} is reachable (tried {tried:?})",
             service.name
@@ -73,9 +74,10 @@ async fn relay(listeners: &L4Listeners, mut client: TcpStream, port: u16) -> Res
     listeners.connections.inc();
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
-    let service = service.name.clone();
+    let (service, idle) = (service.name.clone(), dest.timeout_tunnel);
     drop(snapshot);
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+    // As HAProxy's `timeout tunnel`: closed only after `timeoutTunnel` without traffic.
+    match copy_bidirectional_idle(client, upstream, idle).await {
         Ok((up, down)) => {
             tracing::debug!(%service, %replica, up, down, "TCP-mode connection closed")
         }

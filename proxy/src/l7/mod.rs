@@ -4,10 +4,12 @@ mod auth;
 mod body;
 mod errors;
 mod headers;
+mod idle;
 mod pipeline;
 mod server;
 mod tunnel;
 
 pub use errors::text_body;
+pub use idle::copy_bidirectional_idle;
 pub use pipeline::{HttpsPolicy, Proxy};
 pub use server::{Body, Listener, Tls, TlsListener, serve};

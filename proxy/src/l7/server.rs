@@ -57,6 +57,9 @@ pub struct Listener<H> {
     pub open: Option<Gauge>,
     /// Terminates TLS first, when given.
     pub tls: Option<TlsListener>,
+    /// At most this many connections at once; further clients wait in the kernel's backlog
+    /// (HAProxy's `maxconn`), so a flood cannot exhaust file descriptors.
+    pub max_connections: usize,
 }
 
 /// Serves `listener` until `shutdown` turns true, then drains.
@@ -67,7 +70,12 @@ where
 {
     let builder = Arc::new(server_builder());
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
     loop {
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             accepted = listener.socket.accept() => {
                 let (stream, peer) = match accepted {
@@ -89,6 +97,7 @@ where
                 };
                 let tls = listener.tls.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
                     match tls {
                         None => conn.serve(stream, false).await,
                         Some(tls) => {

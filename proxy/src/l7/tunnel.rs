@@ -1,9 +1,11 @@
 //! Upgraded connections (WebSocket): once the replica answers 101, bytes are relayed both ways
-//! until either side closes or `timeoutTunnel` passes.
+//! until either side closes or nothing moves for `timeoutTunnel`.
 use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+
+use super::idle::copy_bidirectional_idle;
 
 /// Relays between the client's and the replica's upgraded connections in a task of its own.
 pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, limit: Duration, service: String) {
@@ -15,16 +17,13 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, limit: Duration, service: S
                 return;
             }
         };
-        let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        match tokio::time::timeout(
-            limit,
-            tokio::io::copy_bidirectional(&mut client, &mut upstream),
-        )
-        .await
-        {
-            Ok(Ok((up, down))) => tracing::debug!(%service, up, down, "tunnel closed"),
-            Ok(Err(e)) => tracing::debug!(%service, error = %e, "tunnel ended with an error"),
-            Err(_) => tracing::info!(%service, ?limit, "tunnel closed by timeoutTunnel"),
+        let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+        match copy_bidirectional_idle(client, upstream, limit).await {
+            Ok((up, down)) => tracing::debug!(%service, up, down, "tunnel closed"),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::info!(%service, ?limit, "idle tunnel closed by timeoutTunnel");
+            }
+            Err(e) => tracing::debug!(%service, error = %e, "tunnel ended with an error"),
         }
     });
 }
