@@ -75,6 +75,7 @@ pub struct BackendSlot {
 /// (XDP ingress), "out" what was sent to it (TC egress).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct BackendCounters {
     /// Frames from the backend.
     pub packets_in: u64,
@@ -106,6 +107,7 @@ impl BackendCounters {
 /// instance per CPU; user space sums them).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct IfaceCounters {
     /// Frames seen.
     pub packets: u64,

@@ -17,8 +17,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use proxy_common::BackendCounters;
+
 use crate::{
-    dataplane::{BackendCountersView, BackendStat, read_backend_stats},
+    dataplane::{BackendStat, read_backend_stats},
     tls::CertStore,
     upstream::ByteCounters,
 };
@@ -316,7 +318,7 @@ fn encode_in_out(
     name: &str,
     help: &str,
     stats: &[BackendStat],
-    in_out: impl Fn(&BackendCountersView) -> (u64, u64),
+    in_out: impl Fn(&BackendCounters) -> (u64, u64),
 ) -> Result<(), std::fmt::Error> {
     let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
     for s in stats {

@@ -74,6 +74,13 @@ impl GoDemo {
         self.dns.set("tasks.go-demo", &addrs)
     }
 
+    /// A flowproxy that finds go-demo's replicas through this DNS.
+    pub fn flowproxy(&self) -> crate::Flowproxy {
+        crate::Flowproxy::new()
+            .arg("--dns-server")
+            .arg(self.dns_server().to_string())
+    }
+
     /// The `--dns-server` argument for flowproxy.
     pub fn dns_server(&self) -> SocketAddr {
         self.dns.addr()

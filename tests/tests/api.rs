@@ -5,10 +5,7 @@ use flowproxy_tests::{
 };
 
 fn proxy_for(demo: &GoDemo, state_dir: Option<&std::path::Path>) -> anyhow::Result<RunningProxy> {
-    let mut proxy = Flowproxy::new()
-        .arg("--no-ebpf")
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string());
+    let mut proxy = demo.flowproxy().arg("--no-ebpf");
     if let Some(dir) = state_dir {
         proxy = proxy.state_dir(dir);
     }

@@ -11,14 +11,12 @@ use std::{
 
 use anyhow::ensure;
 use flowproxy_tests::{
-    Flowproxy, GoDemo, HttpClient, RunningProxy, curl, eventually, go_demo::RECONFIGURE, ws_echo,
+    GoDemo, HttpClient, RunningProxy, curl, eventually, go_demo::RECONFIGURE, ws_echo,
 };
 
 fn proxy_for(demo: &GoDemo) -> anyhow::Result<RunningProxy> {
-    Flowproxy::new()
+    demo.flowproxy()
         .arg("--no-ebpf")
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string())
         .arg("--dns-refresh")
         .arg("1")
         .start()
@@ -289,10 +287,9 @@ fn a_get_with_a_chunked_body_keeps_its_body() -> anyhow::Result<()> {
 #[test]
 fn past_max_connections_clients_wait_until_a_connection_closes() -> anyhow::Result<()> {
     let demo = GoDemo::start(1)?;
-    let proxy = Flowproxy::new()
+    let proxy = demo
+        .flowproxy()
         .arg("--no-ebpf")
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string())
         .arg("--max-connections")
         .arg("2")
         .start()?;

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use flowproxy_tests::{
-    Flowproxy, GoDemo, HttpClient, RunningProxy, bpftool, eventually, go_demo::RECONFIGURE,
+    GoDemo, HttpClient, RunningProxy, bpftool, eventually, go_demo::RECONFIGURE,
 };
 use serde_json::Value;
 
@@ -41,9 +41,7 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<u64
 #[test]
 fn replica_counters_agree_three_ways_and_match_the_traffic() -> anyhow::Result<()> {
     let demo = GoDemo::start(3)?;
-    let mut proxy = Flowproxy::new()
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string());
+    let mut proxy = demo.flowproxy();
     for replica in &demo.replicas {
         proxy = proxy.interface(&replica.link.root_if);
     }
@@ -182,9 +180,8 @@ fn replica_counters_agree_three_ways_and_match_the_traffic() -> anyhow::Result<(
 #[test]
 fn bpftool_shows_readable_backend_entries() -> anyhow::Result<()> {
     let demo = GoDemo::start(1)?;
-    let proxy = Flowproxy::new()
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string())
+    let proxy = demo
+        .flowproxy()
         .interface(&demo.replicas[0].link.root_if)
         .start()?;
     proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{RECONFIGURE}"))?;
@@ -206,11 +203,7 @@ fn bpftool_shows_readable_backend_entries() -> anyhow::Result<()> {
 #[test]
 fn interface_auto_attaches_where_the_replicas_are() -> anyhow::Result<()> {
     let demo = GoDemo::start(2)?;
-    let proxy = Flowproxy::new()
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string())
-        .interface("auto")
-        .start()?;
+    let proxy = demo.flowproxy().interface("auto").start()?;
     assert!(
         bpftool::links_of(proxy.pid())?.is_empty(),
         "nothing to attach to before discovery"

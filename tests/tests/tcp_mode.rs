@@ -4,17 +4,14 @@
 use std::{collections::BTreeSet, net::TcpListener, time::Duration};
 
 use anyhow::ensure;
-use flowproxy_tests::{Flowproxy, GoDemo, RunningProxy, curl, eventually, proxy::temp_state_dir};
+use flowproxy_tests::{GoDemo, RunningProxy, curl, eventually, proxy::temp_state_dir};
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn proxy_for(demo: &GoDemo, state: Option<&std::path::Path>) -> anyhow::Result<RunningProxy> {
-    let mut proxy = Flowproxy::new()
-        .arg("--no-ebpf")
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string());
+    let mut proxy = demo.flowproxy().arg("--no-ebpf");
     if let Some(dir) = state {
         proxy = proxy.state_dir(dir);
     }

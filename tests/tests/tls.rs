@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use flowproxy_tests::{
-    CurlResponse, Flowproxy, GoDemo, RunningProxy, TestCa, TlsClient, curl, go_demo::RECONFIGURE,
+    CurlResponse, GoDemo, RunningProxy, TestCa, TlsClient, curl, go_demo::RECONFIGURE,
     proxy::temp_state_dir,
 };
 
@@ -30,10 +30,7 @@ fn start(
     extra: &[(&str, &Path)],
     state: Option<&Path>,
 ) -> anyhow::Result<RunningProxy> {
-    let mut proxy = Flowproxy::new()
-        .arg("--no-ebpf")
-        .arg("--dns-server")
-        .arg(demo.dns_server().to_string());
+    let mut proxy = demo.flowproxy().arg("--no-ebpf");
     for (flag, path) in extra {
         proxy = proxy.arg(*flag).arg(path.to_string_lossy());
     }

@@ -27,7 +27,7 @@ use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
 pub use backends::Backend;
 pub use error::DataPlaneError;
 pub use routes::live_interface_for;
-pub use stats::{BackendCountersView, BackendStat, read_backend_stats, read_iface_stats};
+pub use stats::{BackendStat, read_backend_stats, read_iface_stats};
 
 /// The object built by `cargo xtask build-ebpf`; empty when the binary was built without it.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/flowproxy-ebpf.o"));

@@ -67,37 +67,7 @@ pub struct BackendStat {
     pub slot: u32,
     /// The counters.
     #[serde(flatten)]
-    pub counters: BackendCountersView,
-}
-
-/// [`BackendCounters`] with field names for JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct BackendCountersView {
-    /// Frames from the backend.
-    pub packets_in: u64,
-    /// Bytes from the backend.
-    pub bytes_in: u64,
-    /// Frames to the backend.
-    pub packets_out: u64,
-    /// Bytes to the backend.
-    pub bytes_out: u64,
-    /// New connections to the backend.
-    pub connections: u64,
-    /// Segments with RST.
-    pub resets: u64,
-}
-
-impl From<BackendCounters> for BackendCountersView {
-    fn from(c: BackendCounters) -> Self {
-        Self {
-            packets_in: c.packets_in,
-            bytes_in: c.bytes_in,
-            packets_out: c.packets_out,
-            bytes_out: c.bytes_out,
-            connections: c.connections,
-            resets: c.resets,
-        }
-    }
+    pub counters: BackendCounters,
 }
 
 /// Reads every counted backend's traffic from the maps pinned under `dir`.
@@ -123,7 +93,7 @@ pub fn read_backend_stats(dir: &Path) -> Result<Vec<BackendStat>, DataPlaneError
             service: backends::service_of(&value),
             backend: backends::addr_of(&key),
             slot: value.slot,
-            counters: total.into(),
+            counters: total,
         });
     }
     out.sort_by(|a, b| (&a.service, a.backend).cmp(&(&b.service, b.backend)));
