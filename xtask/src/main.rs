@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's automation. Every command first runs `setup`, so a fresh
 //! machine needs nothing installed by hand.
+mod bench;
 mod build;
 mod demo;
 mod setup;
@@ -39,6 +40,25 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Benchmark flowproxy against HAProxy, nginx and a direct connection (release build, as root).
+    Bench {
+        /// Every scenario briefly (under 3 minutes), to check the harness, not to compare.
+        #[arg(long)]
+        quick: bool,
+        /// Where results.json, results.md and results.png go (default target/bench).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Run only these scenarios (comma-separated numbers, e.g. `--only 1,8`).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<u32>,
+        /// Only redraw results.md and results.png from results.json.
+        #[arg(long)]
+        render: bool,
+        /// Internal: tools are installed and the release binaries built (the debug xtask hands
+        /// over to the release one with this).
+        #[arg(long, hide = true)]
+        prebuilt: bool,
+    },
     /// Start flowproxy on a veth pair, send traffic and show what bpftool sees.
     Demo {
         /// Stop after showing everything instead of waiting for Ctrl-C.
@@ -66,6 +86,24 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::setup()?;
             build::test(&args)
+        }
+        Task::Bench {
+            quick,
+            out,
+            only,
+            render,
+            prebuilt,
+        } => {
+            if !prebuilt && !render {
+                setup::setup()?;
+            }
+            bench::bench(&bench::Options {
+                quick,
+                out,
+                only,
+                render,
+                prebuilt,
+            })
         }
         Task::Demo { exit } => {
             setup::setup()?;

@@ -34,16 +34,18 @@ pub fn setup() -> anyhow::Result<()> {
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    install_debian_packages(DEBIAN_PACKAGES)
+}
+
+/// Installs the Debian `packages` that are missing (as root), or says which command would.
+pub fn install_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|p| !deb_installed(p))
         .collect();
     if missing.is_empty() {
-        eprintln!(
-            "setup: Debian packages present ({})",
-            DEBIAN_PACKAGES.join(", ")
-        );
+        eprintln!("setup: Debian packages present ({})", packages.join(", "));
         return Ok(());
     }
     let list = missing.join(" ");

@@ -1,0 +1,174 @@
+//! The issue's targets, checked against a run's medians. A target below reach is a result to
+//! report, not an error: the run never fails on one.
+use super::{
+    contenders::Contender,
+    report::fmt_value,
+    results::{Scenario, TargetCheck, Verdict},
+    scenarios::{reconfigure, tcp},
+};
+
+/// Every target the scenarios of this run can be judged on.
+pub fn check(scenarios: &[Scenario]) -> Vec<TargetCheck> {
+    let find = |id: u32| scenarios.iter().find(|s| s.id == id);
+    let fp = Contender::Flowproxy.label();
+    let ha = Contender::Haproxy.label();
+    let mut out = Vec::new();
+    if let Some(s) = find(1) {
+        out.extend(ratio(s, fp, ha, "req_per_s", "req/s", Bound::AtLeast(1.2)));
+        out.extend(ratio(s, fp, ha, "p99_ms", "p99 ms", Bound::AtMost(0.8)));
+    }
+    if let Some(s) = find(3) {
+        out.extend(ratio(s, fp, ha, "p999_ms", "p99.9 ms", Bound::AtMost(1.0)));
+    }
+    if let Some(s) = find(4) {
+        let direct = s.median(tcp::DIRECT, "gbit_per_s");
+        let haproxy = s.median(tcp::HAPROXY, "gbit_per_s");
+        let cpu = s.median(tcp::HAPROXY, "proxy_user_cpu_pct");
+        let relay = s.median(tcp::RELAY, "gbit_per_s");
+        let context = format!(
+            "no XDP fast path yet (issue 5); direct {} Gbit/s, HAProxy {} Gbit/s at {}% user CPU, flowproxy's user-space relay {} Gbit/s",
+            opt(direct),
+            opt(haproxy),
+            opt(cpu),
+            opt(relay)
+        );
+        for target in [
+            "fast path ≥ 0.9× direct and ≥ 2× HAProxy (Gbit/s)",
+            "flowproxy user-space CPU during the fast-path transfer < 5% of HAProxy's",
+        ] {
+            out.push(TargetCheck {
+                scenario: 4,
+                target: target.to_owned(),
+                measured: context.clone(),
+                verdict: Verdict::NotImplemented,
+            });
+        }
+    }
+    if let Some(s) = find(5)
+        && let Some(failed) = s.median(reconfigure::FLOWPROXY, "failed")
+    {
+        let requests = s.median(reconfigure::FLOWPROXY, "requests").unwrap_or(0.0);
+        let haproxy = s.median(reconfigure::HAPROXY, "failed");
+        out.push(TargetCheck {
+            scenario: 5,
+            target: "zero failed requests for flowproxy".to_owned(),
+            measured: format!(
+                "flowproxy {} failed of {} (median of rounds); HAProxy {} failed",
+                fmt_value(failed),
+                fmt_value(requests),
+                opt(haproxy)
+            ),
+            verdict: verdict(failed == 0.0),
+        });
+    }
+    if let Some(s) = find(6) {
+        out.extend(ratio(s, fp, ha, "rss_mib", "RSS MiB", Bound::AtMost(1.0)));
+    }
+    if let Some(s) = find(7)
+        && let [small, large, ..] = s.rows.as_slice()
+    {
+        let (small, large) = (small.contender.as_str(), large.contender.as_str());
+        out.extend(ratio(
+            s,
+            large,
+            small,
+            "req_per_s",
+            "req/s",
+            Bound::AtLeast(0.9),
+        ));
+        out.extend(ratio(
+            s,
+            large,
+            small,
+            "reconfigure_ms",
+            "reconfigure call ms",
+            Bound::AtMost(1.1),
+        ));
+    }
+    if let Some(s) = find(8) {
+        let detached = Contender::FlowproxyDetached.label();
+        out.extend(ratio(
+            s,
+            fp,
+            detached,
+            "req_per_s",
+            "req/s",
+            Bound::AtLeast(0.98),
+        ));
+    }
+    out
+}
+
+/// Where a ratio must stay.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+/// `row`'s median of `key` against `base`'s, judged by `bound`; `None` when either is missing.
+fn ratio(
+    s: &Scenario,
+    row: &str,
+    base: &str,
+    key: &str,
+    what: &str,
+    bound: Bound,
+) -> Option<TargetCheck> {
+    let (v, b) = (s.median(row, key)?, s.median(base, key)?);
+    let r = v / b;
+    let (target, met) = match bound {
+        Bound::AtLeast(x) => (format!("{row} {what} ≥ {x}× {base}'s"), r >= x),
+        Bound::AtMost(x) => (format!("{row} {what} ≤ {x}× {base}'s"), r <= x),
+    };
+    Some(TargetCheck {
+        scenario: s.id,
+        target,
+        measured: format!("{} vs {} = {r:.2}×", fmt_value(v), fmt_value(b)),
+        verdict: verdict(met),
+    })
+}
+
+fn verdict(met: bool) -> Verdict {
+    if met { Verdict::Met } else { Verdict::Missed }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), fmt_value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::results::{Column, Table};
+
+    const COLUMNS: &[Column] = &[
+        Column {
+            key: "req_per_s",
+            label: "req/s",
+        },
+        Column {
+            key: "p99_ms",
+            label: "p99 ms",
+        },
+    ];
+
+    #[test]
+    fn scenario_one_is_judged_on_throughput_and_tail_latency() {
+        let mut t = Table::new(COLUMNS);
+        t.add("HAProxy", &[36_000.0, 2.0]);
+        t.add("flowproxy", &[45_000.0, 1.8]);
+        let checks = check(&[t.into_scenario(1, "", "", Some("HAProxy"))]);
+        assert_eq!(checks.len(), 2);
+        assert_eq!(checks[0].verdict, Verdict::Met, "{:?}", checks[0]);
+        assert_eq!(checks[0].measured, "45,000 vs 36,000 = 1.25×");
+        assert_eq!(checks[1].verdict, Verdict::Missed, "p99 is 0.9× HAProxy's");
+    }
+
+    #[test]
+    fn missing_rows_give_no_verdict() {
+        let mut t = Table::new(COLUMNS);
+        t.add("HAProxy", &[36_000.0, 2.0]);
+        assert!(check(&[t.into_scenario(1, "", "", Some("HAProxy"))]).is_empty());
+    }
+}
