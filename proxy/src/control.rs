@@ -153,12 +153,10 @@ impl ControlPlane {
         let old = self.current.load_full();
         let routes = change(&old.routes)?;
         // Two fsyncs: off the runtime's worker threads.
-        let (state, routes) = (self.state.clone(), Arc::new(routes));
-        let to_save = Arc::clone(&routes);
-        tokio::task::spawn_blocking(move || state.save(&to_save))
+        let state = self.state.clone();
+        let routes = tokio::task::spawn_blocking(move || state.save(&routes).map(|()| routes))
             .await
             .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))??;
-        let routes = Arc::try_unwrap(routes).unwrap_or_else(|shared| (*shared).clone());
         let snapshot = Arc::new(build_snapshot(
             routes,
             &old.upstreams,

@@ -5,10 +5,7 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use aya::{
-    Ebpf,
-    maps::{HashMap, PerCpuArray, PerCpuValues},
-};
+use aya::{Ebpf, maps::HashMap};
 use proxy_common::{
     BackendCounters, BackendKey, BackendSlot, MAX_BACKENDS, SERVICE_NAME_LEN, map_names,
 };
@@ -86,22 +83,11 @@ pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend]) -> Result<(), DataPlaneError> {
             },
         )?
     };
-    {
-        let map = ebpf
-            .map_mut(map_names::BACKEND_STATS)
-            .ok_or(DataPlaneError::NoObject)?;
-        let mut stats: PerCpuArray<_, BackendCounters> =
-            PerCpuArray::try_from(map).map_err(map_err(map_names::BACKEND_STATS))?;
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(path, e)| DataPlaneError::from_io("count CPUs in", path, e))?;
-        for &(_, slot) in &plan.add {
-            let zero = PerCpuValues::try_from(vec![BackendCounters::default(); cpus])
-                .map_err(|e| DataPlaneError::from_io("zero", map_names::BACKEND_STATS, e))?;
-            stats
-                .set(slot, zero, 0)
-                .map_err(map_err(map_names::BACKEND_STATS))?;
-        }
-    }
+    slots::zero_slots::<BackendCounters>(
+        ebpf,
+        map_names::BACKEND_STATS,
+        plan.add.iter().map(|&(_, slot)| slot),
+    )?;
     let map = ebpf
         .map_mut(map_names::BACKENDS)
         .ok_or(DataPlaneError::NoObject)?;

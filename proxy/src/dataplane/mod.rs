@@ -19,7 +19,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, PerCpuArray, PerCpuValues},
+    maps::HashMap,
     programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
 };
 use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
@@ -178,24 +178,11 @@ fn assign_slots(ebpf: &mut Ebpf, ifindexes: &[u32]) -> Result<(), DataPlaneError
             max: MAX_INTERFACES,
         })?
     };
-    {
-        let stats_err = |source| DataPlaneError::Map {
-            map: map_names::IFACE_STATS,
-            source,
-        };
-        let map = ebpf
-            .map_mut(map_names::IFACE_STATS)
-            .ok_or(DataPlaneError::NoObject)?;
-        let mut stats: PerCpuArray<_, IfaceCounters> =
-            PerCpuArray::try_from(map).map_err(stats_err)?;
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(path, e)| DataPlaneError::from_io("count CPUs in", path, e))?;
-        for &(_, slot) in &plan.add {
-            let zero = PerCpuValues::try_from(vec![IfaceCounters::default(); cpus])
-                .map_err(|e| DataPlaneError::from_io("zero", map_names::IFACE_STATS, e))?;
-            stats.set(slot, zero, 0).map_err(stats_err)?;
-        }
-    }
+    slots::zero_slots::<IfaceCounters>(
+        ebpf,
+        map_names::IFACE_STATS,
+        plan.add.iter().map(|&(_, slot)| slot),
+    )?;
     let mut slots = slots_map(ebpf)?;
     let slots_err = |source| DataPlaneError::Map {
         map: map_names::IFACE_SLOTS,

@@ -43,6 +43,32 @@ pub fn plan_slots<K: Ord + Copy>(
     Some(plan)
 }
 
+/// Zeroes the per-CPU counters of `slots` in the array map `name`, so a slot handed to a new
+/// interface or backend starts from nothing.
+pub fn zero_slots<T: aya::Pod + Default>(
+    ebpf: &mut aya::Ebpf,
+    name: &'static str,
+    slots: impl IntoIterator<Item = u32>,
+) -> Result<(), super::DataPlaneError> {
+    use super::DataPlaneError;
+    let map_err = |source| DataPlaneError::Map { map: name, source };
+    let map = ebpf.map_mut(name).ok_or(DataPlaneError::NoObject)?;
+    let mut stats: aya::maps::PerCpuArray<_, T> =
+        aya::maps::PerCpuArray::try_from(map).map_err(map_err)?;
+    let cpus = aya::util::nr_cpus()
+        .map_err(|(path, e)| DataPlaneError::from_io("count CPUs in", path, e))?;
+    for slot in slots {
+        let zero = aya::maps::PerCpuValues::try_from(
+            std::iter::repeat_with(T::default)
+                .take(cpus)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| DataPlaneError::from_io("zero", name, e))?;
+        stats.set(slot, zero, 0).map_err(map_err)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

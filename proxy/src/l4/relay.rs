@@ -12,8 +12,6 @@ use crate::l7::copy_bidirectional_idle;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many replicas one client connection may try.
 const MAX_ATTEMPTS: usize = 3;
-/// How long a replica that refused a connection stays out of rotation.
-const EJECT_FOR: Duration = Duration::from_secs(10);
 
 /// Serves `port` until the task is aborted.
 pub async fn accept_loop(listeners: Arc<L4Listeners>, listener: TcpListener, port: u16) {
@@ -59,9 +57,7 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
                 break;
             }
             _ => {
-                replicas.eject(replica, EJECT_FOR);
-                let set = Arc::clone(replicas);
-                tokio::spawn(async move { set.refresh().await });
+                replicas.report_failure(replica);
             }
         }
     }

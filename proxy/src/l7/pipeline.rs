@@ -21,8 +21,6 @@ use crate::{
 
 /// How many replicas an idempotent request may try.
 const MAX_ATTEMPTS: usize = 3;
-/// How long a replica that refused a connection stays out of rotation.
-const EJECT_FOR: Duration = Duration::from_secs(10);
 
 /// The L7 proxy: the configuration it routes by and the client it forwards with.
 pub struct Proxy {
@@ -187,8 +185,7 @@ impl Proxy {
             match sent.await {
                 Err(_) => {
                     // A replica that does not answer may be gone: look again.
-                    replicas.eject(replica, EJECT_FOR);
-                    refresh_soon(replicas);
+                    replicas.report_failure(replica);
                     return Err(ProxyError::Timeout { service });
                 }
                 Ok(Ok(response)) => {
@@ -196,8 +193,7 @@ impl Proxy {
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
-                    replicas.eject(replica, EJECT_FOR);
-                    refresh_soon(replicas);
+                    replicas.report_failure(replica);
                     last_error = e.to_string();
                 }
                 Ok(Err(e)) if idempotent && bodyless && closed_before_answer(&e) => {
@@ -235,11 +231,6 @@ async fn send(
         }
     }
     tokio::time::timeout(timeout, request).await
-}
-
-fn refresh_soon(replicas: &Arc<crate::upstream::ReplicaSet>) {
-    let set = Arc::clone(replicas);
-    tokio::spawn(async move { set.refresh().await });
 }
 
 /// True when the replica closed the connection before answering (a pooled connection it had

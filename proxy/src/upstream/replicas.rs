@@ -45,6 +45,9 @@ struct Replicas {
     error: Option<String>,
 }
 
+/// How long a replica that failed stays out of rotation.
+const EJECT_FOR: Duration = Duration::from_secs(10);
+
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -153,13 +156,16 @@ impl ReplicaSet {
             .map(|i| replicas.addrs[i])
     }
 
-    /// Keeps `addr` out of rotation for `duration` after it refused a connection.
-    pub fn eject(&self, addr: SocketAddr, duration: Duration) {
+    /// A replica refused a connection or did not answer: it stays out of rotation for a
+    /// while, and DNS is asked again at once (it may be gone).
+    pub fn report_failure(self: &Arc<Self>, addr: SocketAddr) {
         let replicas = self.current.load();
         if let Some(i) = replicas.addrs.iter().position(|a| *a == addr) {
-            let until = now_ms() + duration.as_millis() as u64;
+            let until = now_ms() + EJECT_FOR.as_millis() as u64;
             replicas.ejected_until[i].store(until, Ordering::Relaxed);
         }
+        let set = Arc::clone(self);
+        tokio::spawn(async move { set.refresh().await });
     }
 
     /// The replicas currently known.
