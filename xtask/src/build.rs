@@ -108,7 +108,8 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
     .args(extra)
     .env("FLOWPROXY_BIN", flowproxy_binary())
     .env("FLOWPROXY_DEMO_BIN", demo_backend_binary());
-    let totals = run_counting_tests(&mut cmd)?;
+    let mut totals = run_counting_tests(&mut cmd)?;
+    swarm_checks(extra, &mut totals);
     // One closing line for the whole workspace: the last `test result:` line cargo prints is
     // a doc-test run, which says nothing about the rest.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
@@ -116,6 +117,26 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
         bail!("{} tests failed, {} passed", totals.failed, totals.passed);
     }
     Ok(())
+}
+
+/// Adds the Swarm test's checks (`cargo xtask swarm-test`) to the totals. A filter selects
+/// `cargo test` tests only, so the Swarm test runs only without one (and says so otherwise).
+fn swarm_checks(extra: &[String], totals: &mut Totals) {
+    if !extra.is_empty() {
+        println!("swarm-test: not run (a test filter was given); run `cargo xtask swarm-test`");
+        return;
+    }
+    match crate::swarm::swarm_test(crate::swarm::Driver::Local) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            totals.passed += report.passed();
+            totals.failed += report.failed();
+        }
+        Err(e) => {
+            println!("swarm-test: FAILED to run: {e:#}");
+            totals.failed += 1;
+        }
+    }
 }
 
 /// Passed and failed tests summed over every `test result:` line.

@@ -3,8 +3,10 @@
 mod bench;
 mod build;
 mod demo;
+mod image;
 mod setup;
 mod shell;
+mod swarm;
 
 use clap::{Parser, Subcommand};
 
@@ -59,6 +61,14 @@ enum Task {
         #[arg(long, hide = true)]
         prebuilt: bool,
     },
+    /// Build the flowproxy:latest and flowproxy-demo:latest images (FROM scratch, static binaries).
+    Image,
+    /// Replay the article on a real Docker Swarm: one node, then three (as root).
+    SwarmTest {
+        /// Who plays the article's nodes: dockerd in network namespaces, or docker-machine VMs.
+        #[arg(long, value_enum, default_value = "local")]
+        driver: swarm::Driver,
+    },
     /// Start flowproxy on a veth pair, send traffic and show what bpftool sees.
     Demo {
         /// Stop after showing everything instead of waiting for Ctrl-C.
@@ -104,6 +114,14 @@ fn main() -> anyhow::Result<()> {
                 render,
                 prebuilt,
             })
+        }
+        Task::Image => {
+            setup::setup()?;
+            image::image()
+        }
+        Task::SwarmTest { driver } => {
+            setup::setup()?;
+            swarm::command(driver)
         }
         Task::Demo { exit } => {
             setup::setup()?;

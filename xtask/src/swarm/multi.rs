@@ -1,0 +1,109 @@
+//! The multi-node scenario: three nodes in one Swarm, the proxy global, a reconfigure sent to
+//! one replica with `distribute=true` reaching all three, and a killed replica rescheduled
+//! with the whole configuration taken from its peers.
+use anyhow::{Context as _, ensure};
+use flowproxy_tests::wait::eventually;
+
+use super::{
+    article::{self, ProxyDeployment},
+    cluster::{Cluster, Node},
+    membership,
+    report::Report,
+    services::{self, Services, TASK_TIMEOUT},
+};
+
+/// Joins the other nodes to node-1's Swarm and runs the scenario, recording every check.
+pub fn run(cluster: &dyn Cluster, report: &mut Report) {
+    let nodes = cluster.nodes();
+    let mut services = Services::new(nodes);
+    let deployed = deploy(cluster, nodes, &mut services);
+    if !report.record(
+        &format!(
+            "multi-node: {} nodes in one Swarm run the proxy as a global service",
+            nodes.len()
+        ),
+        deployed,
+    ) {
+        return;
+    }
+    let manager = &nodes[0];
+    let distributed = report.check(
+        "multi-node: a reconfigure with distribute=true sent to one replica is accepted",
+        || {
+            let path = format!("{}&distribute=true", article::RECONFIGURE);
+            article::api_ok(cluster, manager, &path).map(drop)
+        },
+    );
+    for node in nodes {
+        report.check(
+            &format!(
+                "multi-node: {} has the distributed route and answers /demo/hello",
+                node.name
+            ),
+            || {
+                ensure!(distributed, "needs the distributed reconfigure");
+                article::config_routes(cluster, node, "go-demo")?;
+                article::eventually_hello(cluster, node)
+            },
+        );
+    }
+    let victim = &nodes[1.min(nodes.len() - 1)];
+    report.check(
+        &format!(
+            "multi-node: the proxy replica on {} killed and rescheduled comes back with the full configuration",
+            victim.name
+        ),
+        || {
+            ensure!(distributed, "needs the distributed reconfigure");
+            kill_and_wait(cluster, victim)?;
+            // Ready means bootstrapped: the route must be there at the first ping.
+            article::config_routes(cluster, victim, "go-demo")?;
+            article::hello(cluster, victim)
+        },
+    );
+}
+
+fn deploy(cluster: &dyn Cluster, nodes: &[Node], services: &mut Services) -> anyhow::Result<()> {
+    let manager = &nodes[0];
+    for worker in &nodes[1..] {
+        membership::join(manager, worker)?;
+    }
+    article::go_demo(services, nodes.len())?;
+    article::proxy(
+        services,
+        &ProxyDeployment {
+            global: true,
+            socket: None,
+            pins_per_node: true,
+        },
+    )?;
+    services::wait_running(manager, "go-demo", nodes.len())?;
+    services::wait_running(manager, "proxy", nodes.len())?;
+    for node in nodes {
+        services::wait_proxy_ready(cluster, node)?;
+    }
+    Ok(())
+}
+
+/// `docker kill`s the proxy container on `node`, then waits for Swarm's replacement to answer
+/// its ping.
+fn kill_and_wait(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+    let old = services::containers(node, "proxy")?;
+    ensure!(
+        old.len() == 1,
+        "{} runs proxy containers {old:?}",
+        node.name
+    );
+    node.docker.capture(&["kill", &old[0]])?;
+    eventually(TASK_TIMEOUT, || {
+        let now = services::containers(node, "proxy")?;
+        ensure!(
+            now.len() == 1 && now != old,
+            "{} runs proxy containers {now:?} (killed {old:?})",
+            node.name
+        );
+        Ok(())
+    })
+    .context("waiting for Swarm to reschedule the proxy")?;
+    services::wait_proxy_ready(cluster, node)
+}
