@@ -7,22 +7,12 @@ use super::{
     cluster::{Cluster, Node},
     http,
     services::{Services, TASK_TIMEOUT},
+    stack,
 };
 
 /// The reconfigure call of the article's step 7.
 pub const RECONFIGURE: &str =
     "/v1/docker-flow-proxy/reconfigure?serviceName=go-demo&servicePath=/demo&port=8080";
-
-/// How the proxy service is deployed.
-pub struct ProxyDeployment<'a> {
-    /// `--mode global` (one replica per node) instead of the article's single replica.
-    pub global: bool,
-    /// The Docker socket on the nodes, mounted read-only for label discovery.
-    pub socket: Option<&'a str>,
-    /// `BPFFS_DIR` per node: when several nodes share one kernel (namespaces, not VMs),
-    /// each replica needs pins of its own.
-    pub pins_per_node: bool,
-}
 
 /// The article's step 2: `docker network create --driver overlay proxy` and `go-demo`.
 pub fn networks(manager: &Node) -> anyhow::Result<()> {
@@ -59,11 +49,9 @@ pub fn go_demo(services: &mut Services, replicas: usize) -> anyhow::Result<()> {
 /// mesh), the capabilities loading BPF needs, `/sys/fs/bpf` so the host's bpftool sees the maps,
 /// `--network proxy`, `MODE=swarm`, and the programs attached to the interface that reaches the
 /// replicas.
-pub fn proxy(services: &mut Services, how: &ProxyDeployment) -> anyhow::Result<()> {
+/// `socket` is the Docker socket on the node, mounted read-only for label discovery.
+pub fn proxy(services: &mut Services, socket: &str) -> anyhow::Result<()> {
     let mut args: Vec<String> = Vec::new();
-    if how.global {
-        args.extend(["--mode".into(), "global".into()]);
-    }
     for port in [80, 443, 8080] {
         args.push("--publish".into());
         args.push(format!("mode=host,target={port},published={port}"));
@@ -85,19 +73,25 @@ pub fn proxy(services: &mut Services, how: &ProxyDeployment) -> anyhow::Result<(
         ]
         .map(String::from),
     );
-    if let Some(socket) = how.socket {
-        args.push("--mount".into());
-        args.push(format!(
-            "type=bind,source={socket},target=/var/run/docker.sock,readonly"
-        ));
-    }
-    if how.pins_per_node {
-        args.push("-e".into());
-        args.push("BPFFS_DIR=/sys/fs/bpf/flowproxy-{{.Node.ID}}".into());
-    }
+    args.push("--mount".into());
+    args.push(format!(
+        "type=bind,source={socket},target=/var/run/docker.sock,readonly"
+    ));
     args.push("flowproxy:latest".into());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     services.create("proxy", &args)
+}
+
+/// The README's stack file (`docker stack deploy`): a global service named `proxy_proxy`,
+/// adapted when the nodes share this machine's kernel (`stack::for_shared_host`).
+pub fn proxy_stack(services: &mut Services, shared_host: bool) -> anyhow::Result<()> {
+    let contents = if shared_host {
+        stack::for_shared_host(stack::STACK_FILE)
+    } else {
+        stack::STACK_FILE.to_owned()
+    };
+    let path = stack::write(&contents)?;
+    services.deploy_stack(stack::STACK, &path, &[stack::SERVICE])
 }
 
 /// A DFP API call on `node`'s port 8080, which must answer 200 with `"Status":"OK"`.

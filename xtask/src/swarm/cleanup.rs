@@ -146,10 +146,13 @@ fn netns_names() -> Vec<String> {
         .collect()
 }
 
-/// Directories every dockerd and containerd shim creates at fixed paths (`/run/docker/plugins`,
-/// `/run/containerd/s`), removed only while empty, so a Docker of the host's keeps its own.
+/// Our roots, and the directories every dockerd and containerd shim creates at fixed paths
+/// (`/run/docker/plugins`, `/run/containerd/s`), removed only while empty, so a Docker of the
+/// host's keeps its own.
 pub fn remove_empty_runtime_dirs() {
     for dir in [
+        DATA_ROOT,
+        RUN_ROOT,
         "/run/docker/plugins",
         "/run/docker",
         "/run/containerd/s",
@@ -157,6 +160,39 @@ pub fn remove_empty_runtime_dirs() {
     ] {
         let _ = fs::remove_dir(dir);
     }
+}
+
+/// What the test left behind, if anything: processes, mounts, namespaces, directories.
+pub fn verify_clean() -> anyhow::Result<()> {
+    let mut left = Vec::new();
+    for pid in pids() {
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if cmdline.contains(RUN_ROOT) {
+            left.push(format!("process {pid}: {cmdline}"));
+        }
+    }
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for line in mounts.lines() {
+        if line.contains(DATA_ROOT) || line.contains(RUN_ROOT) || line.contains(lab::PREFIX) {
+            left.push(format!("mount: {line}"));
+        }
+    }
+    left.extend(
+        netns_names()
+            .into_iter()
+            .map(|n| format!("network namespace {n}")),
+    );
+    for dir in [DATA_ROOT, RUN_ROOT] {
+        if Path::new(dir).exists() {
+            left.push(format!("directory {dir}"));
+        }
+    }
+    if !left.is_empty() {
+        anyhow::bail!("left behind:\n  {}", left.join("\n  "));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ pub trait Cluster {
     fn curl(&self) -> Command;
     /// `bpftool` on `node`'s kernel.
     fn bpftool(&self, node: &Node) -> Command;
+    /// True when every node runs on this machine's kernel and bpffs (namespaces, not VMs).
+    fn shares_one_kernel(&self) -> bool;
     /// Pool for the Swarm's overlay networks (`docker swarm init --default-addr-pool`).
     fn address_pool(&self) -> Option<&str>;
 }

@@ -56,6 +56,10 @@ impl Cluster for Local {
         Command::new("bpftool")
     }
 
+    fn shares_one_kernel(&self) -> bool {
+        true
+    }
+
     fn address_pool(&self) -> Option<&str> {
         Some(OVERLAY_POOL)
     }

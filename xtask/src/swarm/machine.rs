@@ -83,6 +83,10 @@ impl Cluster for Machines {
         cmd
     }
 
+    fn shares_one_kernel(&self) -> bool {
+        false
+    }
+
     fn address_pool(&self) -> Option<&str> {
         None
     }

@@ -20,6 +20,7 @@ mod pins;
 mod report;
 mod services;
 mod single;
+mod stack;
 
 use std::{fs::File, os::fd::AsRawFd as _};
 
@@ -65,13 +66,20 @@ pub fn swarm_test(driver: Driver) -> anyhow::Result<Report> {
     image::build_static_binaries()?;
     let contexts = image::write_contexts()?;
     let _lock = lock()?;
-    let _pins = pins::Guard::new();
     let mut report = Report::default();
     match driver {
         Driver::Local => {
             cleanup::leftovers();
+            let pins = pins::Guard::new();
             let local = local::Local::start(NODES)?;
-            run(&local, &contexts, &mut report)?;
+            let result = run(&local, &contexts, &mut report);
+            drop(local);
+            drop(pins);
+            report.record(
+                "teardown: no daemon, mount, namespace or directory of the test is left",
+                cleanup::verify_clean(),
+            );
+            result?;
         }
         Driver::DockerMachine => {
             let machines = machine::Machines::start(NODES)?;

@@ -1,16 +1,24 @@
-//! The multi-node scenario: three nodes in one Swarm, the proxy global, a reconfigure sent to
+//! The multi-node scenario: three nodes in one Swarm, the proxy deployed with the README's stack
+//! file (global), a reconfigure sent to
 //! one replica with `distribute=true` reaching all three, and a killed replica rescheduled
 //! with the whole configuration taken from its peers.
+use std::time::Duration;
+
 use anyhow::{Context as _, ensure};
 use flowproxy_tests::wait::eventually;
 
 use super::{
-    article::{self, ProxyDeployment},
+    article,
     cluster::{Cluster, Node},
     membership,
     report::Report,
     services::{self, Services, TASK_TIMEOUT},
+    stack,
 };
+
+/// How long a distributed change may take to show on a peer (the reply comes after the fan-out,
+/// so this only absorbs a slow peer).
+const PEER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Joins the other nodes to node-1's Swarm and runs the scenario, recording every check.
 pub fn run(cluster: &dyn Cluster, report: &mut Report) {
@@ -42,7 +50,9 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
             ),
             || {
                 ensure!(distributed, "needs the distributed reconfigure");
-                article::config_routes(cluster, node, "go-demo")?;
+                eventually(PEER_TIMEOUT, || {
+                    article::config_routes(cluster, node, "go-demo")
+                })?;
                 article::eventually_hello(cluster, node)
             },
         );
@@ -69,16 +79,9 @@ fn deploy(cluster: &dyn Cluster, nodes: &[Node], services: &mut Services) -> any
         membership::join(manager, worker)?;
     }
     article::go_demo(services, nodes.len())?;
-    article::proxy(
-        services,
-        &ProxyDeployment {
-            global: true,
-            socket: None,
-            pins_per_node: true,
-        },
-    )?;
+    article::proxy_stack(services, cluster.shares_one_kernel())?;
     services::wait_running(manager, "go-demo", nodes.len())?;
-    services::wait_running(manager, "proxy", nodes.len())?;
+    services::wait_running(manager, stack::SERVICE, nodes.len())?;
     for node in nodes {
         services::wait_proxy_ready(cluster, node)?;
     }
@@ -88,7 +91,7 @@ fn deploy(cluster: &dyn Cluster, nodes: &[Node], services: &mut Services) -> any
 /// `docker kill`s the proxy container on `node`, then waits for Swarm's replacement to answer
 /// its ping.
 fn kill_and_wait(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
-    let old = services::containers(node, "proxy")?;
+    let old = services::containers(node, stack::SERVICE)?;
     ensure!(
         old.len() == 1,
         "{} runs proxy containers {old:?}",
@@ -96,7 +99,7 @@ fn kill_and_wait(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
     );
     node.docker.capture(&["kill", &old[0]])?;
     eventually(TASK_TIMEOUT, || {
-        let now = services::containers(node, "proxy")?;
+        let now = services::containers(node, stack::SERVICE)?;
         ensure!(
             now.len() == 1 && now != old,
             "{} runs proxy containers {now:?} (killed {old:?})",

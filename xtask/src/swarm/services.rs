@@ -37,6 +37,21 @@ impl Services {
         self.nodes[0].docker.capture(&all).map(drop)
     }
 
+    /// `docker stack deploy -c FILE STACK`, whose services are `names`.
+    pub fn deploy_stack(
+        &mut self,
+        stack: &str,
+        file: &std::path::Path,
+        names: &[&str],
+    ) -> anyhow::Result<()> {
+        self.names.extend(names.iter().map(|n| (*n).to_owned()));
+        let file = file.to_string_lossy();
+        self.nodes[0]
+            .docker
+            .capture(&["stack", "deploy", "--compose-file", &file, stack])
+            .map(drop)
+    }
+
     /// `docker service rm NAME`, then waits until its containers are gone on every node.
     pub fn remove(&mut self, name: &str) -> anyhow::Result<()> {
         self.names.retain(|n| n != name);

@@ -6,8 +6,7 @@ use anyhow::{bail, ensure};
 use flowproxy_tests::wait::eventually;
 
 use super::{
-    article::{self, ProxyDeployment},
-    bpf,
+    article, bpf,
     cluster::{Cluster, Node},
     http,
     report::Report,
@@ -71,14 +70,7 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
 fn deploy(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> anyhow::Result<()> {
     article::networks(node)?;
     article::go_demo(services, 1)?;
-    article::proxy(
-        services,
-        &ProxyDeployment {
-            global: false,
-            socket: Some(&node.socket),
-            pins_per_node: false,
-        },
-    )?;
+    article::proxy(services, &node.socket)?;
     // The article's step 6: `docker service ps proxy` shows the task running.
     services::wait_running(node, "go-demo", 1)?;
     services::wait_running(node, "proxy", 1)?;
