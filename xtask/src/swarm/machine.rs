@@ -18,14 +18,20 @@ pub struct Machines {
 }
 
 impl Machines {
-    /// Uses or creates `node-1` ... `node-{count}`.
-    pub fn start(count: u8) -> anyhow::Result<Self> {
+    /// Fails, naming the fix, when docker-machine is not installed.
+    pub fn check_installed() -> anyhow::Result<()> {
         if !on_path("docker-machine") {
             bail!(
                 "--driver docker-machine needs docker-machine on PATH (and a VM driver such as \
                  VirtualBox); install it, or run `cargo xtask swarm-test` for the local driver"
             );
         }
+        Ok(())
+    }
+
+    /// Uses or creates `node-1` ... `node-{count}`.
+    pub fn start(count: u8) -> anyhow::Result<Self> {
+        Self::check_installed()?;
         let driver = std::env::var("MACHINE_DRIVER").unwrap_or_else(|_| "virtualbox".into());
         let mut machines = Self {
             nodes: Vec::new(),

@@ -62,6 +62,9 @@ pub fn swarm_test(driver: Driver) -> anyhow::Result<Report> {
             "the Swarm test starts dockerd in network namespaces: run as root (sudo -E cargo xtask swarm-test)"
         );
     }
+    if driver == Driver::DockerMachine {
+        machine::Machines::check_installed()?;
+    }
     install::docker()?;
     image::build_static_binaries()?;
     let contexts = image::write_contexts()?;
@@ -109,7 +112,7 @@ fn run(
 
 /// One Swarm test at a time per machine: the namespaces, paths and ports are fixed.
 fn lock() -> anyhow::Result<File> {
-    let path = "/run/flowproxy-swarm.lock";
+    let path = "/run/lock/flowproxy-swarm.lock";
     let file = File::create(path).with_context(|| format!("creating {path}"))?;
     // Safety: flock on a descriptor we own.
     if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
