@@ -1,5 +1,7 @@
 //! The article's commands, as the scenarios replay them: the networks, the services and the
 //! curls, with the changes this kernel and flowproxy need said where they are made.
+use std::collections::BTreeMap;
+
 use anyhow::{Context as _, bail, ensure};
 use flowproxy_tests::wait::eventually;
 
@@ -166,4 +168,22 @@ pub fn eventually_status(
         Ok(())
     })
     .with_context(|| format!("waiting for {status} from {url}"))
+}
+
+/// `counts` (answers per replica name) come from exactly `replicas`.
+pub fn same_replicas(counts: &BTreeMap<String, usize>, replicas: &[String]) -> anyhow::Result<()> {
+    let answered: Vec<&String> = counts.keys().collect();
+    if answered != replicas.iter().collect::<Vec<_>>() {
+        bail!("answered by {answered:?}, the replicas are {replicas:?}");
+    }
+    Ok(())
+}
+
+/// Waits until requests to `/demo/who` are answered by exactly `replicas`.
+pub fn answered_by(cluster: &dyn Cluster, node: &Node, replicas: &[String]) -> anyhow::Result<()> {
+    let url = format!("http://{}/demo/who", node.addr);
+    eventually(TASK_TIMEOUT, || {
+        let counts = http::count_answers(cluster, &url, 20)?;
+        same_replicas(&counts, replicas)
+    })
 }

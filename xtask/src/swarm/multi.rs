@@ -57,6 +57,25 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
             },
         );
     }
+    // Each replica told directly (no fan-out): every node's proxy reaches the go-demo replicas
+    // on every node over the overlay. This also gives the peers the configuration the killed
+    // replica must take from them below, whether or not the fan-out worked.
+    report.check(
+        "multi-node: each node's proxy balances over the go-demo replicas of all nodes",
+        || {
+            for node in nodes {
+                let here = services::containers(node, "go-demo")?;
+                ensure!(!here.is_empty(), "no go-demo replica runs on {}", node.name);
+            }
+            let replicas = services::replica_names(nodes, "go-demo")?;
+            for node in nodes {
+                article::api_ok(cluster, node, article::RECONFIGURE)?;
+                article::answered_by(cluster, node, &replicas)
+                    .with_context(|| format!("through {}", node.name))?;
+            }
+            Ok(())
+        },
+    );
     let victim = &nodes[1.min(nodes.len() - 1)];
     report.check(
         &format!(
@@ -64,7 +83,6 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
             victim.name
         ),
         || {
-            ensure!(distributed, "needs the distributed reconfigure");
             kill_and_wait(cluster, victim)?;
             // Ready means bootstrapped: the route must be there at the first ping.
             article::config_routes(cluster, victim, "go-demo")?;

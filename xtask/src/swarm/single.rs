@@ -1,8 +1,6 @@
 //! The single-node scenario: the article replayed on a one-node Swarm, then label-driven
 //! discovery of a second service.
-use std::collections::BTreeMap;
-
-use anyhow::{bail, ensure};
+use anyhow::ensure;
 use flowproxy_tests::wait::eventually;
 
 use super::{
@@ -88,24 +86,16 @@ fn scale_and_balance(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
     // The proxy finds new replicas within its DNS refresh: wait until each has answered.
     eventually(TASK_TIMEOUT, || {
         let counts = http::count_answers(cluster, &url, 50)?;
-        same_replicas(&counts, &replicas)
+        article::same_replicas(&counts, &replicas)
     })?;
     let counts = http::count_answers(cluster, &url, REQUESTS)?;
     eprintln!("swarm-test: answers per replica: {counts:?}");
-    same_replicas(&counts, &replicas)?;
+    article::same_replicas(&counts, &replicas)?;
     for (replica, count) in &counts {
         ensure!(
             (SHARE_MIN..=SHARE_MAX).contains(count),
             "replica {replica} answered {count} of {REQUESTS} requests: {counts:?}"
         );
-    }
-    Ok(())
-}
-
-fn same_replicas(counts: &BTreeMap<String, usize>, replicas: &[String]) -> anyhow::Result<()> {
-    let answered: Vec<&String> = counts.keys().collect();
-    if answered != replicas.iter().collect::<Vec<_>>() {
-        bail!("answered by {answered:?}, the replicas are {replicas:?}");
     }
     Ok(())
 }
@@ -133,7 +123,7 @@ fn labels(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &
         Ok(()) => report.check(name, || {
             services::wait_running(node, "go-demo-labels", 1)?;
             let replicas = services::replica_names(std::slice::from_ref(node), "go-demo-labels")?;
-            answered_by(cluster, node, &replicas)
+            article::answered_by(cluster, node, &replicas)
         }),
         Err(e) => report.record(name, Err(e)),
     };
@@ -145,7 +135,7 @@ fn labels(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &
                 .capture(&["service", "scale", "--detach", "go-demo-labels=2"])?;
             services::wait_running(node, "go-demo-labels", 2)?;
             let replicas = services::replica_names(std::slice::from_ref(node), "go-demo-labels")?;
-            answered_by(cluster, node, &replicas)
+            article::answered_by(cluster, node, &replicas)
         },
     );
     report.check(
@@ -156,13 +146,4 @@ fn labels(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &
             article::eventually_status(cluster, node, "/demo/hello", 404)
         },
     );
-}
-
-/// Waits until requests to `/demo/who` are answered by exactly `replicas`.
-fn answered_by(cluster: &dyn Cluster, node: &Node, replicas: &[String]) -> anyhow::Result<()> {
-    let url = format!("http://{}/demo/who", node.addr);
-    eventually(TASK_TIMEOUT, || {
-        let counts = http::count_answers(cluster, &url, 20)?;
-        same_replicas(&counts, replicas)
-    })
 }
