@@ -161,7 +161,10 @@ pub struct ServiceCounters {
     pub slow_no_route: u64,
     /// SYNs passed on because the service had no replica in its ring.
     pub slow_no_replica: u64,
-    /// Packets of fast-path flows handed to the stack to resolve a neighbour (ARP).
+    /// SYNs passed on because the replica's link-layer address was not known yet (the relay's
+    /// connection makes the kernel resolve it; user space also warms neighbours up).
+    pub slow_no_neighbour: u64,
+    /// Packets of established fast-path flows whose neighbour was gone (handed to the stack).
     pub neighbour_misses: u64,
 }
 
@@ -173,6 +176,7 @@ impl ServiceCounters {
         self.slow_no_port = self.slow_no_port.wrapping_add(o.slow_no_port);
         self.slow_no_route = self.slow_no_route.wrapping_add(o.slow_no_route);
         self.slow_no_replica = self.slow_no_replica.wrapping_add(o.slow_no_replica);
+        self.slow_no_neighbour = self.slow_no_neighbour.wrapping_add(o.slow_no_neighbour);
         self.neighbour_misses = self.neighbour_misses.wrapping_add(o.neighbour_misses);
     }
 }

@@ -110,9 +110,18 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
         return None;
     }
     let real = *REALS.get(slot - 1)?;
-    let Some(snat) = source_towards(ctx, v4_of(&real.addr)) else {
-        count(svc.slot, |c| c.slow_no_route += 1);
-        return None;
+    let snat = match source_towards(ctx, v4_of(&real.addr)) {
+        Route::Ready(snat) => snat,
+        Route::NoNeighbour => {
+            // The stack would drop a rewritten frame from our own address as a martian, so the
+            // flow goes to the slow path, whose connection makes the kernel resolve it.
+            count(svc.slot, |c| c.slow_no_neighbour += 1);
+            return None;
+        }
+        Route::None => {
+            count(svc.slot, |c| c.slow_no_route += 1);
+            return None;
+        }
     };
     let config = *L4_CONFIG.get(0)?;
     if config.port_count == 0 {
@@ -183,7 +192,13 @@ fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) 
     // Safety: `flow` is a live conntrack value (an LRU element stays valid while the program
     // runs) and `h` lies inside the frame. Racing writers only store whole small fields.
     let f = unsafe { *flow };
-    let mut seen = f.flags | FLOW_SEEN;
+    // A SYN on an existing entry starts the tuple's next connection: forget how the last ended.
+    let kept = if tcp_flags & TCP_SYN != 0 {
+        f.flags & FLOW_FORWARD
+    } else {
+        f.flags
+    };
+    let mut seen = kept | FLOW_SEEN;
     if tcp_flags & TCP_FIN != 0 {
         seen |= FLOW_FIN;
     }
@@ -246,18 +261,29 @@ fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) 
             bpf_redirect(params.ifindex, 0) as u32
         },
         BPF_FIB_LKUP_RET_NO_NEIGH => {
-            // The stack forwards the rewritten frame and resolves the neighbour on the way;
-            // the next frames find it.
+            // The neighbour went away mid-flow. The stack cannot forward a frame from our own
+            // address, so this one is lost; user space sees the count and resolves the
+            // neighbour again, and TCP retransmits.
             count(f.service, |c| c.neighbour_misses += 1);
-            xdp_action::XDP_PASS
+            xdp_action::XDP_DROP
         }
         _ => xdp_action::XDP_PASS,
     }
 }
 
-/// The local address the kernel would use towards `dst`, if it has a route.
+/// What the kernel's FIB says about a destination.
+enum Route {
+    /// Routable and its neighbour known: the local source address to use.
+    Ready([u8; 4]),
+    /// Routable, but the neighbour (ARP) is not resolved.
+    NoNeighbour,
+    /// Not routable from here.
+    None,
+}
+
+/// The local address the kernel would use towards `dst`, if it can send there now.
 #[inline(always)]
-fn source_towards(ctx: &XdpContext, dst: [u8; 4]) -> Option<[u8; 4]> {
+fn source_towards(ctx: &XdpContext, dst: [u8; 4]) -> Route {
     let mut params = lookup_params(ctx, dst, 0);
     // Safety: as in `translate`.
     let rc = unsafe {
@@ -269,12 +295,17 @@ fn source_towards(ctx: &XdpContext, dst: [u8; 4]) -> Option<[u8; 4]> {
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS | BPF_FIB_LKUP_RET_NO_NEIGH => {
+        BPF_FIB_LKUP_RET_SUCCESS => {
             // Safety: the kernel filled ipv4_src (BPF_FIB_LOOKUP_SRC).
             let src = unsafe { params.__bindgen_anon_3.ipv4_src };
-            (src != 0).then(|| src.to_ne_bytes())
+            if src == 0 {
+                Route::None
+            } else {
+                Route::Ready(src.to_ne_bytes())
+            }
         }
-        _ => None,
+        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        _ => Route::None,
     }
 }
 
