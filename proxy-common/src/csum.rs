@@ -68,8 +68,18 @@ mod tests {
     #[test]
     fn replacing_addresses_matches_a_full_recompute() {
         let cases = [
-            ([198, 18, 0, 1], [198, 18, 1, 1], [198, 18, 2, 1], [198, 18, 3, 7]),
-            ([0, 0, 0, 0], [255, 255, 255, 255], [255, 255, 255, 255], [0, 0, 0, 1]),
+            (
+                [198, 18, 0, 1],
+                [198, 18, 1, 1],
+                [198, 18, 2, 1],
+                [198, 18, 3, 7],
+            ),
+            (
+                [0, 0, 0, 0],
+                [255, 255, 255, 255],
+                [255, 255, 255, 255],
+                [0, 0, 0, 1],
+            ),
             ([1, 2, 3, 4], [5, 6, 7, 8], [1, 2, 3, 4], [5, 6, 7, 8]),
         ];
         for (src, dst, new_src, new_dst) in cases {
@@ -77,7 +87,10 @@ mod tests {
             let mut check = u16::from_be_bytes([h[10], h[11]]);
             check = replace32(check, src, new_src);
             check = replace32(check, dst, new_dst);
-            assert_eq!(check, u16::from_be_bytes(header(new_src, new_dst)[10..12].try_into().unwrap()));
+            assert_eq!(
+                check,
+                u16::from_be_bytes(header(new_src, new_dst)[10..12].try_into().unwrap())
+            );
         }
     }
 

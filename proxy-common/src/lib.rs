@@ -222,7 +222,10 @@ mod tests {
         for b in buckets {
             assert!((900..1100).contains(&b), "{buckets:?}");
         }
-        assert_eq!(flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2), flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2));
+        assert_eq!(
+            flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2),
+            flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2)
+        );
     }
 
     #[test]

@@ -18,8 +18,7 @@ use crate::{
     cli::RunArgs,
     control::{ControlHooks, ControlPlane},
     dataplane::{
-        Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for,
-        neighbours::Warmer,
+        Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
     },
     l4::L4Listeners,
     l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
@@ -90,11 +89,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.handle(req, peer).await }
     });
-    let l4 = L4Listeners::new(
-        args.http_addr.ip(),
-        Arc::clone(&control),
-        metrics.l4(),
-    );
+    let l4 = L4Listeners::new(args.http_addr.ip(), Arc::clone(&control), metrics.l4());
     // Restored TCP-mode services get their listeners now.
     l4.sync();
     let api_context = Arc::new(ApiContext {

@@ -97,7 +97,11 @@ pub struct RunArgs {
     #[arg(long, env = "CONNTRACK_SIZE", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
     pub conntrack_size: u32,
     /// Seconds fast-path flows to a removed replica keep going before they are cut (reset).
-    #[arg(long = "l4-drain-timeout", env = "L4_DRAIN_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long = "l4-drain-timeout",
+        env = "L4_DRAIN_TIMEOUT",
+        default_value_t = 30
+    )]
     pub l4_drain_timeout: u64,
     /// Seconds between sweeps of ended and idle fast-path flows.
     #[arg(long = "l4-sweep-interval", env = "L4_SWEEP_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -14,7 +14,10 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     let l4 = dataplane::read_l4_stats(pin_dir)?;
     let metrics = fetch_metrics(&args.api_url);
     let requests = metrics.as_deref().map(backend_requests);
-    let slow = metrics.as_deref().map(l4_slow_connections).unwrap_or_default();
+    let slow = metrics
+        .as_deref()
+        .map(l4_slow_connections)
+        .unwrap_or_default();
     let requests_of = |service: &str, backend: &str| {
         requests.as_ref().map(|r| {
             r.get(&(service.to_owned(), backend.to_owned()))
@@ -110,15 +113,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     writeln!(
         out,
         "{:<20} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>9} {:>11}",
-        "SERVICE",
-        "PORT",
-        "RING",
-        "FAST",
-        "SLOW",
-        "CT_FULL",
-        "NO_PORT",
-        "NO_ROUTE",
-        "NO_REPLICA"
+        "SERVICE", "PORT", "RING", "FAST", "SLOW", "CT_FULL", "NO_PORT", "NO_ROUTE", "NO_REPLICA"
     )?;
     for s in &l4.services {
         let (service, slow_flows) = match slow.get(&s.port) {

@@ -19,10 +19,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{
-    Dns, Flowproxy, Host, Ids, RunningProxy,
-    cmd::run,
-};
+use crate::{Dns, Flowproxy, Host, Ids, RunningProxy, cmd::run};
 
 /// The proxy's client-facing address.
 pub const PROXY_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
@@ -100,6 +97,11 @@ impl L4Lab {
     /// Builds the topology with three backends, and starts flowproxy in the proxy host with
     /// `args` added to its command line.
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(None, args)
+    }
+
+    /// As [`L4Lab::start`], running the flowproxy binary `bin` when given.
+    pub fn start_with(bin: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<Self> {
         let proxy_host = Host::new("proxy")?;
         let client = Host::new("client")?;
         let lan = Host::new("switch")?;
@@ -108,13 +110,32 @@ impl L4Lab {
         let (p_back, lan_p) = (ids.veth('b'), ids.veth('s'));
         veth(&proxy_host, &p_client, &client, &c_if)?;
         veth(&proxy_host, &p_back, &lan, &lan_p)?;
-        ip(&proxy_host, &["addr", "add", &format!("{PROXY_ADDR}/24"), "dev", &p_client])?;
-        ip(&proxy_host, &["addr", "add", &format!("{PROXY_BACKEND_ADDR}/24"), "dev", &p_back])?;
-        ip(&client, &["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", &c_if])?;
+        ip(
+            &proxy_host,
+            &["addr", "add", &format!("{PROXY_ADDR}/24"), "dev", &p_client],
+        )?;
+        ip(
+            &proxy_host,
+            &[
+                "addr",
+                "add",
+                &format!("{PROXY_BACKEND_ADDR}/24"),
+                "dev",
+                &p_back,
+            ],
+        )?;
+        ip(
+            &client,
+            &["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", &c_if],
+        )?;
         ip(&lan, &["link", "add", "br0", "type", "bridge"])?;
         ip(&lan, &["link", "set", "br0", "up"])?;
         ip(&lan, &["link", "set", &lan_p, "master", "br0", "up"])?;
-        for (host, dev) in [(&proxy_host, &p_client), (&proxy_host, &p_back), (&client, &c_if)] {
+        for (host, dev) in [
+            (&proxy_host, &p_client),
+            (&proxy_host, &p_back),
+            (&client, &c_if),
+        ] {
             ip(host, &["link", "set", dev, "up"])?;
         }
         // Full checksums from the client; NAPI on the peers that receive redirected frames.
@@ -136,8 +157,35 @@ impl L4Lab {
         let dns = Dns::start_in_host(&proxy_host)?;
         let addrs: Vec<Ipv4Addr> = backends.iter().map(|b| b.addr).collect();
         dns.set("tasks.db", &addrs)?;
-        let mut proxy = Flowproxy::new()
-            .in_host(&proxy_host)
+        // Routes through the proxy host, so client and backends can also talk directly (the
+        // benchmark's baseline), forwarded by the proxy host's kernel.
+        ip(
+            &client,
+            &[
+                "route",
+                "add",
+                "198.18.200.0/24",
+                "via",
+                &PROXY_ADDR.to_string(),
+            ],
+        )?;
+        for b in &backends {
+            ip(
+                &b.host,
+                &[
+                    "route",
+                    "add",
+                    "198.18.100.0/24",
+                    "via",
+                    &PROXY_BACKEND_ADDR.to_string(),
+                ],
+            )?;
+        }
+        let mut proxy = Flowproxy::new().in_host(&proxy_host);
+        if let Some(bin) = bin {
+            proxy = proxy.binary(bin);
+        }
+        let mut proxy = proxy
             .interface(&p_client)
             .interface(&p_back)
             .arg("--http-addr")
@@ -180,10 +228,9 @@ impl L4Lab {
     /// Opens a connection from the client host to `port` of the proxy (its socket lives in
     /// the client's namespace even when used from here).
     pub fn connect(&self, port: u16) -> anyhow::Result<TcpStream> {
-        self.client.enter(|| {
-            TcpStream::connect_timeout(&Self::service(port), Duration::from_secs(5))
-        })?
-        .with_context(|| format!("connecting to {}", Self::service(port)))
+        self.client
+            .enter(|| TcpStream::connect_timeout(&Self::service(port), Duration::from_secs(5)))?
+            .with_context(|| format!("connecting to {}", Self::service(port)))
     }
 
     /// Asks the backend behind a new connection for its name.

@@ -38,6 +38,7 @@ pub struct Flowproxy {
     state_dir: Option<PathBuf>,
     run_as: Option<u32>,
     netns: Option<String>,
+    bin: Option<PathBuf>,
 }
 
 /// A started flowproxy.
@@ -93,6 +94,13 @@ impl Flowproxy {
         self
     }
 
+    /// Runs this flowproxy binary instead of the workspace's debug build (the benchmark's
+    /// release build, say).
+    pub fn binary(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.bin = Some(bin.into());
+        self
+    }
+
     /// Runs flowproxy inside `host`'s network namespace (with `nsenter`, which, unlike
     /// `ip netns exec`, keeps the BPF filesystem mounted); the API is then called from there too.
     pub fn in_host(mut self, host: &crate::Host) -> Self {
@@ -107,7 +115,10 @@ impl Flowproxy {
     }
 
     fn command(&self, pin_dir: &Path, state_dir: &Path) -> anyhow::Result<Command> {
-        let bin = binary()?;
+        let bin = match &self.bin {
+            Some(bin) => bin.clone(),
+            None => binary()?,
+        };
         let mut cmd = match self.run_as {
             Some(uid) => {
                 let mut c = Command::new("setpriv");

@@ -123,7 +123,9 @@ fn flows_spread_over_the_replicas_and_a_tuple_keeps_its_replica() -> anyhow::Res
 /// `who` over a connection from a fixed client port (SO_REUSEADDR, so the port can be reused
 /// at once: the server closes first and keeps the TIME_WAIT).
 fn who_from_port(lab: &L4Lab, port: u16) -> anyhow::Result<String> {
-    let mut conn = lab.client.enter(|| bound_connect(port, L4Lab::service(PORT)))??;
+    let mut conn = lab
+        .client
+        .enter(|| bound_connect(port, L4Lab::service(PORT)))??;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.write_all(b"W")?;
     let mut name = String::new();
@@ -222,14 +224,16 @@ fn a_removed_replica_gets_no_new_flows_and_its_flows_drain_then_reset() -> anyho
     // Draining: the established flow still works.
     echoes(&mut held).context("the drained flow broke before the drain timeout")?;
     for _ in 0..30 {
-        assert_ne!(lab.who(PORT)?, removed, "a new flow reached the removed replica");
+        assert_ne!(
+            lab.who(PORT)?,
+            removed,
+            "a new flow reached the removed replica"
+        );
     }
     // After the drain timeout the flow is cut: the proxy's stack resets it.
-    eventually(Duration::from_secs(20), || {
-        match echoes(&mut held) {
-            Ok(()) => bail!("the drained flow still works"),
-            Err(_) => Ok(()),
-        }
+    eventually(Duration::from_secs(20), || match echoes(&mut held) {
+        Ok(()) => bail!("the drained flow still works"),
+        Err(_) => Ok(()),
     })?;
     Ok(())
 }
@@ -274,11 +278,17 @@ fn after_kill_9_no_program_stays_and_the_interfaces_still_work() -> anyhow::Resu
     lab.proxy.kill9()?;
     for dev in [&client_if, &backend_if] {
         let link = lab.proxy_host.run("ip", &["link", "show", "dev", dev])?;
-        assert!(!link.contains("xdp"), "an XDP program stayed on {dev}: {link}");
+        assert!(
+            !link.contains("xdp"),
+            "an XDP program stayed on {dev}: {link}"
+        );
     }
     let accepted = std::thread::spawn(move || other.accept().map(|_| ()));
     lab.client.enter(|| {
-        TcpStream::connect_timeout(&SocketAddr::from((PROXY_ADDR, 7000)), Duration::from_secs(5))
+        TcpStream::connect_timeout(
+            &SocketAddr::from((PROXY_ADDR, 7000)),
+            Duration::from_secs(5),
+        )
     })??;
     accepted.join().expect("accept thread")?;
     // The TCP-mode port itself is simply closed now: refused, not hanging.

@@ -55,15 +55,53 @@ fn network() -> anyhow::Result<(Host, u32, u32)> {
         flowproxy_tests::cmd::run("ip", &all)?;
         Ok(())
     };
-    ip(&["link", "add", "front", "type", "veth", "peer", "name", "front-peer"])?;
-    ip(&["link", "add", "back", "type", "veth", "peer", "name", "back-peer"])?;
+    ip(&[
+        "link",
+        "add",
+        "front",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "front-peer",
+    ])?;
+    ip(&[
+        "link",
+        "add",
+        "back",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "back-peer",
+    ])?;
     ip(&["addr", "add", "198.18.100.1/24", "dev", "front"])?;
     ip(&["addr", "add", "198.18.200.1/24", "dev", "back"])?;
     for dev in ["front", "front-peer", "back", "back-peer"] {
         ip(&["link", "set", dev, "up"])?;
     }
-    ip(&["neigh", "replace", "198.18.100.2", "lladdr", CLIENT_MAC, "dev", "front", "nud", "permanent"])?;
-    ip(&["neigh", "replace", "198.18.200.11", "lladdr", BACKEND_MAC, "dev", "back", "nud", "permanent"])?;
+    ip(&[
+        "neigh",
+        "replace",
+        "198.18.100.2",
+        "lladdr",
+        CLIENT_MAC,
+        "dev",
+        "front",
+        "nud",
+        "permanent",
+    ])?;
+    ip(&[
+        "neigh",
+        "replace",
+        "198.18.200.11",
+        "lladdr",
+        BACKEND_MAC,
+        "dev",
+        "back",
+        "nud",
+        "permanent",
+    ])?;
     host.run("sysctl", &["-qw", "net.ipv4.conf.all.forwarding=1"])?;
     let index = |dev: &str| -> anyhow::Result<u32> {
         Ok(host
@@ -188,7 +226,10 @@ fn mac(s: &str) -> [u8; 6] {
 
 /// Runs the program on `frame` as if received on `ifindex`: the action and the frame after.
 fn run(ebpf: &Ebpf, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
-    let program: &Xdp = ebpf.program("flowproxy_xdp").context("program")?.try_into()?;
+    let program: &Xdp = ebpf
+        .program("flowproxy_xdp")
+        .context("program")?
+        .try_into()?;
     let mut out = vec![0u8; frame.len() + 256];
     // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex.
     let mut ctx = Vec::new();
@@ -245,7 +286,11 @@ fn a_flow_is_set_up_at_the_syn_and_translated_both_ways() -> anyhow::Result<()> 
         assert_eq!(fwd.eth_dst, mac(BACKEND_MAC));
         assert_eq!((fwd.src, fwd.dst), (PROXY_BACKEND_SIDE, BACKEND));
         assert_eq!(fwd.dport, BACKEND_PORT);
-        assert!((61000..=65535).contains(&fwd.sport), "source port {}", fwd.sport);
+        assert!(
+            (61000..=65535).contains(&fwd.sport),
+            "source port {}",
+            fwd.sport
+        );
         assert_eq!(service_counters(&ebpf)?.fast_flows, 1);
         // An established segment with data follows the same entry.
         let data = frame(CLIENT, PROXY, 40000, SERVICE_PORT, ACK, 100);
@@ -254,12 +299,22 @@ fn a_flow_is_set_up_at_the_syn_and_translated_both_ways() -> anyhow::Result<()> 
         assert_eq!(seen(&out)?, fwd);
         assert_eq!(&out[54..], &data[54..], "the payload is untouched");
         // The backend's reply is translated back to the client.
-        let reply = frame(BACKEND, PROXY_BACKEND_SIDE, BACKEND_PORT, fwd.sport, SYN | ACK, 0);
+        let reply = frame(
+            BACKEND,
+            PROXY_BACKEND_SIDE,
+            BACKEND_PORT,
+            fwd.sport,
+            SYN | ACK,
+            0,
+        );
         let (action, out) = run(&ebpf, back, &reply)?;
         assert_eq!(action, XDP_REDIRECT);
         let rev = seen(&out)?;
         assert_eq!(rev.eth_dst, mac(CLIENT_MAC));
-        assert_eq!((rev.src, rev.dst, rev.sport, rev.dport), (PROXY, CLIENT, SERVICE_PORT, 40000));
+        assert_eq!(
+            (rev.src, rev.dst, rev.sport, rev.dport),
+            (PROXY, CLIENT, SERVICE_PORT, 40000)
+        );
         // A RST is translated too, and marks the flow for the sweep.
         let rst = frame(CLIENT, PROXY, 40000, SERVICE_PORT, RST | ACK, 0);
         let (action, _) = run(&ebpf, front, &rst)?;
@@ -327,8 +382,20 @@ fn a_spent_flow_budget_sends_the_syn_to_the_slow_path() -> anyhow::Result<()> {
         let mut flows: Array<_, u64> =
             Array::try_from(ebpf.map_mut("FLOW_BUDGET").context("FLOW_BUDGET")?)?;
         flows.set(budget::LIMIT, 1, 0)?;
-        assert_eq!(run(&ebpf, front, &frame(CLIENT, PROXY, 42000, SERVICE_PORT, SYN, 0))?.0, XDP_REDIRECT);
-        let (action, _) = run(&ebpf, front, &frame(CLIENT, PROXY, 42001, SERVICE_PORT, SYN, 0))?;
+        assert_eq!(
+            run(
+                &ebpf,
+                front,
+                &frame(CLIENT, PROXY, 42000, SERVICE_PORT, SYN, 0)
+            )?
+            .0,
+            XDP_REDIRECT
+        );
+        let (action, _) = run(
+            &ebpf,
+            front,
+            &frame(CLIENT, PROXY, 42001, SERVICE_PORT, SYN, 0),
+        )?;
         assert_eq!(action, XDP_PASS);
         assert_eq!(service_counters(&ebpf)?.slow_conntrack_full, 1);
         Ok(())

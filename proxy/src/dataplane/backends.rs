@@ -95,11 +95,15 @@ pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend], keep_stale: bool) -> Result<(),
         plan.add.iter().map(|&(_, slot)| slot),
     )?;
     {
-        let map = ebpf.map_mut(map_names::REALS).ok_or(DataPlaneError::NoObject)?;
+        let map = ebpf
+            .map_mut(map_names::REALS)
+            .ok_or(DataPlaneError::NoObject)?;
         let mut reals: Array<_, BackendKey> =
             Array::try_from(map).map_err(map_err(map_names::REALS))?;
         for (key, slot) in &plan.add {
-            reals.set(*slot, key, 0).map_err(map_err(map_names::REALS))?;
+            reals
+                .set(*slot, key, 0)
+                .map_err(map_err(map_names::REALS))?;
         }
     }
     let map = ebpf

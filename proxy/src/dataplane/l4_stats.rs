@@ -75,7 +75,11 @@ pub fn read_l4_stats(dir: &Path) -> Result<L4Stats, DataPlaneError> {
     {
         global.add(c);
     }
-    let read = |slot| flow_budget.get(&slot, 0).map_err(err(map_names::FLOW_BUDGET));
+    let read = |slot| {
+        flow_budget
+            .get(&slot, 0)
+            .map_err(err(map_names::FLOW_BUDGET))
+    };
     let (created, removed, limit) = (
         read(budget::CREATED)?,
         read(budget::REMOVED)?,

@@ -11,7 +11,7 @@ pub fn ring_size(replicas: usize) -> u32 {
 }
 
 fn is_prime(n: u32) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }
 
 /// The ring of length `m` (a prime) over `backends`, named by stable ids (their addresses):
@@ -62,7 +62,9 @@ mod tests {
     use super::*;
 
     fn ids(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("198.18.2.{}:5432", i + 10)).collect()
+        (0..n)
+            .map(|i| format!("198.18.2.{}:5432", i + 10))
+            .collect()
     }
 
     #[test]
@@ -88,7 +90,10 @@ mod tests {
             }
             let fair = m as f64 / n as f64;
             for c in counts {
-                assert!((c as f64 - fair).abs() / fair <= 0.01, "{n} backends: {c} of {m}");
+                assert!(
+                    (c as f64 - fair).abs() / fair <= 0.01,
+                    "{n} backends: {c} of {m}"
+                );
             }
         }
     }

@@ -120,7 +120,9 @@ impl FastPath {
                  fast path is off (narrow the range to enable it)"
             );
         }
-        let map = ebpf.map_mut(map_names::L4_CONFIG).ok_or(DataPlaneError::NoObject)?;
+        let map = ebpf
+            .map_mut(map_names::L4_CONFIG)
+            .ok_or(DataPlaneError::NoObject)?;
         let mut array: Array<&mut MapData, FastPathConfig> =
             Array::try_from(map).map_err(|source| DataPlaneError::Map {
                 map: map_names::L4_CONFIG,
@@ -132,7 +134,11 @@ impl FastPath {
                 map: map_names::L4_CONFIG,
                 source,
             })?;
-        let limit = if enabled { settings.conntrack_size as u64 } else { 0 };
+        let limit = if enabled {
+            settings.conntrack_size as u64
+        } else {
+            0
+        };
         sweep::write_budget(ebpf, budget::LIMIT, limit)?;
         if enabled {
             tracing::info!(
@@ -201,7 +207,10 @@ pub fn enable_forwarding(interface: &str) {
     match std::fs::read_to_string(&path) {
         Ok(v) if v.trim() == "1" => {}
         _ => match std::fs::write(&path, "1") {
-            Ok(()) => tracing::info!(interface, "IPv4 forwarding enabled for the TCP-mode fast path"),
+            Ok(()) => tracing::info!(
+                interface,
+                "IPv4 forwarding enabled for the TCP-mode fast path"
+            ),
             Err(e) => tracing::warn!(
                 interface,
                 error = %e,

@@ -42,14 +42,15 @@ pub fn sync(
     previous: &BTreeMap<ServiceKey, Programmed>,
 ) -> Result<BTreeMap<ServiceKey, Programmed>, DataPlaneError> {
     let existing: BTreeMap<ServiceKey, ServiceEntry> = {
-        let map = ebpf.map(map_names::L4_SERVICES).ok_or(DataPlaneError::NoObject)?;
+        let map = ebpf
+            .map(map_names::L4_SERVICES)
+            .ok_or(DataPlaneError::NoObject)?;
         let services: HashMap<_, ServiceKey, ServiceEntry> =
             HashMap::try_from(map).map_err(map_err(map_names::L4_SERVICES))?;
         services.iter().filter_map(Result::ok).collect()
     };
     let keys: Vec<ServiceKey> = wanted.iter().map(L4Service::key).collect();
-    let slots_now: BTreeMap<ServiceKey, u32> =
-        existing.iter().map(|(k, e)| (*k, e.slot)).collect();
+    let slots_now: BTreeMap<ServiceKey, u32> = existing.iter().map(|(k, e)| (*k, e.slot)).collect();
     let plan = slots::plan_slots(&slots_now, &keys, MAX_L4_SERVICES, |_| false).ok_or(
         DataPlaneError::OutOfSlots {
             what: "TCP-mode services",
@@ -62,7 +63,9 @@ pub fn sync(
         plan.add.iter().map(|&(_, slot)| slot),
     )?;
     let backend_slots: BTreeMap<BackendKey, u32> = {
-        let map = ebpf.map(map_names::BACKENDS).ok_or(DataPlaneError::NoObject)?;
+        let map = ebpf
+            .map(map_names::BACKENDS)
+            .ok_or(DataPlaneError::NoObject)?;
         let backends: HashMap<_, BackendKey, BackendSlot> =
             HashMap::try_from(map).map_err(map_err(map_names::BACKENDS))?;
         backends
@@ -120,7 +123,10 @@ pub fn sync(
         services
             .remove(key)
             .map_err(map_err(map_names::L4_SERVICES))?;
-        tracing::info!(port = key.port, "TCP-mode service removed from the fast path");
+        tracing::info!(
+            port = key.port,
+            "TCP-mode service removed from the fast path"
+        );
     }
     Ok(programmed)
 }
@@ -136,7 +142,9 @@ fn write_ring(
     let ids: Vec<String> = replicas.iter().map(|(a, _)| a.to_string()).collect();
     let m = maglev::ring_size(ids.len());
     let ring = maglev::build(&ids, m);
-    let map = ebpf.map_mut(map_names::MAGLEV).ok_or(DataPlaneError::NoObject)?;
+    let map = ebpf
+        .map_mut(map_names::MAGLEV)
+        .ok_or(DataPlaneError::NoObject)?;
     let mut rings: Array<&mut MapData, u32> =
         Array::try_from(map).map_err(map_err(map_names::MAGLEV))?;
     for (h, &backend) in ring.iter().enumerate() {

@@ -46,7 +46,9 @@ pub enum Verdict {
 /// Decides on one flow from its two entries (`reply` may be gone) at monotonic time `now_ns`.
 pub fn verdict(forward: &Flow, reply: Option<&Flow>, now_ns: u64) -> Verdict {
     let reply_flags = reply.map_or(0, |r| r.flags);
-    let last = reply.map_or(forward.last_seen_ns, |r| r.last_seen_ns.max(forward.last_seen_ns));
+    let last = reply.map_or(forward.last_seen_ns, |r| {
+        r.last_seen_ns.max(forward.last_seen_ns)
+    });
     let closed = (forward.flags | reply_flags) & FLOW_RST != 0
         || (forward.flags & FLOW_FIN != 0 && reply_flags & FLOW_FIN != 0);
     let timeout = if closed {
@@ -87,7 +89,9 @@ pub fn sweep(
     let mut report = SweepReport::default();
     let mut doomed: Vec<(FlowKey, FlowKey)> = Vec::new();
     {
-        let map = ebpf.map(map_names::CONNTRACK).ok_or(DataPlaneError::NoObject)?;
+        let map = ebpf
+            .map(map_names::CONNTRACK)
+            .ok_or(DataPlaneError::NoObject)?;
         let ct: HashMap<_, FlowKey, Flow> = HashMap::try_from(map).map_err(ct_err)?;
         let entries: Vec<(FlowKey, Flow)> = ct.iter().filter_map(Result::ok).collect();
         let by_key: StdHashMap<FlowKey, Flow> = entries.iter().copied().collect();
@@ -217,6 +221,9 @@ mod tests {
         let closed = flow(FLOW_FORWARD | FLOW_SEEN | FLOW_FIN, 100);
         assert_eq!(verdict(&closed, Some(&rep), 111 * S), Verdict::Expired);
         let reset = flow(FLOW_FORWARD | FLOW_SEEN | FLOW_RST, 100);
-        assert_eq!(verdict(&reset, Some(&flow(FLOW_SEEN, 100)), 111 * S), Verdict::Expired);
+        assert_eq!(
+            verdict(&reset, Some(&flow(FLOW_SEEN, 100)), 111 * S),
+            Verdict::Expired
+        );
     }
 }
