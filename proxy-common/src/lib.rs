@@ -4,9 +4,15 @@
 //! layout of map keys and values. The `user` feature adds `aya::Pod` for user space.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
+pub mod csum;
+pub mod fastpath;
+
 /// Version of the map layouts below. Bump it whenever a key or value changes shape, so that a
 /// restart over old pins can tell that they must be replaced rather than reused.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
 /// Directory under the BPF filesystem where flowproxy pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowproxy";
@@ -33,6 +39,23 @@ pub mod map_names {
     pub const BACKENDS: &str = "BACKENDS";
     /// `PERCPU_ARRAY<BackendCounters>` indexed by `BackendSlot::slot`.
     pub const BACKEND_STATS: &str = "BACKEND_STATS";
+    /// `ARRAY<BackendKey>` indexed by backend slot: the address a slot stands for, so a
+    /// Maglev ring can hold slots.
+    pub const REALS: &str = "REALS";
+    /// `HASH<ServiceKey, ServiceEntry>`: the TCP-mode services the fast path forwards.
+    pub const L4_SERVICES: &str = "L4_SERVICES";
+    /// `ARRAY<u32>`: the Maglev rings, two per service; an entry is a backend slot + 1 (0: none).
+    pub const MAGLEV: &str = "MAGLEV";
+    /// `LRU_HASH<FlowKey, Flow>`: conntrack, a forward and a reverse entry per flow.
+    pub const CONNTRACK: &str = "CONNTRACK";
+    /// `ARRAY<u64>[3]`: flows created, flows removed and the most flows at once.
+    pub const FLOW_BUDGET: &str = "FLOW_BUDGET";
+    /// `ARRAY<FastPathConfig>[1]`: the source-port range towards backends.
+    pub const L4_CONFIG: &str = "L4_CONFIG";
+    /// `PERCPU_ARRAY<ServiceCounters>` indexed by service slot.
+    pub const L4_SERVICE_STATS: &str = "L4_SERVICE_STATS";
+    /// `PERCPU_ARRAY<GlobalCounters>[1]`.
+    pub const L4_GLOBAL_STATS: &str = "L4_GLOBAL_STATS";
 }
 
 /// A backend: a replica's address and port. IPv4 addresses are stored IPv4-mapped
@@ -134,6 +157,15 @@ mod pod {
     unsafe impl aya::Pod for super::BackendSlot {}
     // Safety: repr(C), u64 fields only.
     unsafe impl aya::Pod for super::BackendCounters {}
+    // Safety (all below): repr(C), integers and byte arrays only, explicit padding fields, sizes
+    // checked in the tests.
+    unsafe impl aya::Pod for super::fastpath::ServiceKey {}
+    unsafe impl aya::Pod for super::fastpath::ServiceEntry {}
+    unsafe impl aya::Pod for super::fastpath::FlowKey {}
+    unsafe impl aya::Pod for super::fastpath::Flow {}
+    unsafe impl aya::Pod for super::fastpath::FastPathConfig {}
+    unsafe impl aya::Pod for super::fastpath::ServiceCounters {}
+    unsafe impl aya::Pod for super::fastpath::GlobalCounters {}
 }
 
 #[cfg(test)]
@@ -150,6 +182,50 @@ mod tests {
         assert_eq!(core::mem::size_of::<BackendKey>(), 20);
         assert_eq!(core::mem::size_of::<BackendSlot>(), 4 + SERVICE_NAME_LEN);
         assert_eq!(core::mem::size_of::<BackendCounters>(), 48);
+    }
+
+    #[test]
+    fn fast_path_types_have_no_implicit_padding() {
+        use fastpath::*;
+        assert_eq!(core::mem::size_of::<ServiceKey>(), 20);
+        assert_eq!(core::mem::size_of::<ServiceEntry>(), 16);
+        assert_eq!(core::mem::size_of::<FlowKey>(), 40);
+        assert_eq!(core::mem::size_of::<Flow>(), 56);
+        assert_eq!(core::mem::size_of::<FastPathConfig>(), 4);
+        assert_eq!(core::mem::size_of::<ServiceCounters>(), 56);
+        assert_eq!(core::mem::size_of::<GlobalCounters>(), 24);
+    }
+
+    #[test]
+    fn a_flow_reverses_to_the_key_of_its_replies() {
+        use fastpath::*;
+        let fwd = Flow {
+            src: v4_mapped([198, 18, 1, 1]),
+            dst: v4_mapped([198, 18, 2, 2]),
+            sport: 61000,
+            dport: 5432,
+            ..Default::default()
+        };
+        let rev = fwd.reverse_key();
+        assert_eq!(v4_of(&rev.src), [198, 18, 2, 2]);
+        assert_eq!((rev.sport, rev.dport), (5432, 61000));
+    }
+
+    #[test]
+    fn flow_hash_spreads_neighbouring_ports() {
+        use fastpath::flow_hash;
+        // 3000 consecutive client ports over 3 buckets: each near a third.
+        let mut buckets = [0u32; 3];
+        for port in 40000..43000u16 {
+            buckets[(flow_hash([10, 0, 0, 1], [10, 0, 0, 2], port, 5432) % 3) as usize] += 1;
+        }
+        for b in buckets {
+            assert!((900..1100).contains(&b), "{buckets:?}");
+        }
+        assert_eq!(
+            flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2),
+            flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2)
+        );
     }
 
     #[test]

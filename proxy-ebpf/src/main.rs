@@ -5,9 +5,16 @@
 //! empty binary so that workspace-wide commands still work.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+// The BPF target lacks `AtomicU64::fetch_add`; the fast path's flow budget uses the intrinsic.
+#![cfg_attr(target_arch = "bpf", allow(internal_features))]
+#![cfg_attr(target_arch = "bpf", feature(core_intrinsics))]
 
 #[cfg(target_arch = "bpf")]
 mod backend_count;
+#[cfg(target_arch = "bpf")]
+mod fastpath;
+#[cfg(target_arch = "bpf")]
+mod headers;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]

@@ -1,22 +1,23 @@
-//! XDP ingress program: counts every frame per interface and TCP segments per backend, and
-//! always passes the frame on unchanged.
+//! XDP ingress program: counts every frame per interface and TCP segments per backend, then
+//! forwards frames of TCP-mode fast-path flows; everything else passes on unchanged.
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
 use crate::{
     backend_count::{self, Direction},
+    fastpath,
     maps::{IFACE_SLOTS, IFACE_STATS, LAYOUT},
     packet::Packet,
 };
 
-/// Entry point attached to each `--interface`. Counting must never change what the interface
-/// does, so every path ends in `XDP_PASS`.
+/// Entry point attached to each `--interface`. Counting never changes what the interface does;
+/// only frames of fast-path flows (see `fastpath`) are rewritten and redirected.
 #[xdp]
 pub fn flowproxy_xdp(ctx: XdpContext) -> u32 {
     // Referencing LAYOUT keeps it in the object (and so pinned) although only user space uses it.
     let _ = LAYOUT.get_ptr(0);
     count_interface(&ctx);
     backend_count::count(&ctx, Direction::FromBackend);
-    xdp_action::XDP_PASS
+    fastpath::forward(&ctx).unwrap_or(xdp_action::XDP_PASS)
 }
 
 fn count_interface(ctx: &XdpContext) -> Option<()> {

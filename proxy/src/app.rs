@@ -17,7 +17,9 @@ use crate::{
     api::{self, ApiContext},
     cli::RunArgs,
     control::{ControlHooks, ControlPlane},
-    dataplane::{Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for},
+    dataplane::{
+        Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
+    },
     l4::L4Listeners,
     l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
     metrics::Metrics,
@@ -87,11 +89,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let proxy = Arc::clone(&proxy);
         async move { proxy.handle(req, peer).await }
     });
-    let l4 = L4Listeners::new(
-        args.http_addr.ip(),
-        Arc::clone(&control),
-        metrics.l4_connections(),
-    );
+    let l4 = L4Listeners::new(args.http_addr.ip(), Arc::clone(&control), metrics.l4());
     // Restored TCP-mode services get their listeners now.
     l4.sync();
     let api_context = Arc::new(ApiContext {
@@ -155,6 +153,11 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             Arc::clone(dp),
             Arc::clone(&hooks.changed),
             args.auto_interfaces(),
+            args.http_addr.ip(),
+        )));
+        background.push(tokio::spawn(sweep_flows(
+            Arc::clone(dp),
+            Duration::from_secs(args.l4_sweep_interval),
         )));
     }
     tokio::spawn({
@@ -192,23 +195,36 @@ async fn sync_backends(
     data_plane: Arc<Mutex<DataPlane>>,
     changed: Arc<Notify>,
     auto: bool,
+    l4_listen: IpAddr,
 ) {
-    let mut counted = Vec::new();
+    let mut counted = (Vec::new(), Vec::new());
+    let mut warmer = Warmer::default();
     loop {
-        let wanted = control.snapshot().backends();
+        let snapshot = control.snapshot();
+        let wanted = (snapshot.backends(), snapshot.l4_services(l4_listen));
+        drop(snapshot);
+        // Before replicas enter a ring, so that their first flows can take the fast path.
+        warmer
+            .warm_up(wanted.1.iter().flat_map(|s| s.replicas.iter().copied()))
+            .await;
         if wanted != counted {
             let result = data_plane
                 .lock()
                 .map_err(|_| "lock poisoned".to_owned())
                 .and_then(|mut dp| {
                     if auto {
-                        attach_routes_to(&mut dp, &wanted);
+                        attach_routes_to(&mut dp, &wanted.0);
                     }
-                    dp.sync_backends(&wanted).map_err(|e| e.to_string())
+                    dp.sync_backends(&wanted.0, &wanted.1)
+                        .map_err(|e| e.to_string())
                 });
             match result {
                 Ok(()) => {
-                    tracing::info!(backends = wanted.len(), "counted backends updated");
+                    tracing::info!(
+                        backends = wanted.0.len(),
+                        tcp_services = wanted.1.len(),
+                        "data plane backends updated"
+                    );
                     counted = wanted;
                 }
                 Err(e) => tracing::warn!(error = %e, "updating the counted backends failed"),
@@ -217,6 +233,27 @@ async fn sync_backends(
         tokio::select! {
             _ = changed.notified() => {}
             _ = tokio::time::sleep(BACKEND_SYNC_FALLBACK) => {}
+        }
+    }
+}
+
+/// Sweeps ended, idle and drained fast-path flows every `every`.
+async fn sweep_flows(data_plane: Arc<Mutex<DataPlane>>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let dp = Arc::clone(&data_plane);
+        let swept = tokio::task::spawn_blocking(move || match dp.lock() {
+            Ok(mut dp) => dp.sweep_flows().map_err(|e| e.to_string()),
+            Err(_) => Err("lock poisoned".to_owned()),
+        })
+        .await;
+        match swept {
+            Ok(Ok(report)) if report.expired + report.drained > 0 => {
+                tracing::debug!(?report, "fast-path flows swept")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "sweeping fast-path flows failed"),
+            Err(e) => tracing::warn!(error = %e, "the sweep task failed"),
         }
     }
 }
@@ -261,6 +298,7 @@ fn start_data_plane(args: &RunArgs, pin_dir: PathBuf) -> anyhow::Result<Option<D
             args.interfaces.clone()
         },
         pin_dir,
+        fastpath: args.fastpath(),
     };
     match DataPlane::start(&config) {
         Ok(data_plane) => {

@@ -4,6 +4,8 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::dataplane::{FastPathMode, FastPathSettings};
+
 /// flowproxy: a reverse proxy for Docker Swarm with an eBPF data plane.
 #[derive(Debug, Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
@@ -86,9 +88,36 @@ pub struct RunArgs {
     /// Keep the pinned maps (and their counters) when stopping.
     #[arg(long, env = "KEEP_PINS")]
     pub keep_pins: bool,
+    /// XDP fast path for TCP-mode services: `auto` (native XDP where the driver has it,
+    /// generic otherwise), `native`, `generic`, or `off` (user-space relay only).
+    #[arg(long = "l4-fastpath", env = "L4_FASTPATH", value_enum, default_value_t = FastPathMode::Auto)]
+    pub l4_fastpath: FastPathMode,
+    /// The most TCP-mode flows the fast path holds at once; further flows take the
+    /// user-space relay.
+    #[arg(long, env = "CONNTRACK_SIZE", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1..=4_000_000))]
+    pub conntrack_size: u32,
+    /// Seconds fast-path flows to a removed replica keep going before they are cut (reset).
+    #[arg(
+        long = "l4-drain-timeout",
+        env = "L4_DRAIN_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub l4_drain_timeout: u64,
+    /// Seconds between sweeps of ended and idle fast-path flows.
+    #[arg(long = "l4-sweep-interval", env = "L4_SWEEP_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub l4_sweep_interval: u64,
 }
 
 impl RunArgs {
+    /// The fast path's settings from the flags.
+    pub fn fastpath(&self) -> FastPathSettings {
+        FastPathSettings {
+            mode: self.l4_fastpath,
+            conntrack_size: self.conntrack_size,
+            drain_timeout: std::time::Duration::from_secs(self.l4_drain_timeout),
+        }
+    }
+
     /// True for `--interface auto`.
     pub fn auto_interfaces(&self) -> bool {
         self.interfaces.iter().any(|i| i == "auto")

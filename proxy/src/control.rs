@@ -1,6 +1,6 @@
 //! Applies configuration changes: validate, build a whole new snapshot, persist it, then swap
 //! it in. The request path only `load()`s the snapshot; a rejected change never touches it.
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 use arc_swap::{ArcSwap, Guard};
 use futures_util::future::join_all;
@@ -8,7 +8,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 
 use crate::{
-    dataplane::Backend,
+    dataplane::{Backend, L4Service},
     routes::{Destination, RouteError, RouteTable, Service},
     state::{StateError, StateFile},
     upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
@@ -34,6 +34,26 @@ impl Snapshot {
     /// Every replica set, for refreshing.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<ReplicaSet>> {
         self.upstreams.values()
+    }
+
+    /// The TCP-mode services with their replicas now, as the fast path programs them; their
+    /// listeners are bound to `listen`.
+    pub fn l4_services(&self, listen: IpAddr) -> Vec<L4Service> {
+        self.routes
+            .tcp_services()
+            .filter_map(|(service, dest)| {
+                Some(L4Service {
+                    name: service.name.clone(),
+                    listen,
+                    port: dest.src_port?,
+                    replicas: self
+                        .upstream(service, dest)
+                        .map(|set| set.addrs())
+                        .unwrap_or_default(),
+                    idle_timeout: dest.timeout_tunnel,
+                })
+            })
+            .collect()
     }
 
     /// Every replica known now, with its service, sorted (what the data plane should count).

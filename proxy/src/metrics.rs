@@ -32,6 +32,26 @@ struct RequestLabels {
     method: String,
 }
 
+/// Labels of the user-space TCP-mode relay's per-service counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct L4Labels {
+    /// The service.
+    pub service: String,
+    /// Its `srcPort`.
+    pub port: String,
+}
+
+/// Counters of the user-space TCP-mode relay (the slow path).
+#[derive(Clone, Debug, Default)]
+pub struct L4Metrics {
+    /// Connections relayed, all services.
+    pub connections: Counter,
+    /// Connections relayed, per service and port.
+    pub by_service: Family<L4Labels, Counter>,
+    /// Bytes relayed, both ways, all services.
+    pub relayed_bytes: Counter,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
     service: String,
@@ -84,7 +104,7 @@ pub struct Metrics {
     open_connections: Gauge,
     config_reloads: Counter,
     handshakes: Family<ResultLabel, Counter>,
-    l4_connections: Counter,
+    l4: L4Metrics,
 }
 
 impl Metrics {
@@ -136,11 +156,21 @@ impl Metrics {
             "TLS handshakes on the HTTPS listener, by result",
             handshakes.clone(),
         );
-        let l4_connections = Counter::default();
+        let l4 = L4Metrics::default();
         registry.register(
             "flowproxy_l4_connections",
             "TCP-mode connections relayed in user space",
-            l4_connections.clone(),
+            l4.connections.clone(),
+        );
+        registry.register(
+            "flowproxy_l4_service_connections",
+            "TCP-mode connections relayed in user space (the slow path), per service",
+            l4.by_service.clone(),
+        );
+        registry.register(
+            "flowproxy_l4_relayed_bytes",
+            "Bytes the user-space TCP-mode relay copied, both ways",
+            l4.relayed_bytes.clone(),
         );
         registry.register_collector(Box::new(CertCollector(certs)));
         if let Some(dir) = pin_dir {
@@ -155,7 +185,7 @@ impl Metrics {
             open_connections,
             config_reloads,
             handshakes,
-            l4_connections,
+            l4,
         })
     }
 
@@ -215,8 +245,8 @@ impl Metrics {
     }
 
     /// The counter of TCP-mode connections relayed in user space.
-    pub fn l4_connections(&self) -> Counter {
-        self.l4_connections.clone()
+    pub fn l4(&self) -> L4Metrics {
+        self.l4.clone()
     }
 
     /// The OpenMetrics text of every metric.

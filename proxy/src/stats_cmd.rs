@@ -11,7 +11,13 @@ use crate::{cli::StatsArgs, dataplane};
 pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     let interfaces = dataplane::read_iface_stats(pin_dir)?;
     let backends = dataplane::read_backend_stats(pin_dir)?;
-    let requests = fetch_metrics(&args.api_url).map(|text| backend_requests(&text));
+    let l4 = dataplane::read_l4_stats(pin_dir)?;
+    let metrics = fetch_metrics(&args.api_url);
+    let requests = metrics.as_deref().map(backend_requests);
+    let slow = metrics
+        .as_deref()
+        .map(l4_slow_connections)
+        .unwrap_or_default();
     let requests_of = |service: &str, backend: &str| {
         requests.as_ref().map(|r| {
             r.get(&(service.to_owned(), backend.to_owned()))
@@ -29,7 +35,27 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
                 v
             })
             .collect();
-        let doc = serde_json::json!({ "backends": backends, "interfaces": interfaces });
+        let l4_services: Vec<serde_json::Value> = l4
+            .services
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(s).unwrap_or_default();
+                let (service, slow_flows) = slow.get(&s.port).cloned().unzip();
+                v["service"] = service.into();
+                v["slow_flows"] = slow_flows.into();
+                v
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "backends": backends,
+            "interfaces": interfaces,
+            "l4": {
+                "flows": l4.flows,
+                "flow_limit": l4.flow_limit,
+                "services": l4_services,
+                "global": l4.global,
+            },
+        });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
         return Ok(());
     }
@@ -78,7 +104,57 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             s.ifindex, s.packets, s.bytes
         )?;
     }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "TCP-MODE FAST PATH: {} flows held, limit {}",
+        l4.flows, l4.flow_limit
+    )?;
+    writeln!(
+        out,
+        "{:<20} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>9} {:>11}",
+        "SERVICE", "PORT", "RING", "FAST", "SLOW", "CT_FULL", "NO_PORT", "NO_ROUTE", "NO_REPLICA"
+    )?;
+    for s in &l4.services {
+        let (service, slow_flows) = match slow.get(&s.port) {
+            Some((name, n)) => (name.clone(), n.to_string()),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
+        let c = &s.counters;
+        writeln!(
+            out,
+            "{service:<20} {:>6} {:>6} {:>10} {slow_flows:>10} {:>10} {:>9} {:>9} {:>11}",
+            s.port,
+            s.ring_size,
+            c.fast_flows,
+            c.slow_conntrack_full,
+            c.slow_no_port,
+            c.slow_no_route,
+            c.slow_no_replica
+        )?;
+    }
     Ok(())
+}
+
+/// `flowproxy_l4_service_connections_total` samples: port → (service, connections relayed
+/// by the slow path).
+fn l4_slow_connections(metrics: &str) -> BTreeMap<u16, (String, u64)> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flowproxy_l4_service_connections_total{"))
+        .filter_map(|line| {
+            let service = label(line, "service")?;
+            let port = label(line, "port")?.parse().ok()?;
+            let value = line.rsplit(' ').next()?.parse().ok()?;
+            Some((port, (service, value)))
+        })
+        .collect()
+}
+
+fn label(line: &str, name: &str) -> Option<String> {
+    let start = line.find(&format!("{name}=\""))? + name.len() + 2;
+    let end = line[start..].find('"')? + start;
+    Some(line[start..end].to_owned())
 }
 
 /// The API's `/metrics` text, or `None` when it does not answer within a second.

@@ -30,15 +30,26 @@ pub struct Dns {
     dir: PathBuf,
     addr: SocketAddr,
     names: Mutex<BTreeMap<String, Vec<Ipv4Addr>>>,
+    /// The namespace it serves in, when not the root one.
+    netns: Option<String>,
 }
 
 impl Dns {
     /// Starts dnsmasq on a free port of 127.0.0.1 with no names.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_on(None)
+    }
+
+    /// Starts dnsmasq on 127.0.0.1 inside `host`, for a flowproxy running there.
+    pub fn start_in_host(host: &crate::Host) -> anyhow::Result<Self> {
+        Self::start_on(Some(host.name.clone()))
+    }
+
+    fn start_on(netns: Option<String>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("{}-dns", Ids::next().netns()));
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::start_in(&dir) {
+            match Self::start_in(&dir, netns.clone()) {
                 Ok(dns) => return Ok(dns),
                 Err(e) if format!("{e:#}").contains("Address already in use") => {
                     last_error = Some(e);
@@ -50,15 +61,29 @@ impl Dns {
     }
 
     /// One attempt; a failed one removes `dir` (the drop of its `Dns`), so each makes it anew.
-    fn start_in(dir: &Path) -> anyhow::Result<Self> {
+    fn start_in(dir: &Path, netns: Option<String>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
-            .local_addr()?
-            .port();
+        let free_port = || -> anyhow::Result<u16> {
+            Ok(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
+                .local_addr()?
+                .port())
+        };
+        let port = match &netns {
+            Some(ns) => crate::netns::in_netns(ns, free_port)??,
+            None => free_port()?,
+        };
         let hosts = dir.join("hosts");
         std::fs::write(&hosts, "")?;
         let log = File::create(dir.join("dnsmasq.log"))?;
-        let mut cmd = Command::new("dnsmasq");
+        let mut cmd = match &netns {
+            // nsenter, not `ip netns exec`: the latter remounts /sys, hiding the BPF filesystem.
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("dnsmasq");
+                c
+            }
+            None => Command::new("dnsmasq"),
+        };
         let child = die_with_parent(&mut cmd)
             .args([
                 "--keep-in-foreground",
@@ -88,13 +113,14 @@ impl Dns {
             dir: dir.to_owned(),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             names: Mutex::new(BTreeMap::new()),
+            netns,
         };
         let started = eventually(TIMEOUT, || {
             if let Some(status) = dns.child.try_wait()? {
                 return Ok(Err(status));
             }
             // Any answer, even NXDOMAIN, means dnsmasq is serving.
-            query_a(dns.addr, "flowproxy-harness.invalid")?;
+            dns.lookup("flowproxy-harness.invalid")?;
             Ok(Ok(()))
         });
         match started {
@@ -157,7 +183,10 @@ impl Dns {
 
     /// Asks the server for `name`'s A records, as a resolver would.
     pub fn lookup(&self, name: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
-        query_a(self.addr, name)
+        match &self.netns {
+            Some(ns) => crate::netns::in_netns(ns, || query_a(self.addr, name))?,
+            None => query_a(self.addr, name),
+        }
     }
 }
 

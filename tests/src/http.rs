@@ -48,6 +48,17 @@ pub fn curl(args: &[&str]) -> anyhow::Result<CurlResponse> {
     parse_curl_output(&out)
 }
 
+/// Runs `curl -sS -i ARGS` inside the network namespace `ns` (through `nsenter`).
+pub fn curl_in_netns(ns: &str, args: &[&str]) -> anyhow::Result<CurlResponse> {
+    let out = run_cmd(
+        Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{ns}"))
+            .args(["curl", "-sS", "-i"])
+            .args(args),
+    )?;
+    parse_curl_output(&out)
+}
+
 /// Runs `curl -sS -i ARGS` inside `host`, as a client on that host would.
 pub fn curl_on(host: &Host, args: &[&str]) -> anyhow::Result<CurlResponse> {
     let out = run_cmd(host.command("curl").args(["-sS", "-i"]).args(args))?;

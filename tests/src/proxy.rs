@@ -37,6 +37,8 @@ pub struct Flowproxy {
     pin_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     run_as: Option<u32>,
+    netns: Option<String>,
+    bin: Option<PathBuf>,
 }
 
 /// A started flowproxy.
@@ -54,6 +56,7 @@ pub struct RunningProxy {
     /// Where the API listens.
     pub api_addr: SocketAddr,
     exited: Option<ExitStatus>,
+    netns: Option<String>,
 }
 
 impl Flowproxy {
@@ -91,6 +94,20 @@ impl Flowproxy {
         self
     }
 
+    /// Runs this flowproxy binary instead of the workspace's debug build (the benchmark's
+    /// release build, say).
+    pub fn binary(mut self, bin: impl Into<PathBuf>) -> Self {
+        self.bin = Some(bin.into());
+        self
+    }
+
+    /// Runs flowproxy inside `host`'s network namespace (with `nsenter`, which, unlike
+    /// `ip netns exec`, keeps the BPF filesystem mounted); the API is then called from there too.
+    pub fn in_host(mut self, host: &crate::Host) -> Self {
+        self.netns = Some(host.name.clone());
+        self
+    }
+
     fn has_flag(&self, flag: &str) -> bool {
         self.args
             .iter()
@@ -98,7 +115,10 @@ impl Flowproxy {
     }
 
     fn command(&self, pin_dir: &Path, state_dir: &Path) -> anyhow::Result<Command> {
-        let bin = binary()?;
+        let bin = match &self.bin {
+            Some(bin) => bin.clone(),
+            None => binary()?,
+        };
         let mut cmd = match self.run_as {
             Some(uid) => {
                 let mut c = Command::new("setpriv");
@@ -110,7 +130,14 @@ impl Flowproxy {
                 c.arg(&bin);
                 c
             }
-            None => Command::new(&bin),
+            None => match &self.netns {
+                Some(ns) => {
+                    let mut c = Command::new("nsenter");
+                    c.arg(format!("--net=/run/netns/{ns}")).arg(&bin);
+                    c
+                }
+                None => Command::new(&bin),
+            },
         };
         // Loopback ports the kernel picks, and no certificates but the test's own.
         let empty = std::env::temp_dir().join(format!("{}-none", Ids::next().netns()));
@@ -166,6 +193,7 @@ impl Flowproxy {
             https_addr: unknown,
             api_addr: unknown,
             exited: None,
+            netns: self.netns.clone(),
         };
         proxy.wait_ready()?;
         Ok(proxy)
@@ -234,7 +262,11 @@ impl RunningProxy {
 
     /// A request to the API with curl (`path_and_query` starts with `/`).
     pub fn api(&self, path_and_query: &str) -> anyhow::Result<crate::http::CurlResponse> {
-        crate::http::curl(&[&self.api_url(path_and_query)])
+        let url = self.api_url(path_and_query);
+        match &self.netns {
+            Some(ns) => crate::http::curl_in_netns(ns, &[&url]),
+            None => crate::http::curl(&[&url]),
+        }
     }
 
     /// Everything the process has logged so far.
@@ -274,9 +306,16 @@ impl RunningProxy {
 
     /// `flowproxy stats --json` for this proxy's pins.
     pub fn stats_json(&self) -> anyhow::Result<serde_json::Value> {
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(binary()?);
+                c
+            }
+            None => Command::new(binary()?),
+        };
         let out = run_cmd(
-            Command::new(binary()?)
-                .args(["stats", "--json", "--bpffs-dir"])
+            cmd.args(["stats", "--json", "--bpffs-dir"])
                 .arg(&self.pin_dir)
                 .arg("--api-url")
                 .arg(format!("http://{}", self.api_addr)),

@@ -5,7 +5,10 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use aya::{Ebpf, maps::HashMap};
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap},
+};
 use proxy_common::{
     BackendCounters, BackendKey, BackendSlot, MAX_BACKENDS, SERVICE_NAME_LEN, map_names,
 };
@@ -57,8 +60,11 @@ fn slot_value(slot: u32, service: &str) -> BackendSlot {
     }
 }
 
-/// Makes `BACKENDS` hold exactly `wanted` (IPv4 ones), zeroing the counters of new slots.
-pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend]) -> Result<(), DataPlaneError> {
+/// Makes `BACKENDS` hold `wanted` (IPv4 ones), zeroing the counters of new slots and writing
+/// their addresses into `REALS`. With `keep_stale`, backends no longer wanted keep their slots
+/// for now: the fast path's rings may still point at them until they are rewritten, so their
+/// slots must not be handed to another backend yet.
+pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend], keep_stale: bool) -> Result<(), DataPlaneError> {
     let map_err = |map: &'static str| move |source| DataPlaneError::Map { map, source };
     let services: BTreeMap<BackendKey, &str> = wanted
         .iter()
@@ -76,7 +82,7 @@ pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend]) -> Result<(), DataPlaneError> {
             .filter_map(Result::ok)
             .map(|(k, v)| (k, v.slot))
             .collect();
-        slots::plan_slots(&existing, &keys, MAX_BACKENDS, |_| false).ok_or(
+        slots::plan_slots(&existing, &keys, MAX_BACKENDS, |_| keep_stale).ok_or(
             DataPlaneError::OutOfSlots {
                 what: "backends",
                 max: MAX_BACKENDS,
@@ -88,6 +94,18 @@ pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend]) -> Result<(), DataPlaneError> {
         map_names::BACKEND_STATS,
         plan.add.iter().map(|&(_, slot)| slot),
     )?;
+    {
+        let map = ebpf
+            .map_mut(map_names::REALS)
+            .ok_or(DataPlaneError::NoObject)?;
+        let mut reals: Array<_, BackendKey> =
+            Array::try_from(map).map_err(map_err(map_names::REALS))?;
+        for (key, slot) in &plan.add {
+            reals
+                .set(*slot, key, 0)
+                .map_err(map_err(map_names::REALS))?;
+        }
+    }
     let map = ebpf
         .map_mut(map_names::BACKENDS)
         .ok_or(DataPlaneError::NoObject)?;

@@ -6,6 +6,9 @@
 mod backends;
 mod bpffs;
 mod error;
+pub mod fastpath;
+mod l4_stats;
+pub mod neighbours;
 mod netif;
 mod pins;
 mod routes;
@@ -26,6 +29,8 @@ use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
 
 pub use backends::Backend;
 pub use error::DataPlaneError;
+pub use fastpath::{FastPathMode, FastPathSettings, L4Service, SweepReport};
+pub use l4_stats::read_l4_stats;
 pub use routes::live_interface_for;
 pub use stats::{BackendStat, read_backend_stats, read_iface_stats};
 
@@ -44,6 +49,8 @@ pub struct DataPlaneConfig {
     pub interfaces: Vec<String>,
     /// Where maps are pinned.
     pub pin_dir: PathBuf,
+    /// The TCP-mode fast path's settings.
+    pub fastpath: FastPathSettings,
 }
 
 /// A loaded and attached data plane. Dropping it detaches the programs; [`DataPlane::shutdown`]
@@ -52,6 +59,7 @@ pub struct DataPlane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
     attached: Vec<String>,
+    fast: fastpath::FastPath,
     _lock: bpffs::PinDirLock,
 }
 
@@ -64,20 +72,24 @@ impl DataPlane {
             return Err(DataPlaneError::NoObject);
         }
         let lock = bpffs::prepare_pin_dir(&config.pin_dir)?;
-        pins::drop_stale_pins(&config.pin_dir)?;
+        let conntrack_entries = config.fastpath.conntrack_entries();
+        pins::drop_stale_pins(&config.pin_dir, conntrack_entries)?;
         let mut loader = EbpfLoader::new();
         for shape in pins::PINNED_MAPS {
             loader.map_pin_path(shape.name, config.pin_dir.join(shape.name));
         }
+        loader.map_max_entries(map_names::CONNTRACK, conntrack_entries);
         let mut ebpf = loader
             .load(OBJECT)
             .map_err(|e| permission_or(e, "load BPF maps and programs", DataPlaneError::Load))?;
         pins::record_layout_version(&mut ebpf)?;
         load_programs(&mut ebpf)?;
+        let fast = fastpath::FastPath::init(&mut ebpf, config.fastpath.clone())?;
         let mut data_plane = Self {
             ebpf,
             pin_dir: config.pin_dir.clone(),
             attached: Vec::new(),
+            fast,
             _lock: lock,
         };
         for name in &config.interfaces {
@@ -93,9 +105,21 @@ impl DataPlane {
         }
         let ifindex = resolve_interfaces(&[interface.to_owned()])?[0];
         assign_slots(&mut self.ebpf, &[ifindex])?;
+        let mode = self.fast.settings().mode;
         let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
-        xdp.attach(interface, XdpMode::Default)
-            .map_err(|source| program_error(source, XDP_PROGRAM, "attach"))?;
+        let attached = match mode {
+            FastPathMode::Off => xdp.attach(interface, XdpMode::Default),
+            FastPathMode::Generic => xdp.attach(interface, XdpMode::Skb),
+            FastPathMode::Native => xdp.attach(interface, XdpMode::Driver),
+            FastPathMode::Auto => xdp.attach(interface, XdpMode::Driver).or_else(|e| {
+                tracing::info!(interface, error = %e, "no native XDP here; using generic XDP");
+                xdp.attach(interface, XdpMode::Skb)
+            }),
+        };
+        attached.map_err(|source| program_error(source, XDP_PROGRAM, "attach"))?;
+        if mode != FastPathMode::Off {
+            fastpath::enable_forwarding(interface);
+        }
         let tc: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?;
         tc.attach(interface, TcAttachType::Egress)
             .map_err(|source| program_error(source, TC_PROGRAM, "attach"))?;
@@ -104,9 +128,22 @@ impl DataPlane {
         Ok(())
     }
 
-    /// Makes the counted backends exactly `wanted`.
-    pub fn sync_backends(&mut self, wanted: &[Backend]) -> Result<(), DataPlaneError> {
-        backends::sync(&mut self.ebpf, wanted)
+    /// Makes the counted backends exactly `wanted` and the fast path's services `l4`. Rings
+    /// are rewritten between adding new backends and freeing the slots of old ones, so a ring
+    /// never points at a slot that already stands for another backend.
+    pub fn sync_backends(
+        &mut self,
+        wanted: &[Backend],
+        l4: &[L4Service],
+    ) -> Result<(), DataPlaneError> {
+        backends::sync(&mut self.ebpf, wanted, true)?;
+        self.fast.sync(&mut self.ebpf, l4)?;
+        backends::sync(&mut self.ebpf, wanted, false)
+    }
+
+    /// Removes ended, idle and drained fast-path flows from conntrack.
+    pub fn sweep_flows(&mut self) -> Result<SweepReport, DataPlaneError> {
+        self.fast.sweep(&mut self.ebpf)
     }
 
     /// The directory holding this data plane's pins.

@@ -5,7 +5,12 @@ use std::{fs, io, path::Path};
 use aya::maps::{Array, Map, MapData, MapInfo};
 use proxy_common::{
     BackendCounters, BackendKey, BackendSlot, IfaceCounters, MAP_LAYOUT_VERSION, MAX_BACKENDS,
-    MAX_INTERFACES, map_names,
+    MAX_INTERFACES,
+    fastpath::{
+        FastPathConfig, Flow, FlowKey, GlobalCounters, MAGLEV_ENTRIES, MAX_L4_SERVICES,
+        ServiceCounters, ServiceEntry, ServiceKey, budget,
+    },
+    map_names,
 };
 
 use super::error::DataPlaneError;
@@ -19,7 +24,7 @@ pub struct MapShape {
     pub key_size: u32,
     /// Value size in bytes (per CPU for per-CPU maps).
     pub value_size: u32,
-    /// Maximum number of entries.
+    /// Maximum number of entries; 0 when it is set at load time (`CONNTRACK`).
     pub max_entries: u32,
 }
 
@@ -55,13 +60,62 @@ pub const PINNED_MAPS: &[MapShape] = &[
         value_size: size_of::<BackendCounters>() as u32,
         max_entries: MAX_BACKENDS,
     },
+    MapShape {
+        name: map_names::REALS,
+        key_size: 4,
+        value_size: size_of::<BackendKey>() as u32,
+        max_entries: MAX_BACKENDS,
+    },
+    MapShape {
+        name: map_names::L4_SERVICES,
+        key_size: size_of::<ServiceKey>() as u32,
+        value_size: size_of::<ServiceEntry>() as u32,
+        max_entries: MAX_L4_SERVICES,
+    },
+    MapShape {
+        name: map_names::MAGLEV,
+        key_size: 4,
+        value_size: 4,
+        max_entries: MAGLEV_ENTRIES,
+    },
+    MapShape {
+        name: map_names::CONNTRACK,
+        key_size: size_of::<FlowKey>() as u32,
+        value_size: size_of::<Flow>() as u32,
+        max_entries: 0,
+    },
+    MapShape {
+        name: map_names::FLOW_BUDGET,
+        key_size: 4,
+        value_size: 8,
+        max_entries: budget::LEN,
+    },
+    MapShape {
+        name: map_names::L4_CONFIG,
+        key_size: 4,
+        value_size: size_of::<FastPathConfig>() as u32,
+        max_entries: 1,
+    },
+    MapShape {
+        name: map_names::L4_SERVICE_STATS,
+        key_size: 4,
+        value_size: size_of::<ServiceCounters>() as u32,
+        max_entries: MAX_L4_SERVICES,
+    },
+    MapShape {
+        name: map_names::L4_GLOBAL_STATS,
+        key_size: 4,
+        value_size: size_of::<GlobalCounters>() as u32,
+        max_entries: 1,
+    },
 ];
 
 /// Removes pins that do not belong to this build's layout, so the loader creates them afresh
 /// instead of handing the programs a map of the wrong shape: all of them when the recorded
 /// `LAYOUT` version differs (or is missing), otherwise any whose shape differs. Pins that fit
-/// are kept, and with them their counters.
-pub fn drop_stale_pins(dir: &Path) -> Result<(), DataPlaneError> {
+/// are kept, and with them their counters. `conntrack_entries` is the size `CONNTRACK` is
+/// loaded with this time (a changed `--conntrack-size` replaces it).
+pub fn drop_stale_pins(dir: &Path, conntrack_entries: u32) -> Result<(), DataPlaneError> {
     let any_pinned = PINNED_MAPS.iter().any(|m| dir.join(m.name).exists());
     if any_pinned {
         let version = pinned_layout_version(dir);
@@ -87,7 +141,7 @@ pub fn drop_stale_pins(dir: &Path) -> Result<(), DataPlaneError> {
             Ok(info) => {
                 info.key_size() == shape.key_size
                     && info.value_size() == shape.value_size
-                    && info.max_entries() == shape.max_entries
+                    && info.max_entries() == expected_entries(shape, conntrack_entries)
             }
             Err(_) => false,
         };
@@ -97,6 +151,14 @@ pub fn drop_stale_pins(dir: &Path) -> Result<(), DataPlaneError> {
         }
     }
     Ok(())
+}
+
+fn expected_entries(shape: &MapShape, conntrack_entries: u32) -> u32 {
+    if shape.max_entries == 0 {
+        conntrack_entries
+    } else {
+        shape.max_entries
+    }
 }
 
 /// The layout version recorded in the pinned `LAYOUT` map, if there is one.

@@ -100,7 +100,8 @@ pub fn read_backend_stats(dir: &Path) -> Result<Vec<BackendStat>, DataPlaneError
     Ok(out)
 }
 
-fn open<T>(dir: &Path, name: &'static str) -> Result<T, DataPlaneError>
+/// Opens the map pinned as `name` under `dir`.
+pub(super) fn open<T>(dir: &Path, name: &'static str) -> Result<T, DataPlaneError>
 where
     T: TryFrom<Map, Error = aya::maps::MapError>,
 {

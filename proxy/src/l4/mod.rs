@@ -9,10 +9,9 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use prometheus_client::metrics::counter::Counter;
 use tokio::{net::TcpListener, task::JoinHandle};
 
-use crate::control::ControlPlane;
+use crate::{control::ControlPlane, metrics::L4Metrics};
 
 /// Why a TCP-mode service cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +30,7 @@ pub enum L4Error {
 pub struct L4Listeners {
     ip: IpAddr,
     control: Arc<ControlPlane>,
-    connections: Counter,
+    metrics: L4Metrics,
     running: Mutex<BTreeMap<u16, JoinHandle<()>>>,
     /// Bound by `reserve` for a change not applied yet.
     reserved: Mutex<BTreeMap<u16, std::net::TcpListener>>,
@@ -39,11 +38,11 @@ pub struct L4Listeners {
 
 impl L4Listeners {
     /// Listeners on `ip`, relaying to the replicas `control` knows.
-    pub fn new(ip: IpAddr, control: Arc<ControlPlane>, connections: Counter) -> Arc<Self> {
+    pub fn new(ip: IpAddr, control: Arc<ControlPlane>, metrics: L4Metrics) -> Arc<Self> {
         Arc::new(Self {
             ip,
             control,
-            connections,
+            metrics,
             running: Mutex::new(BTreeMap::new()),
             reserved: Mutex::new(BTreeMap::new()),
         })

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::L4Listeners;
-use crate::l7::copy_bidirectional_idle;
+use crate::{l7::copy_bidirectional_idle, metrics::L4Labels};
 
 /// How long a connect to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,7 +67,15 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
             service.name
         )
     })?;
-    listeners.connections.inc();
+    listeners.metrics.connections.inc();
+    listeners
+        .metrics
+        .by_service
+        .get_or_create(&L4Labels {
+            service: service.name.clone(),
+            port: port.to_string(),
+        })
+        .inc();
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let (service, idle) = (service.name.clone(), dest.timeout_tunnel);
@@ -75,6 +83,7 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
     // As HAProxy's `timeout tunnel`: closed only after `timeoutTunnel` without traffic.
     match copy_bidirectional_idle(client, upstream, idle).await {
         Ok((up, down)) => {
+            listeners.metrics.relayed_bytes.inc_by(up + down);
             tracing::debug!(%service, %replica, up, down, "TCP-mode connection closed")
         }
         Err(e) => tracing::debug!(%service, %replica, error = %e, "TCP-mode connection ended"),

@@ -47,7 +47,7 @@ pub fn markdown(r: &Results) -> String {
         let verdict = match t.verdict {
             Verdict::Met => "met",
             Verdict::Missed => "**missed**",
-            Verdict::NotImplemented => "not implemented (issue 5)",
+            Verdict::NotImplemented => "not implemented",
         };
         let _ = writeln!(
             md,

@@ -173,6 +173,7 @@ impl Table {
     }
 
     /// A row for something that does not exist yet, with the reason.
+    #[allow(dead_code)] // every contender exists today; kept for the next one that does not yet
     pub fn not_implemented(&mut self, contender: &str, reason: &str) {
         self.not_implemented
             .push((contender.to_owned(), reason.to_owned()));

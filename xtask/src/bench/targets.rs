@@ -4,7 +4,7 @@ use super::{
     contenders::Contender,
     report::fmt_value,
     results::{Scenario, TargetCheck, Verdict},
-    scenarios::{reconfigure, tcp},
+    scenarios::{fastpath, reconfigure, tcp},
 };
 
 /// Every target the scenarios of this run can be judged on.
@@ -21,28 +21,7 @@ pub fn check(scenarios: &[Scenario]) -> Vec<TargetCheck> {
         out.extend(ratio(s, fp, ha, "p999_ms", "p99.9 ms", Bound::AtMost(1.0)));
     }
     if let Some(s) = find(4) {
-        let direct = s.median(tcp::DIRECT, "gbit_per_s");
-        let haproxy = s.median(tcp::HAPROXY, "gbit_per_s");
-        let cpu = s.median(tcp::HAPROXY, "proxy_user_cpu_pct");
-        let relay = s.median(tcp::RELAY, "gbit_per_s");
-        let context = format!(
-            "no XDP fast path yet (issue 5); direct {} Gbit/s, HAProxy {} Gbit/s at {}% user CPU, flowproxy's user-space relay {} Gbit/s",
-            opt(direct),
-            opt(haproxy),
-            opt(cpu),
-            opt(relay)
-        );
-        for target in [
-            "fast path ≥ 0.9× direct and ≥ 2× HAProxy (Gbit/s)",
-            "flowproxy user-space CPU during the fast-path transfer < 5% of HAProxy's",
-        ] {
-            out.push(TargetCheck {
-                scenario: 4,
-                target: target.to_owned(),
-                measured: context.clone(),
-                verdict: Verdict::NotImplemented,
-            });
-        }
+        out.extend(fast_path(s));
     }
     if let Some(s) = find(5)
         && let Some(failed) = s.median(reconfigure::FLOWPROXY, "failed")
@@ -107,6 +86,42 @@ enum Bound {
 }
 
 /// `row`'s median of `key` against `base`'s, judged by `bound`; `None` when either is missing.
+/// Scenario 4's targets: the fast path against a direct transfer on the same wires and against
+/// HAProxy, and flowproxy's user-space CPU during it against HAProxy's.
+fn fast_path(s: &Scenario) -> Vec<TargetCheck> {
+    let fast = s.median(fastpath::FAST_PATH, "gbit_per_s");
+    let direct = s.median(fastpath::DIRECT_ROUTED, "gbit_per_s");
+    let haproxy = s.median(tcp::HAPROXY, "gbit_per_s");
+    let fast_cpu = s.median(fastpath::FAST_PATH, "proxy_user_cpu_pct");
+    let haproxy_cpu = s.median(tcp::HAPROXY, "proxy_user_cpu_pct");
+    let (Some(fast), Some(direct), Some(haproxy)) = (fast, direct, haproxy) else {
+        return Vec::new();
+    };
+    let mut out = vec![TargetCheck {
+        scenario: 4,
+        target: "fast path ≥ 0.9× direct and ≥ 2× HAProxy (Gbit/s)".to_owned(),
+        measured: format!(
+            "fast path {} Gbit/s = {:.2}× direct on the same lab ({} Gbit/s), {:.2}× HAProxy ({} Gbit/s)",
+            fmt_value(fast),
+            fast / direct,
+            fmt_value(direct),
+            fast / haproxy,
+            fmt_value(haproxy)
+        ),
+        verdict: verdict(fast >= 0.9 * direct && fast >= 2.0 * haproxy),
+    }];
+    if let (Some(cpu), Some(ha_cpu)) = (fast_cpu, haproxy_cpu) {
+        out.push(TargetCheck {
+            scenario: 4,
+            target: "flowproxy user-space CPU during the fast-path transfer < 5% of HAProxy's"
+                .to_owned(),
+            measured: format!("{}% vs HAProxy {}%", fmt_value(cpu), fmt_value(ha_cpu)),
+            verdict: verdict(cpu < 0.05 * ha_cpu),
+        });
+    }
+    out
+}
+
 fn ratio(
     s: &Scenario,
     row: &str,

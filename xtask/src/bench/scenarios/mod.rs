@@ -1,6 +1,7 @@
 //! The eight scenarios. Each returns its table; contenders alternate round by round
 //! (A B C D, A B C D, ...), each started fresh and warmed up before it is measured, so slow
 //! drifts of the machine spread over every contender instead of favouring one.
+pub mod fastpath;
 pub mod http;
 pub mod memory;
 pub mod reconfigure;

@@ -1,7 +1,6 @@
 //! Scenario 4: TCP bulk transfer (iperf3) straight to the backend, through HAProxy's TCP mode
-//! and through flowproxy's TCP mode (its user-space relay), with the proxy's CPU time during the
-//! transfer. flowproxy's XDP fast path does not exist yet (issue 5): its row says so instead of
-//! holding numbers.
+//! and through flowproxy's TCP mode (its user-space relay, and its XDP fast path on the
+//! namespace lab of `fastpath`), with the proxy's CPU time during the transfer.
 use std::{net::SocketAddr, process::Command};
 
 use anyhow::{Context as _, bail};
@@ -36,7 +35,6 @@ pub const DIRECT: &str = "direct";
 pub const HAPROXY: &str = "HAProxy TCP, splice-auto";
 /// flowproxy's TCP mode (`reqMode=tcp`), relayed by tokio.
 pub const RELAY: &str = "flowproxy, user-space relay";
-const NOT_YET: &str = "not implemented (issue 5)";
 
 /// Runs scenario 4.
 pub fn bulk(ctx: &Ctx) -> anyhow::Result<Scenario> {
@@ -71,13 +69,15 @@ pub fn bulk(ctx: &Ctx) -> anyhow::Result<Scenario> {
         started.server.wait_for_port(listen)?;
         let (gbit, user, system) = with_cpu(&started.server, || iperf3(listen, ctx.plan.tcp_secs))?;
         table.add(RELAY, &[gbit, user, system]);
+        drop(started);
+
+        super::fastpath::rows(ctx, &mut table, round)?;
     }
-    table.not_implemented("flowproxy, XDP fast path", NOT_YET);
     Ok(table.into_scenario(
         4,
         "TCP bulk transfer",
         &format!(
-            "iperf3 -t {} (one stream) to the backend's iperf3 server; CPU % is of one core, user and system time of the proxy process during the transfer; flowproxy runs a TCP-mode service (`reqMode=tcp&srcPort=...`) with its counting programs attached",
+            "iperf3 -t {} (one stream) to the backend's iperf3 server; CPU % is of one core, user and system time of the proxy process during the transfer; flowproxy runs a TCP-mode service (`reqMode=tcp&srcPort=...`) with its counting programs attached; the fast-path rows run on a lab of namespaces (client, proxy, backend) whose senders have TX checksum offload off, so no TSO, and compare with a direct transfer on the same wires",
             ctx.plan.tcp_secs
         ),
         Some(HAPROXY),
@@ -121,7 +121,8 @@ fn iperf3(addr: SocketAddr, secs: u32) -> anyhow::Result<f64> {
     parse_gbit(&text).with_context(|| format!("reading iperf3's report:\n{text}"))
 }
 
-fn parse_gbit(json: &str) -> anyhow::Result<f64> {
+/// Gbit/s from iperf3's JSON report, as the receiver counted them.
+pub fn parse_gbit(json: &str) -> anyhow::Result<f64> {
     let report: serde_json::Value = serde_json::from_str(json)?;
     let bps = report["end"]["sum_received"]["bits_per_second"]
         .as_f64()

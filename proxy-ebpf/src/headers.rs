@@ -1,0 +1,76 @@
+//! Writable access to the fixed Ethernet + IPv4 (no options) + TCP headers of an XDP frame,
+//! which is all the fast path rewrites.
+use aya_ebpf::programs::XdpContext;
+
+/// EtherType of IPv4.
+pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
+/// EtherType of IPv6.
+pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
+
+/// The first 54 bytes of an IPv4/TCP frame without IP options. Byte arrays only, so the
+/// struct has alignment 1 and matches the wire exactly.
+#[repr(C)]
+pub struct Headers {
+    pub eth_dst: [u8; 6],
+    pub eth_src: [u8; 6],
+    pub eth_type: [u8; 2],
+    pub ver_ihl: u8,
+    pub tos: u8,
+    pub tot_len: [u8; 2],
+    pub id: [u8; 2],
+    pub frag: [u8; 2],
+    pub ttl: u8,
+    pub proto: u8,
+    pub ip_check: [u8; 2],
+    pub saddr: [u8; 4],
+    pub daddr: [u8; 4],
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub seq: [u8; 4],
+    pub ack: [u8; 4],
+    pub data_off: u8,
+    pub flags: u8,
+    pub window: [u8; 2],
+    pub tcp_check: [u8; 2],
+    pub urgent: [u8; 2],
+}
+
+/// What the fast path sees in a frame.
+pub enum Frame {
+    /// An unfragmented IPv4 TCP segment without IP options.
+    Tcp4(*mut Headers),
+    /// An IPv6 packet.
+    Ipv6,
+    /// Anything else (including truncated frames).
+    Other,
+}
+
+/// Classifies the frame. Reads single bytes only: the verifier rejects the shifts LLVM emits
+/// when it merges wider unaligned packet reads.
+#[inline(always)]
+pub fn classify(ctx: &XdpContext) -> Frame {
+    let start = ctx.data();
+    if start + 14 > ctx.data_end() {
+        return Frame::Other;
+    }
+    // Safety: 14 bytes were checked against data_end.
+    let (t0, t1) = unsafe { (*((start + 12) as *const u8), *((start + 13) as *const u8)) };
+    if [t0, t1] == ETH_P_IPV6 {
+        return Frame::Ipv6;
+    }
+    if [t0, t1] != ETH_P_IP || start + size_of::<Headers>() > ctx.data_end() {
+        return Frame::Other;
+    }
+    let h = start as *mut Headers;
+    // Safety: the whole struct lies within the frame (checked above); fields are bytes.
+    unsafe {
+        if (*h).ver_ihl != 0x45 || (*h).proto != 6 {
+            return Frame::Other;
+        }
+        // More-fragments or an offset: not a whole segment.
+        if ((*h).frag[0] & 0x3f) != 0 || (*h).frag[1] != 0 {
+            return Frame::Other;
+        }
+    }
+    Frame::Tcp4(h)
+}

@@ -1,0 +1,222 @@
+//! The TCP-mode fast path, user-space half: settings, programming services and their Maglev
+//! rings, the source-port range, and sweeping conntrack. The kernel half is
+//! `proxy-ebpf/src/fastpath.rs`.
+pub mod maglev;
+pub mod ports;
+mod services;
+pub mod sweep;
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
+
+use aya::{
+    Ebpf,
+    maps::{Array, MapData},
+};
+use proxy_common::{
+    fastpath::{FastPathConfig, PROTO_TCP, ServiceKey, budget, v4_mapped},
+    map_names,
+};
+
+use super::error::DataPlaneError;
+pub use services::Programmed;
+pub use sweep::SweepReport;
+
+/// `--l4-fastpath`: whether and how XDP forwards TCP-mode flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum FastPathMode {
+    /// No fast path: every TCP-mode connection goes through the user-space relay.
+    Off,
+    /// XDP in generic (skb) mode: works on any interface, slower.
+    Generic,
+    /// XDP in the driver (native): fastest; attaching fails where the driver lacks it.
+    Native,
+    /// Native where the driver supports it, generic otherwise.
+    #[default]
+    Auto,
+}
+
+/// The fast path's settings.
+#[derive(Debug, Clone)]
+pub struct FastPathSettings {
+    /// `--l4-fastpath`.
+    pub mode: FastPathMode,
+    /// `--conntrack-size`: the most fast-path flows at once.
+    pub conntrack_size: u32,
+    /// `--l4-drain-timeout`: how long flows to a removed replica keep going.
+    pub drain_timeout: Duration,
+}
+
+impl FastPathSettings {
+    /// Entries of the conntrack map: two per flow, plus room for the per-CPU free lists of an
+    /// LRU map, so that live flows are never evicted while the budget holds.
+    pub fn conntrack_entries(&self) -> u32 {
+        let cpus = aya::util::nr_cpus().unwrap_or(64) as u32;
+        self.conntrack_size
+            .saturating_mul(2)
+            .saturating_add(cpus.saturating_mul(256))
+    }
+}
+
+/// A TCP-mode service as the fast path needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct L4Service {
+    /// The service's name (logs and stats).
+    pub name: String,
+    /// The address its listener is bound to (unspecified: any local address).
+    pub listen: IpAddr,
+    /// `srcPort`.
+    pub port: u16,
+    /// Its replicas now.
+    pub replicas: Vec<SocketAddr>,
+    /// `timeoutTunnel`.
+    pub idle_timeout: Duration,
+}
+
+impl L4Service {
+    /// The `L4_SERVICES` key.
+    pub fn key(&self) -> ServiceKey {
+        let addr = match self.listen {
+            IpAddr::V4(v4) if !v4.is_unspecified() => v4_mapped(v4.octets()),
+            IpAddr::V6(v6) if !v6.is_unspecified() => v6.octets(),
+            _ => [0; 16],
+        };
+        ServiceKey {
+            addr,
+            port: self.port,
+            proto: PROTO_TCP,
+            _pad: 0,
+        }
+    }
+}
+
+/// The fast path's running state.
+#[derive(Debug)]
+pub struct FastPath {
+    settings: FastPathSettings,
+    programmed: BTreeMap<ServiceKey, Programmed>,
+    draining: sweep::Draining,
+}
+
+impl FastPath {
+    /// Writes the settings into freshly loaded maps: the source-port range and the flow budget
+    /// (0, which turns the fast path off, when the mode is `off` or no port range is free).
+    pub fn init(ebpf: &mut Ebpf, settings: FastPathSettings) -> Result<Self, DataPlaneError> {
+        let ports = ports::ephemeral_ports().and_then(ports::fast_path_ports);
+        let config = match &ports {
+            Some(r) => FastPathConfig {
+                port_min: *r.start(),
+                port_count: (*r.end() as u32 - *r.start() as u32 + 1).min(u16::MAX as u32) as u16,
+            },
+            None => FastPathConfig::default(),
+        };
+        let enabled = settings.mode != FastPathMode::Off && ports.is_some();
+        if settings.mode != FastPathMode::Off && ports.is_none() {
+            tracing::warn!(
+                "no source ports are free outside net.ipv4.ip_local_port_range; the TCP-mode \
+                 fast path is off (narrow the range to enable it)"
+            );
+        }
+        let map = ebpf
+            .map_mut(map_names::L4_CONFIG)
+            .ok_or(DataPlaneError::NoObject)?;
+        let mut array: Array<&mut MapData, FastPathConfig> =
+            Array::try_from(map).map_err(|source| DataPlaneError::Map {
+                map: map_names::L4_CONFIG,
+                source,
+            })?;
+        array
+            .set(0, config, 0)
+            .map_err(|source| DataPlaneError::Map {
+                map: map_names::L4_CONFIG,
+                source,
+            })?;
+        let limit = if enabled {
+            settings.conntrack_size as u64
+        } else {
+            0
+        };
+        sweep::write_budget(ebpf, budget::LIMIT, limit)?;
+        if enabled {
+            tracing::info!(
+                mode = ?settings.mode,
+                flows = settings.conntrack_size,
+                ports = ?ports,
+                "TCP-mode fast path on"
+            );
+        }
+        Ok(Self {
+            settings,
+            programmed: BTreeMap::new(),
+            draining: sweep::Draining::default(),
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &FastPathSettings {
+        &self.settings
+    }
+
+    /// Makes the programmed services exactly `wanted` (none when the mode is `off`).
+    pub fn sync(&mut self, ebpf: &mut Ebpf, wanted: &[L4Service]) -> Result<(), DataPlaneError> {
+        let wanted = if self.settings.mode == FastPathMode::Off {
+            &[][..]
+        } else {
+            wanted
+        };
+        self.programmed = services::sync(ebpf, wanted, &self.programmed)?;
+        Ok(())
+    }
+
+    /// Sweeps conntrack once (see [`sweep::sweep`]).
+    pub fn sweep(&mut self, ebpf: &mut Ebpf) -> Result<SweepReport, DataPlaneError> {
+        let replicas = self
+            .programmed
+            .values()
+            .map(|p| (p.slot, p.replicas.clone()))
+            .collect();
+        sweep::sweep(
+            ebpf,
+            &replicas,
+            &mut self.draining,
+            self.settings.drain_timeout,
+            monotonic_ns(),
+        )
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // Safety: `ts` is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Turns IPv4 forwarding on for `interface`: `bpf_fib_lookup` refuses to route from an
+/// interface that does not forward, and the stack must forward the frames the fast path hands
+/// it while a neighbour is resolved.
+pub fn enable_forwarding(interface: &str) {
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
+    match std::fs::read_to_string(&path) {
+        Ok(v) if v.trim() == "1" => {}
+        _ => match std::fs::write(&path, "1") {
+            Ok(()) => tracing::info!(
+                interface,
+                "IPv4 forwarding enabled for the TCP-mode fast path"
+            ),
+            Err(e) => tracing::warn!(
+                interface,
+                error = %e,
+                "cannot enable IPv4 forwarding; TCP-mode flows from this interface stay on the \
+                 slow path (set net.ipv4.conf.{interface}.forwarding=1)"
+            ),
+        },
+    }
+}

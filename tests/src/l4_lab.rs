@@ -1,0 +1,338 @@
+//! The TCP-mode fast-path topology: a client host, a proxy host with a client-facing and a
+//! backend-facing veth, and three backend hosts behind a bridge (a switch host), each running a
+//! small TCP server. flowproxy runs inside the proxy host.
+//!
+//! veth and native XDP: a frame that XDP redirects into a veth is received by its peer only when
+//! the peer runs NAPI, which an XDP program or GRO on the peer turns on; the lab turns GRO on
+//! for the peers that receive redirected frames. Senders have TX checksum offload off, so the
+//! frames XDP rewrites carry full checksums (a veth would otherwise hand over partial ones).
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{Dns, Flowproxy, Host, Ids, RunningProxy, cmd::run};
+
+/// The proxy's client-facing address.
+pub const PROXY_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
+/// The client's address.
+pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
+/// The proxy's backend-facing address.
+pub const PROXY_BACKEND_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+/// The port the backends serve.
+pub const BACKEND_PORT: u16 = 5432;
+
+/// One of the lab's backend servers.
+pub struct TcpBackend {
+    /// Its name (what `who` answers).
+    pub name: String,
+    /// Its address.
+    pub addr: Ipv4Addr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The backend's host (dropped after the server stops).
+    pub host: Host,
+}
+
+impl Drop for TcpBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The whole topology, torn down on drop (proxy first).
+pub struct L4Lab {
+    /// flowproxy, in the proxy host.
+    pub proxy: RunningProxy,
+    /// DNS in the proxy host: `tasks.db` lists the backends.
+    pub dns: Dns,
+    /// The backends.
+    pub backends: Vec<TcpBackend>,
+    /// The client host.
+    pub client: Host,
+    /// The proxy host.
+    pub proxy_host: Host,
+    /// The switch host.
+    _lan: Host,
+    /// The proxy's client-facing and backend-facing interfaces.
+    pub interfaces: (String, String),
+}
+
+fn veth(a: &Host, a_if: &str, b: &Host, b_if: &str) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &[
+            "link", "add", a_if, "netns", &a.name, "type", "veth", "peer", "name", b_if, "netns",
+            &b.name,
+        ],
+    )?;
+    Ok(())
+}
+
+fn ip(host: &Host, args: &[&str]) -> anyhow::Result<()> {
+    let mut all = vec!["-n", host.name.as_str()];
+    all.extend_from_slice(args);
+    run("ip", &all)?;
+    Ok(())
+}
+
+fn ethtool(host: &Host, args: &[&str]) -> anyhow::Result<()> {
+    host.run("ethtool", args)
+        .context("ethtool (apt-get install ethtool)")?;
+    Ok(())
+}
+
+impl L4Lab {
+    /// Builds the topology with three backends, and starts flowproxy in the proxy host with
+    /// `args` added to its command line.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(None, args)
+    }
+
+    /// As [`L4Lab::start`], running the flowproxy binary `bin` when given.
+    pub fn start_with(bin: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<Self> {
+        let proxy_host = Host::new("proxy")?;
+        let client = Host::new("client")?;
+        let lan = Host::new("switch")?;
+        let ids = Ids::next();
+        let (p_client, c_if) = (ids.veth('c'), ids.veth('k'));
+        let (p_back, lan_p) = (ids.veth('b'), ids.veth('s'));
+        veth(&proxy_host, &p_client, &client, &c_if)?;
+        veth(&proxy_host, &p_back, &lan, &lan_p)?;
+        ip(
+            &proxy_host,
+            &["addr", "add", &format!("{PROXY_ADDR}/24"), "dev", &p_client],
+        )?;
+        ip(
+            &proxy_host,
+            &[
+                "addr",
+                "add",
+                &format!("{PROXY_BACKEND_ADDR}/24"),
+                "dev",
+                &p_back,
+            ],
+        )?;
+        ip(
+            &client,
+            &["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", &c_if],
+        )?;
+        ip(&lan, &["link", "add", "br0", "type", "bridge"])?;
+        ip(&lan, &["link", "set", "br0", "up"])?;
+        ip(&lan, &["link", "set", &lan_p, "master", "br0", "up"])?;
+        for (host, dev) in [
+            (&proxy_host, &p_client),
+            (&proxy_host, &p_back),
+            (&client, &c_if),
+        ] {
+            ip(host, &["link", "set", dev, "up"])?;
+        }
+        // Full checksums from the client; NAPI on the peers that receive redirected frames.
+        ethtool(&client, &["-K", &c_if, "tx", "off", "gro", "on"])?;
+        ethtool(&lan, &["-K", &lan_p, "gro", "on"])?;
+        let mut backends = Vec::new();
+        for i in 0..3u8 {
+            let host = Host::new(&format!("backend{i}"))?;
+            let ids = Ids::next();
+            let (b_if, lan_if) = (ids.veth('e'), ids.veth('l'));
+            veth(&host, &b_if, &lan, &lan_if)?;
+            let addr = Ipv4Addr::new(198, 18, 200, 11 + i);
+            ip(&host, &["addr", "add", &format!("{addr}/24"), "dev", &b_if])?;
+            ip(&host, &["link", "set", &b_if, "up"])?;
+            ip(&lan, &["link", "set", &lan_if, "master", "br0", "up"])?;
+            ethtool(&host, &["-K", &b_if, "tx", "off"])?;
+            backends.push(TcpBackend::start(host, addr, &format!("backend{i}"))?);
+        }
+        let dns = Dns::start_in_host(&proxy_host)?;
+        let addrs: Vec<Ipv4Addr> = backends.iter().map(|b| b.addr).collect();
+        dns.set("tasks.db", &addrs)?;
+        // Routes through the proxy host, so client and backends can also talk directly (the
+        // benchmark's baseline), forwarded by the proxy host's kernel.
+        ip(
+            &client,
+            &[
+                "route",
+                "add",
+                "198.18.200.0/24",
+                "via",
+                &PROXY_ADDR.to_string(),
+            ],
+        )?;
+        for b in &backends {
+            ip(
+                &b.host,
+                &[
+                    "route",
+                    "add",
+                    "198.18.100.0/24",
+                    "via",
+                    &PROXY_BACKEND_ADDR.to_string(),
+                ],
+            )?;
+        }
+        let mut proxy = Flowproxy::new().in_host(&proxy_host);
+        if let Some(bin) = bin {
+            proxy = proxy.binary(bin);
+        }
+        let mut proxy = proxy
+            .interface(&p_client)
+            .interface(&p_back)
+            .arg("--http-addr")
+            .arg("0.0.0.0:0")
+            .arg("--dns-server")
+            .arg(dns.addr().to_string())
+            .arg("--dns-refresh")
+            .arg("1");
+        for a in args {
+            proxy = proxy.arg(*a);
+        }
+        let proxy = proxy.start()?;
+        Ok(Self {
+            proxy,
+            dns,
+            backends,
+            client,
+            proxy_host,
+            _lan: lan,
+            interfaces: (p_client, p_back),
+        })
+    }
+
+    /// Configures the TCP-mode service `db` on `port`.
+    pub fn configure(&self, port: u16, extra: &str) -> anyhow::Result<()> {
+        let answer = self.proxy.api(&format!(
+            "/v1/docker-flow-proxy/reconfigure?serviceName=db&reqMode=tcp&srcPort={port}&port={BACKEND_PORT}{extra}"
+        ))?;
+        if answer.status != 200 {
+            bail!("reconfigure: {} {}", answer.status, answer.body);
+        }
+        Ok(())
+    }
+
+    /// The service's address as the client reaches it.
+    pub fn service(port: u16) -> SocketAddr {
+        SocketAddr::from((PROXY_ADDR, port))
+    }
+
+    /// Opens a connection from the client host to `port` of the proxy (its socket lives in
+    /// the client's namespace even when used from here).
+    pub fn connect(&self, port: u16) -> anyhow::Result<TcpStream> {
+        self.client
+            .enter(|| TcpStream::connect_timeout(&Self::service(port), Duration::from_secs(5)))?
+            .with_context(|| format!("connecting to {}", Self::service(port)))
+    }
+
+    /// Asks the backend behind a new connection for its name.
+    pub fn who(&self, port: u16) -> anyhow::Result<String> {
+        let mut s = self.connect(port)?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(b"W")?;
+        let mut name = String::new();
+        s.read_to_string(&mut name)?;
+        Ok(name.trim().to_owned())
+    }
+
+    /// The fast path's stats (`flowproxy stats --json`, its `l4` part).
+    pub fn l4_stats(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self.proxy.stats_json()?["l4"].clone())
+    }
+}
+
+/// The bytes a `S` request streams: a xorshift64 sequence, so both ends can make it.
+pub fn pattern(len: u64, mut sink: impl FnMut(&[u8])) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        for chunk in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.copy_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        sink(&buf[..n]);
+        left -= n as u64;
+    }
+}
+
+impl TcpBackend {
+    fn start(host: Host, addr: Ipv4Addr, name: &str) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let listener =
+            host.enter(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, BACKEND_PORT)))??;
+        listener.set_nonblocking(true)?;
+        let thread = {
+            let (stop, name) = (Arc::clone(&stop), name.to_owned());
+            std::thread::spawn(move || serve(listener, &name, &stop))
+        };
+        Ok(Self {
+            name: name.to_owned(),
+            addr,
+            stop,
+            thread: Some(thread),
+            host,
+        })
+    }
+}
+
+fn serve(listener: TcpListener, name: &str, stop: &AtomicBool) -> anyhow::Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept() {
+            Ok((conn, _)) => {
+                let name = name.to_owned();
+                std::thread::spawn(move || handle(conn, &name));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// `W`: answers the name. `S` + u64 (LE): streams that many pattern bytes. `E`: answers the
+/// name, then echoes until EOF.
+fn handle(mut conn: TcpStream, name: &str) -> std::io::Result<()> {
+    conn.set_nonblocking(false)?;
+    let mut cmd = [0u8; 1];
+    conn.read_exact(&mut cmd)?;
+    match cmd[0] {
+        b'W' => conn.write_all(format!("{name}\n").as_bytes()),
+        b'S' => {
+            let mut len = [0u8; 8];
+            conn.read_exact(&mut len)?;
+            let mut result = Ok(());
+            pattern(u64::from_le_bytes(len), |chunk| {
+                if result.is_ok() {
+                    result = conn.write_all(chunk);
+                }
+            });
+            result
+        }
+        b'E' => {
+            conn.write_all(format!("{name}\n").as_bytes())?;
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                conn.write_all(&buf[..n])?;
+            }
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,298 @@
+//! The TCP-mode fast path end to end, on the lab topology (client host → proxy host with two
+//! veths → bridge → three backend hosts): flows are forwarded by XDP from their SYN on, spread
+//! by the Maglev ring, drained when a replica goes, sent to the user-space relay when the flow
+//! budget is spent, and the interfaces work as before once flowproxy is gone.
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    os::fd::FromRawFd,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use flowproxy_tests::{
+    L4Lab, eventually,
+    l4_lab::{PROXY_ADDR, pattern},
+};
+
+const PORT: u16 = 15432;
+const GIB: u64 = 1 << 30;
+
+/// Waits until the fast path holds the service with `replicas` replicas' ring.
+fn programmed(lab: &L4Lab) -> anyhow::Result<serde_json::Value> {
+    eventually(Duration::from_secs(15), || {
+        let l4 = lab.l4_stats()?;
+        let svc = l4["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["port"] == PORT))
+            .cloned()
+            .with_context(|| format!("service not programmed yet: {l4}"))?;
+        ensure!(svc["ring_size"].as_u64() > Some(0), "no replica yet: {svc}");
+        Ok(svc)
+    })
+}
+
+fn service_stats(lab: &L4Lab) -> anyhow::Result<serde_json::Value> {
+    let l4 = lab.l4_stats()?;
+    l4["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["port"] == PORT))
+        .cloned()
+        .with_context(|| format!("no service on {PORT}: {l4}"))
+}
+
+fn metric(lab: &L4Lab, name: &str) -> anyhow::Result<u64> {
+    let text = lab.proxy.api("/metrics")?.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no {name} in:\n{text}"))
+}
+
+#[test]
+fn a_1gib_transfer_is_fast_pathed_and_arrives_intact() -> anyhow::Result<()> {
+    let lab = L4Lab::start(&[])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    let mut conn = lab.connect(PORT)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    conn.write_all(b"S")?;
+    conn.write_all(&GIB.to_le_bytes())?;
+    let mut received = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        received.update(&buf[..n]);
+        total += n as u64;
+    }
+    let mut expected = ring::digest::Context::new(&ring::digest::SHA256);
+    pattern(GIB, |chunk| expected.update(chunk));
+    assert_eq!(total, GIB, "bytes received");
+    assert_eq!(
+        received.finish().as_ref(),
+        expected.finish().as_ref(),
+        "sha256 of what arrived"
+    );
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 1, "{svc}");
+    assert_eq!(metric(&lab, "flowproxy_l4_connections_total")?, 0);
+    assert_eq!(metric(&lab, "flowproxy_l4_relayed_bytes_total")?, 0);
+    // The XDP counters saw the data: bytes from the replica, counted on ingress.
+    let stats = lab.proxy.stats_json()?;
+    let from_backends: u64 = stats["backends"]
+        .as_array()
+        .context("backends")?
+        .iter()
+        .filter_map(|b| b["bytes_in"].as_u64())
+        .sum();
+    assert!(from_backends > GIB, "bytes from backends: {from_backends}");
+    let translated = stats["l4"]["global"]["translated"].as_u64().unwrap_or(0);
+    assert!(translated > GIB / 9000, "packets translated: {translated}");
+    Ok(())
+}
+
+#[test]
+fn flows_spread_over_the_replicas_and_a_tuple_keeps_its_replica() -> anyhow::Result<()> {
+    let lab = L4Lab::start(&[])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..300 {
+        *counts.entry(lab.who(PORT)?).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for (name, n) in &counts {
+        // 33% ± 8% of 300.
+        assert!((75..=125).contains(n), "{name} got {n} of 300: {counts:?}");
+    }
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 300, "{svc}");
+    // The same 5-tuple (fixed client port) lands on the same replica every time.
+    let first = who_from_port(&lab, 40123)?;
+    for _ in 0..4 {
+        assert_eq!(who_from_port(&lab, 40123)?, first);
+    }
+    Ok(())
+}
+
+/// `who` over a connection from a fixed client port (SO_REUSEADDR, so the port can be reused
+/// at once: the server closes first and keeps the TIME_WAIT).
+fn who_from_port(lab: &L4Lab, port: u16) -> anyhow::Result<String> {
+    let mut conn = lab
+        .client
+        .enter(|| bound_connect(port, L4Lab::service(PORT)))??;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"W")?;
+    let mut name = String::new();
+    conn.read_to_string(&mut name)?;
+    Ok(name.trim().to_owned())
+}
+
+fn bound_connect(local_port: u16, to: SocketAddr) -> anyhow::Result<TcpStream> {
+    let SocketAddr::V4(to) = to else {
+        bail!("IPv4 only")
+    };
+    // Safety: plain socket syscalls on a descriptor this function owns until it is wrapped.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            (&one as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as u32,
+        );
+        let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let local = sockaddr(Ipv4Addr::UNSPECIFIED, local_port);
+        let len = size_of::<libc::sockaddr_in>() as u32;
+        ensure!(
+            libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) == 0,
+            "bind: {}",
+            std::io::Error::last_os_error()
+        );
+        let remote = sockaddr(*to.ip(), to.port());
+        ensure!(
+            libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) == 0,
+            "connect: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(stream)
+    }
+}
+
+/// An echo connection: returns it and the replica that serves it.
+fn echo_conn(lab: &L4Lab) -> anyhow::Result<(TcpStream, String)> {
+    let mut conn = lab.connect(PORT)?;
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    conn.write_all(b"E")?;
+    let mut name = Vec::new();
+    let mut byte = [0u8; 1];
+    while byte[0] != b'\n' {
+        conn.read_exact(&mut byte)?;
+        name.push(byte[0]);
+    }
+    Ok((conn, String::from_utf8(name)?.trim().to_owned()))
+}
+
+fn echoes(conn: &mut TcpStream) -> anyhow::Result<()> {
+    conn.write_all(b"ping")?;
+    let mut back = [0u8; 4];
+    conn.read_exact(&mut back)?;
+    ensure!(&back == b"ping", "echoed {back:?}");
+    Ok(())
+}
+
+#[test]
+fn a_removed_replica_gets_no_new_flows_and_its_flows_drain_then_reset() -> anyhow::Result<()> {
+    let lab = L4Lab::start(&["--l4-drain-timeout", "5", "--l4-sweep-interval", "1"])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    let removed = lab.backends[2].name.clone();
+    let mut held = None;
+    for _ in 0..30 {
+        let (conn, name) = echo_conn(&lab)?;
+        if name == removed {
+            held = Some(conn);
+            break;
+        }
+    }
+    let mut held = held.with_context(|| format!("no flow reached {removed}"))?;
+    echoes(&mut held)?;
+    let rest: Vec<Ipv4Addr> = lab.backends[..2].iter().map(|b| b.addr).collect();
+    lab.dns.set("tasks.db", &rest)?;
+    eventually(Duration::from_secs(15), || {
+        let svc = service_stats(&lab)?;
+        // 2 replicas: the smallest prime ≥ 200.
+        ensure!(svc["ring_size"] == 211, "ring not rebuilt yet: {svc}");
+        Ok(())
+    })?;
+    // Draining: the established flow still works.
+    echoes(&mut held).context("the drained flow broke before the drain timeout")?;
+    for _ in 0..30 {
+        assert_ne!(
+            lab.who(PORT)?,
+            removed,
+            "a new flow reached the removed replica"
+        );
+    }
+    // After the drain timeout the flow is cut: the proxy's stack resets it.
+    eventually(Duration::from_secs(20), || match echoes(&mut held) {
+        Ok(()) => bail!("the drained flow still works"),
+        Err(_) => Ok(()),
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_full_flow_budget_sends_new_flows_to_the_slow_path() -> anyhow::Result<()> {
+    let lab = L4Lab::start(&["--conntrack-size", "2"])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    let mut conns = Vec::new();
+    for _ in 0..6 {
+        let (mut conn, _) = echo_conn(&lab)?;
+        echoes(&mut conn)?;
+        conns.push(conn);
+    }
+    for conn in &mut conns {
+        echoes(conn)?;
+    }
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 2, "{svc}");
+    assert_eq!(svc["slow_conntrack_full"], 4, "{svc}");
+    assert_eq!(svc["slow_flows"], 4, "{svc}");
+    assert_eq!(metric(&lab, "flowproxy_l4_connections_total")?, 4);
+    Ok(())
+}
+
+#[test]
+fn after_kill_9_no_program_stays_and_the_interfaces_still_work() -> anyhow::Result<()> {
+    let mut lab = L4Lab::start(&[])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    lab.who(PORT)?;
+    let (client_if, backend_if) = lab.interfaces.clone();
+    for dev in [&client_if, &backend_if] {
+        let link = lab.proxy_host.run("ip", &["link", "show", "dev", dev])?;
+        assert!(link.contains("xdp"), "no XDP program on {dev}: {link}");
+    }
+    // Something else the proxy host serves, to show its interfaces still carry traffic.
+    let other = lab
+        .proxy_host
+        .enter(|| std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7000)))??;
+    lab.proxy.kill9()?;
+    for dev in [&client_if, &backend_if] {
+        let link = lab.proxy_host.run("ip", &["link", "show", "dev", dev])?;
+        assert!(
+            !link.contains("xdp"),
+            "an XDP program stayed on {dev}: {link}"
+        );
+    }
+    let accepted = std::thread::spawn(move || other.accept().map(|_| ()));
+    lab.client.enter(|| {
+        TcpStream::connect_timeout(
+            &SocketAddr::from((PROXY_ADDR, 7000)),
+            Duration::from_secs(5),
+        )
+    })??;
+    accepted.join().expect("accept thread")?;
+    // The TCP-mode port itself is simply closed now: refused, not hanging.
+    let refused = lab.connect(PORT);
+    assert!(refused.is_err(), "the service port still answers");
+    Ok(())
+}
