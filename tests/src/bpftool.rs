@@ -119,6 +119,19 @@ fn hex_u64s(values: &[Value]) -> anyhow::Result<Vec<u64>> {
         .collect())
 }
 
+/// The BPF object `cargo xtask build-ebpf` made (`$FLOWPROXY_BPF_OBJECT` overrides), for tests
+/// that load the programs themselves (BPF_PROG_TEST_RUN).
+pub fn bpf_object() -> anyhow::Result<Vec<u8>> {
+    let path = std::env::var_os("FLOWPROXY_BPF_OBJECT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/ebpf/bpfel-unknown-none/release/flowproxy-ebpf")
+        });
+    std::fs::read(&path)
+        .with_context(|| format!("{}: build it with `cargo xtask build-ebpf`", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

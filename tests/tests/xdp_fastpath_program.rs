@@ -3,8 +3,6 @@
 //! a service sets up a flow and comes out fully translated with valid checksums, later frames
 //! and replies follow the conntrack entries, and everything the fast path must not take
 //! passes unchanged.
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -33,17 +31,6 @@ const BACKEND_PORT: u16 = 5432;
 const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const RST: u8 = 0x04;
-
-fn object() -> anyhow::Result<Vec<u8>> {
-    let path = std::env::var_os("FLOWPROXY_BPF_OBJECT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/ebpf/bpfel-unknown-none/release/flowproxy-ebpf")
-        });
-    std::fs::read(&path)
-        .with_context(|| format!("{}: build it with `cargo xtask build-ebpf`", path.display()))
-}
 
 /// A namespace with a client-facing and a backend-facing interface, forwarding on, and static
 /// neighbours for the client and the backend. Returns the host and the two ifindexes.
@@ -115,7 +102,7 @@ fn network() -> anyhow::Result<(Host, u32, u32)> {
 
 /// The program with one service (port 15432, any address) whose ring holds one backend.
 fn loaded(port_count: u16) -> anyhow::Result<Ebpf> {
-    let mut ebpf = Ebpf::load(&object()?)?;
+    let mut ebpf = Ebpf::load(&flowproxy_tests::bpftool::bpf_object()?)?;
     let program: &mut Xdp = ebpf
         .program_mut("flowproxy_xdp")
         .context("program")?

@@ -1,8 +1,6 @@
 //! The XDP program alone, run by the kernel on frames we build (BPF_PROG_TEST_RUN): it counts
 //! TCP segments from a known backend and passes everything through unchanged, including frames
 //! it must not parse (truncated, IPv6, UDP, IPv4 fragments).
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 use aya::{
     Ebpf,
@@ -15,20 +13,9 @@ const BACKEND: [u8; 4] = [198, 18, 0, 2];
 const BACKEND_PORT: u16 = 8080;
 const XDP_PASS: u32 = 2;
 
-fn object() -> anyhow::Result<Vec<u8>> {
-    let path = std::env::var_os("FLOWPROXY_BPF_OBJECT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/ebpf/bpfel-unknown-none/release/flowproxy-ebpf")
-        });
-    std::fs::read(&path)
-        .with_context(|| format!("{}: build it with `cargo xtask build-ebpf`", path.display()))
-}
-
 /// The program loaded (maps unpinned, private to this test) with one backend registered.
 fn loaded() -> anyhow::Result<Ebpf> {
-    let mut ebpf = Ebpf::load(&object()?)?;
+    let mut ebpf = Ebpf::load(&flowproxy_tests::bpftool::bpf_object()?)?;
     let program: &mut Xdp = ebpf
         .program_mut("flowproxy_xdp")
         .context("program")?

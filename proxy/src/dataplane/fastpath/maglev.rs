@@ -11,7 +11,10 @@ pub fn ring_size(replicas: usize) -> u32 {
 }
 
 fn is_prime(n: u32) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 /// The ring of length `m` (a prime) over `backends`, named by stable ids (their addresses):

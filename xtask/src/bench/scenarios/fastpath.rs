@@ -2,16 +2,16 @@
 //! so it runs on the TCP-mode lab of the integration tests (client host → proxy host →
 //! backend host, all namespaces), with a baseline on the same wires: the client talking to the
 //! backend directly, forwarded by the proxy host's kernel.
-use std::{net::SocketAddr, process::Command, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, bail};
 use flowproxy_tests::{L4Lab, eventually, l4_lab::PROXY_ADDR};
 
-use super::{Ctx, check_interrupted};
+use super::{Ctx, check_interrupted, tcp::iperf3_in};
 use crate::bench::{
     process::Pinned,
     results::Table,
-    sys::{LOAD_CORE, SERVER_CORE, cpu_time},
+    sys::{SERVER_CORE, cpu_time},
 };
 
 /// The direct row of the fast-path lab.
@@ -68,12 +68,16 @@ pub fn rows(ctx: &Ctx, table: &mut Table, round: u32) -> anyhow::Result<()> {
         Ok(())
     })?;
     let secs = ctx.plan.tcp_secs;
-    let direct = iperf3_from(&lab.client.name, server, secs)?;
+    let direct = iperf3_in(Some(&lab.client.name), server, secs)?;
     table.add(DIRECT_ROUTED, &[direct, f64::NAN, f64::NAN]);
     let pid = lab.proxy.pid();
     let before = cpu_time(pid)?;
     let started = std::time::Instant::now();
-    let fast = iperf3_from(&lab.client.name, SocketAddr::from((PROXY_ADDR, PORT)), secs)?;
+    let fast = iperf3_in(
+        Some(&lab.client.name),
+        SocketAddr::from((PROXY_ADDR, PORT)),
+        secs,
+    )?;
     let wall = started.elapsed().as_secs_f64();
     let after = cpu_time(pid)?;
     table.add(
@@ -85,30 +89,4 @@ pub fn rows(ctx: &Ctx, table: &mut Table, round: u32) -> anyhow::Result<()> {
         ],
     );
     Ok(())
-}
-
-/// One iperf3 transfer from inside namespace `ns` on the load core.
-fn iperf3_from(ns: &str, addr: SocketAddr, secs: u32) -> anyhow::Result<f64> {
-    let out = Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{ns}"))
-        .args([
-            "taskset",
-            "-c",
-            &LOAD_CORE.to_string(),
-            "iperf3",
-            "-J",
-            "-c",
-        ])
-        .arg(addr.ip().to_string())
-        .arg("-p")
-        .arg(addr.port().to_string())
-        .arg("-t")
-        .arg(secs.to_string())
-        .output()
-        .context("starting iperf3")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("iperf3 to {addr} failed ({}): {text}", out.status);
-    }
-    super::tcp::parse_gbit(&text).with_context(|| format!("reading iperf3's report:\n{text}"))
 }

@@ -103,7 +103,20 @@ fn with_cpu(
 
 /// One iperf3 transfer to `addr` from the load core; Gbit/s as the receiver counted them.
 fn iperf3(addr: SocketAddr, secs: u32) -> anyhow::Result<f64> {
-    let out = Command::new("taskset")
+    iperf3_in(None, addr, secs)
+}
+
+/// As [`iperf3`], from inside network namespace `netns` when given.
+pub fn iperf3_in(netns: Option<&str>, addr: SocketAddr, secs: u32) -> anyhow::Result<f64> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("taskset");
+            c
+        }
+        None => Command::new("taskset"),
+    };
+    let out = cmd
         .arg("-c")
         .arg(LOAD_CORE.to_string())
         .args(["iperf3", "-J", "-c"])
@@ -121,8 +134,7 @@ fn iperf3(addr: SocketAddr, secs: u32) -> anyhow::Result<f64> {
     parse_gbit(&text).with_context(|| format!("reading iperf3's report:\n{text}"))
 }
 
-/// Gbit/s from iperf3's JSON report, as the receiver counted them.
-pub fn parse_gbit(json: &str) -> anyhow::Result<f64> {
+fn parse_gbit(json: &str) -> anyhow::Result<f64> {
     let report: serde_json::Value = serde_json::from_str(json)?;
     let bps = report["end"]["sum_received"]["bits_per_second"]
         .as_f64()
