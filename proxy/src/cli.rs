@@ -70,7 +70,8 @@ pub struct RunArgs {
     /// Directory where the running configuration is saved and restored from.
     #[arg(long, env = "STATE_DIR", default_value = "/var/lib/flowproxy")]
     pub state_dir: PathBuf,
-    /// DNS server (IP:PORT) for replica look-ups; the system resolver when absent.
+    /// DNS server (IP:PORT) for replica look-ups; without it, Docker's (127.0.0.11:53) in
+    /// swarm mode, else the system resolver.
     #[arg(long, env = "DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
     /// Seconds between re-resolutions of every service's replicas.
@@ -86,6 +87,9 @@ pub struct RunArgs {
     /// Keep the pinned maps (and their counters) when stopping.
     #[arg(long, env = "KEEP_PINS")]
     pub keep_pins: bool,
+    /// Swarm mode, API token, peers, label discovery, Swarm Listener.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 impl RunArgs {
