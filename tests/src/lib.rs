@@ -14,22 +14,28 @@
 //! crashed runs, whose process is gone, are removed before the first new host is made.
 pub mod backend;
 pub mod bpftool;
+pub mod cluster;
 pub mod cmd;
 pub mod dns;
 pub mod go_demo;
 pub mod http;
+pub mod lan;
 pub mod names;
 pub mod netns;
 pub mod proxy;
+pub mod stub;
 pub mod tls;
 pub mod wait;
 
 pub use backend::DemoBackend;
+pub use cluster::ProxyCluster;
 pub use dns::Dns;
 pub use go_demo::GoDemo;
 pub use http::{CurlResponse, HttpClient, curl, curl_on, ws_echo};
+pub use lan::Lan;
 pub use names::Ids;
 pub use netns::{Host, Link};
 pub use proxy::{Flowproxy, RunningProxy};
+pub use stub::StubServer;
 pub use tls::{TestCa, TlsClient};
 pub use wait::eventually;

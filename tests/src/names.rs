@@ -27,6 +27,41 @@ impl Ids {
         }
     }
 
+    /// Takes `count` (a power of two, at most 64) consecutive unused numbers, the first a
+    /// multiple of `count`, so that their /30s make one aligned subnet ([`Ids::lan`]).
+    pub fn block(count: u32) -> Self {
+        assert!(
+            count.is_power_of_two() && count <= 64,
+            "bad block size {count}"
+        );
+        let mut current = NEXT.load(Ordering::Relaxed);
+        loop {
+            let start = current.next_multiple_of(count);
+            match NEXT.compare_exchange_weak(
+                current,
+                start + count,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Self {
+                        pid: std::process::id(),
+                        n: start,
+                    };
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// The subnet made of the /30s of `count` numbers from this one (taken with
+    /// [`Ids::block`]): its network address and prefix length.
+    pub fn lan(&self, count: u32) -> (Ipv4Addr, u8) {
+        let (first, _) = self.subnet();
+        let network = Ipv4Addr::from(u32::from(first) - 1);
+        (network, 32 - (count * 4).trailing_zeros() as u8)
+    }
+
     /// The network namespace name: `fp-<pid>-<n>`.
     pub fn netns(&self) -> String {
         format!("{PREFIX}-{}-{}", self.pid, self.n)
@@ -89,6 +124,16 @@ mod tests {
         assert_eq!(owner_pid(&ids.veth('b')), Some(4_194_303));
         assert_eq!(owner_pid(&ids.netns()), Some(4_194_303));
         assert_eq!(owner_pid("eth0"), None);
+    }
+
+    #[test]
+    fn blocks_are_aligned_subnets() {
+        let ids = Ids::block(4);
+        assert_eq!(ids.n % 4, 0);
+        let (network, prefix) = ids.lan(4);
+        assert_eq!(prefix, 28);
+        assert_eq!(u32::from(network) % 16, 0);
+        assert!(Ids::next().n >= ids.n + 4, "the block is taken");
     }
 
     #[test]

@@ -60,20 +60,7 @@ impl Host {
 
     /// Runs `f` on a thread that lives in the host's namespace, so sockets it opens are the host's.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-        let ns = File::open(Path::new("/run/netns").join(&self.name))
-            .with_context(|| format!("opening the namespace of host {}", self.label))?;
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    // Safety: setns only changes this (scoped, short-lived) thread's namespace.
-                    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                        bail!("setns: {}", std::io::Error::last_os_error());
-                    }
-                    Ok(f())
-                })
-                .join()
-                .map_err(|_| anyhow::anyhow!("the thread in host {} panicked", self.label))?
-        })
+        in_netns(&self.name, f).with_context(|| format!("in host {}", self.label))
     }
 
     /// Joins this host to the root namespace with a fresh veth pair.
@@ -98,6 +85,24 @@ impl Host {
         link.configure(self)?;
         Ok(link)
     }
+}
+
+/// Runs `f` on a thread that lives in the network namespace `name` (under /run/netns).
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    let ns = File::open(Path::new("/run/netns").join(name))
+        .with_context(|| format!("opening the namespace {name}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // Safety: setns only changes this (scoped, short-lived) thread's namespace.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    bail!("setns: {}", std::io::Error::last_os_error());
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread in namespace {name} panicked"))?
+    })
 }
 
 impl Link {

@@ -37,6 +37,7 @@ pub struct Flowproxy {
     pin_dir: Option<PathBuf>,
     state_dir: Option<PathBuf>,
     run_as: Option<u32>,
+    netns: Option<String>,
 }
 
 /// A started flowproxy.
@@ -85,6 +86,12 @@ impl Flowproxy {
         self
     }
 
+    /// Runs the process inside `host` (its own network namespace, as a container would).
+    pub fn in_host(mut self, host: &crate::Host) -> Self {
+        self.netns = Some(host.name.clone());
+        self
+    }
+
     /// Runs the process as this (unprivileged) user id.
     pub fn as_user(mut self, uid: u32) -> Self {
         self.run_as = Some(uid);
@@ -99,8 +106,15 @@ impl Flowproxy {
 
     fn command(&self, pin_dir: &Path, state_dir: &Path) -> anyhow::Result<Command> {
         let bin = binary()?;
-        let mut cmd = match self.run_as {
-            Some(uid) => {
+        let mut cmd = match (&self.netns, self.run_as) {
+            (Some(_), Some(_)) => bail!("in_host and as_user cannot be combined"),
+            (Some(netns), None) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", netns]);
+                c.arg(&bin);
+                c
+            }
+            (None, Some(uid)) => {
                 let mut c = Command::new("setpriv");
                 c.args([
                     &format!("--reuid={uid}"),
@@ -110,7 +124,7 @@ impl Flowproxy {
                 c.arg(&bin);
                 c
             }
-            None => Command::new(&bin),
+            (None, None) => Command::new(&bin),
         };
         // Loopback ports the kernel picks, and no certificates but the test's own.
         let empty = std::env::temp_dir().join(format!("{}-none", Ids::next().netns()));
