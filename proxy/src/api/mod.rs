@@ -28,6 +28,13 @@ pub use dfp::REQUEST_PARAMS;
 pub use envelope::Reply;
 pub use token::ApiToken;
 
+/// Endpoints that change the configuration: refused until the start-up bootstrap is over.
+const CHANGES: [&str; 3] = [
+    "/v1/docker-flow-proxy/reconfigure",
+    "/v1/docker-flow-proxy/remove",
+    "/v1/docker-flow-proxy/cert",
+];
+
 /// What the API works on.
 pub struct ApiContext {
     /// Changes to the routes.
@@ -64,6 +71,16 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
     }
     // The token is a credential, never a parameter.
     query.retain(|(k, _)| k != "token");
+    if CHANGES.contains(&path.as_str()) && !ctx.cluster.is_ready() {
+        // A change made now would be newer than the peers' whole configuration and would
+        // replace it everywhere; callers (the Swarm Listener, a distributing peer) retry.
+        return envelope::error(
+            503,
+            "this replica is starting and taking the configuration from its peers; retry in a moment",
+            None,
+        )
+        .into_response();
+    }
     let control = &ctx.changes.control;
     let response = match path.as_str() {
         "/v1/docker-flow-proxy/cert" => {
