@@ -76,6 +76,11 @@ impl Changes {
             .adopt(routes, changed_at_ms, expected_changed_at_ms)
             .await;
         self.l4.sync();
+        if matches!(adopted, Ok(true)) {
+            // A peer adopted from may know of replicas this one has not resolved yet (a
+            // service was scaled): look again now.
+            self.control.refresh_all().await;
+        }
         Ok(adopted?)
     }
 }

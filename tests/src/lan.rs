@@ -9,7 +9,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 
-use crate::{Host, Ids, cmd::run};
+use crate::{Host, Ids, cmd::run, names::Slots};
 
 /// /30 slots a LAN takes: a /28, 13 members besides the network, broadcast and one spare.
 const SLOTS: u32 = 4;
@@ -30,8 +30,7 @@ impl Lan {
     /// A new, empty segment.
     pub fn new() -> anyhow::Result<Self> {
         let switch = Host::new("switch")?;
-        let ids = Ids::block(SLOTS);
-        let (network, prefix) = ids.lan(SLOTS);
+        let (network, prefix) = Slots::take(SLOTS).network();
         switch.run("ip", &["link", "add", BRIDGE, "type", "bridge"])?;
         switch.run(
             "sysctl",

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     cmd::{run, run_cmd, run_quietly},
-    names::{self, Ids},
+    names::{self, Ids, Slots},
 };
 
 /// A host: one network namespace, deleted on drop with everything inside it.
@@ -66,7 +66,7 @@ impl Host {
     /// Joins this host to the root namespace with a fresh veth pair.
     pub fn link_to_root(&self) -> anyhow::Result<Link> {
         let ids = Ids::next();
-        let (root_addr, host_addr) = ids.subnet();
+        let (root_addr, host_addr) = Slots::take(1).pair();
         let (root_if, host_if) = (ids.veth('r'), ids.veth('h'));
         run(
             "ip",

@@ -352,3 +352,27 @@ fn listener_address_services_are_configured_once_the_listener_answers() -> anyho
     assert!(listener.requests()[0].starts_with("GET /v1/docker-flow-swarm-listener/get-services"));
     Ok(())
 }
+
+#[test]
+fn sync_pulls_a_newer_configuration_without_waiting_for_the_periodic_check() -> anyhow::Result<()> {
+    let mut cluster = ProxyCluster::new(None)?;
+    for _ in 0..2 {
+        cluster.add_node()?;
+    }
+    cluster.publish_tasks(&[0, 1])?;
+    cluster.start_all(&[0, 1], &NO_PERIODIC_SYNC)?;
+    let reply = cluster.api(0, &format!("/v1/docker-flow-proxy/reconfigure?{GO_DEMO}"))?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(cluster.services(1)?.is_empty(), "not distributed");
+
+    let sync = cluster.api_with(1, "/v1/flowproxy/sync", &["-X", "POST"])?;
+    assert_eq!(sync.status, 200, "{}", sync.body);
+    let message = json(&sync.body)?["Message"].to_string();
+    assert!(
+        message.contains(&format!("adopted from {}:8080", cluster.nodes[0].addr)),
+        "{message}"
+    );
+    assert_eq!(cluster.services(1)?, ["go-demo"]);
+    assert_eq!(cluster.config_hash(1)?, cluster.config_hash(0)?);
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //!   API certificates with their keys) and its version; what a peer adopts;
 //! - `GET /v1/flowproxy/config/version`: the version alone, for the periodic comparison;
 //! - `GET /v1/flowproxy/peers`: the other replicas and their versions, for operators;
+//! - `POST /v1/flowproxy/sync`: compare with the peers now (and adopt a newer configuration);
 //! - `/v1/docker-flow-proxy/ping`: 503 until the start-up bootstrap is over;
 //! - `/v1/docker-flow-proxy/successfulinitreload`: 200 once the Swarm Listener's services are
 //!   applied (always, without LISTENER_ADDRESS), else 500, as in DFP.
@@ -13,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{ApiContext, envelope};
 use crate::{
-    cluster::{ConfigVersion, VERSION_PATH},
+    cluster::{ConfigVersion, VERSION_PATH, converge_once},
     l7::Body,
 };
 
@@ -76,6 +77,22 @@ pub async fn peers(ctx: &ApiContext) -> Response<Body> {
     envelope::json_response(
         200,
         &json!({"Status": "OK", "Message": "", "Tasks": tasks, "Version": own, "Peers": rows}),
+    )
+}
+
+/// `/v1/flowproxy/sync`: one comparison with the peers now.
+pub async fn sync(ctx: &ApiContext) -> Response<Body> {
+    let adopted = converge_once(&ctx.cluster).await;
+    envelope::json_response(
+        200,
+        &json!({
+            "Status": "OK",
+            "Message": match adopted {
+                Some(peer) => format!("configuration adopted from {peer}"),
+                None => "no peer has a newer configuration".to_owned(),
+            },
+            "Version": ctx.cluster.local.version(),
+        }),
     )
 }
 

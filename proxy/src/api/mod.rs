@@ -139,6 +139,7 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
         "/v1/flowproxy/config" => cluster::config(&ctx),
         "/v1/flowproxy/config/version" => cluster::version(&ctx),
         "/v1/flowproxy/peers" => cluster::peers(&ctx).await,
+        "/v1/flowproxy/sync" => cluster::sync(&ctx).await,
         "/metrics" => Response::builder()
             .header(
                 header::CONTENT_TYPE,

@@ -173,10 +173,14 @@ async fn resync(
     let current = cluster.local.changes.control.snapshot_full();
     let plan = plan(&listed, &settings.notify_label, &current.routes);
     state.report_invalid(&plan.invalid);
+    let mut changed = false;
     for service in plan.apply {
         let name = service.name.clone();
         match cluster.local.changes.reconfigure(service).await {
-            Ok(()) => tracing::info!(service = name, "service configured from its labels"),
+            Ok(()) => {
+                tracing::info!(service = name, "service configured from its labels");
+                changed = true;
+            }
             Err(e) => state.once(
                 &format!("apply:{name}"),
                 format!("Swarm service {name}: its labels were not applied: {e}"),
@@ -185,12 +189,19 @@ async fn resync(
     }
     for name in plan.remove {
         match cluster.local.changes.remove(&name).await {
-            Ok(_) => tracing::info!(
-                service = name,
-                "service removed: its Swarm service is gone or no longer labelled"
-            ),
+            Ok(_) => {
+                tracing::info!(
+                    service = name,
+                    "service removed: its Swarm service is gone or no longer labelled"
+                );
+                changed = true;
+            }
             Err(e) => tracing::error!(service = name, "removing the service failed: {e}"),
         }
+    }
+    // Workers cannot list services: tell the peers to take the change now.
+    if changed {
+        super::sync::nudge_peers(cluster).await;
     }
     Ok(())
 }

@@ -31,7 +31,7 @@ pub use distribute::{Call, distribute};
 pub use docker::DockerDiscovery;
 pub use export::LocalConfig;
 pub use peers::{PeerLookupError, Peers};
-pub use sync::VERSION_PATH;
+pub use sync::{VERSION_PATH, converge_once};
 pub use version::ConfigVersion;
 
 use crate::{api::ApiToken, upstream::ReplicaResolver};

@@ -22,6 +22,8 @@ use super::{
 pub const CONFIG_PATH: &str = "/v1/flowproxy/config";
 /// Path of the version alone.
 pub const VERSION_PATH: &str = "/v1/flowproxy/config/version";
+/// Path that makes a replica compare with its peers now.
+pub const SYNC_PATH: &str = "/v1/flowproxy/sync";
 /// Pause between bootstrap attempts while no peer answers.
 const BOOTSTRAP_RETRY: Duration = Duration::from_secs(1);
 
@@ -161,6 +163,25 @@ pub async fn converge_once(cluster: &Cluster) -> Option<SocketAddr> {
         return None;
     }
     adopt(cluster, addr, config, &own).await.then_some(addr)
+}
+
+/// Asks every peer to compare with its peers now (after a change made here, such as one from
+/// Docker labels, which only managers see), so that they pull it without waiting for their
+/// next periodic check. Failures only delay that.
+pub async fn nudge_peers(cluster: &Cluster) {
+    let Ok(peers) = cluster.peers.lookup().await else {
+        return;
+    };
+    join_all(peers.iter().map(|addr| async move {
+        let answer = cluster
+            .client
+            .send(hyper::Method::POST, *addr, SYNC_PATH, bytes::Bytes::new())
+            .await;
+        if let Err(e) = answer {
+            tracing::debug!(peer = %addr, "asking the peer to sync failed: {e}");
+        }
+    }))
+    .await;
 }
 
 /// Adopts `config` from `addr`; logs the outcome.
