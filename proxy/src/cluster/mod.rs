@@ -123,6 +123,9 @@ impl Cluster {
                 sync::Bootstrap::NoPeers => "no other replica".to_owned(),
                 sync::Bootstrap::Current => "this replica's configuration is current".to_owned(),
                 sync::Bootstrap::Adopted(peer) => format!("configuration taken from {peer}"),
+                sync::Bootstrap::Refused(peer) => {
+                    format!("the configuration of {peer} was refused; serving the one saved here")
+                }
                 sync::Bootstrap::NoAnswer => {
                     tracing::warn!(
                         timeout = ?self.settings.bootstrap_timeout,

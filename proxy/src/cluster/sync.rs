@@ -43,6 +43,8 @@ pub enum Bootstrap {
     Current,
     /// The configuration of this peer was adopted.
     Adopted(SocketAddr),
+    /// The newest configuration, this peer's, could not be adopted (the error is logged).
+    Refused(SocketAddr),
     /// No peer answered in time: the saved configuration is served.
     NoAnswer,
 }
@@ -73,7 +75,7 @@ pub async fn bootstrap(cluster: &Cluster, timeout: Duration) -> Bootstrap {
 }
 
 /// Asks every peer for its whole configuration and adopts the newest; `None` when no peer
-/// answered (or adopting failed), so the caller tries again.
+/// answered, so the caller tries again.
 async fn adopt_newest(cluster: &Cluster, peers: &[SocketAddr]) -> Option<Bootstrap> {
     let answers = join_all(peers.iter().map(|addr| async move {
         let config = cluster.client.get_json::<ClusterConfig>(*addr, CONFIG_PATH).await;
@@ -98,9 +100,11 @@ async fn adopt_newest(cluster: &Cluster, peers: &[SocketAddr]) -> Option<Bootstr
         return Some(Bootstrap::Current);
     };
     let (addr, config) = answered.into_iter().nth(index)?;
-    adopt(cluster, addr, config, &own)
-        .await
-        .then_some(Bootstrap::Adopted(addr))
+    Some(if adopt(cluster, addr, config, &own).await {
+        Bootstrap::Adopted(addr)
+    } else {
+        Bootstrap::Refused(addr)
+    })
 }
 
 /// Compares with every peer every `interval`, forever.
