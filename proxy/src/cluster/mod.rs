@@ -107,7 +107,9 @@ impl Cluster {
     pub async fn first_look(&self) {
         match self.peers.lookup().await {
             Ok(peers) if peers.is_empty() => self.mark_ready("no other replica"),
-            Err(PeerLookupError::NoSuchService { .. }) if self.mode == Mode::Default => {
+            // Outside Swarm a failed look-up (no such name, or no DNS at all) means no peers.
+            Err(e) if self.mode == Mode::Default => {
+                tracing::debug!("no peers: {e}");
                 self.mark_ready("no other replica")
             }
             _ => {}
