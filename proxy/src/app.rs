@@ -14,8 +14,10 @@ use tokio::{
 };
 
 use crate::{
-    api::{self, ApiContext},
+    api::{self, ApiContext, ApiToken},
+    changes::Changes,
     cli::RunArgs,
+    cluster::{self, Cluster, ClusterArgs, DockerDiscovery, LocalConfig, Mode},
     control::{ControlHooks, ControlPlane},
     dataplane::{
         Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
@@ -35,9 +37,14 @@ const BACKEND_SYNC_FALLBACK: Duration = Duration::from_secs(5);
 /// detaches the data plane and (unless `--keep-pins`) removes its pins.
 pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     let state = StateFile::open(&args.state_dir)?;
-    let routes = state.load()?;
-    tracing::info!(services = routes.services().len(), file = %state.path().display(), "configuration restored");
-    let resolver = ReplicaResolver::new(args.dns_server)?;
+    let saved = state.load()?;
+    tracing::info!(services = saved.routes.services().len(), file = %state.path().display(), "configuration restored");
+    let dns_server = args.cluster.dns_server(args.dns_server);
+    if let Some(server) = dns_server {
+        tracing::info!(%server, "replicas are looked up with this DNS server");
+    }
+    let resolver = ReplicaResolver::new(dns_server)?;
+    let token = api_token(&args.cluster)?;
 
     let provider = tls::install_provider();
     let certs = Arc::new(CertStore::new(
@@ -72,7 +79,12 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         changed: Arc::new(Notify::new()),
     };
     let api_certs_dir = state.certs_dir();
-    let control = Arc::new(ControlPlane::new(routes, state, resolver, hooks.clone()));
+    let control = Arc::new(ControlPlane::new(
+        saved,
+        state,
+        resolver.clone(),
+        hooks.clone(),
+    ));
 
     let (stop, stopped) = watch::channel(false);
     let https_policy = HttpsPolicy {
@@ -92,13 +104,32 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     let l4 = L4Listeners::new(args.http_addr.ip(), Arc::clone(&control), metrics.l4());
     // Restored TCP-mode services get their listeners now.
     l4.sync();
-    let api_context = Arc::new(ApiContext {
+    let changes = Arc::new(Changes {
         control: Arc::clone(&control),
+        l4: Arc::clone(&l4),
+    });
+    let cluster = Arc::new(Cluster::new(
+        cluster_settings(&args.cluster)?,
+        &args.cluster.service_name,
+        api_addr.port(),
+        token.clone(),
+        Duration::from_secs(args.cluster.peer_timeout),
+        resolver,
+        LocalConfig {
+            changes: Arc::clone(&changes),
+            certs: Arc::clone(&certs),
+            provider: Arc::clone(&provider),
+            api_certs_dir: api_certs_dir.clone(),
+        },
+    ));
+    let api_context = Arc::new(ApiContext {
+        changes,
         metrics: Arc::clone(&metrics),
         certs: Arc::clone(&certs),
         provider: Arc::clone(&provider),
         api_certs_dir,
-        l4: Arc::clone(&l4),
+        cluster: Arc::clone(&cluster),
+        token,
     });
     let api_handler = Arc::new(move |req, _peer| api::handle(Arc::clone(&api_context), req));
     let (handshakes_ok, handshakes_failed) = metrics.handshakes();
@@ -164,6 +195,10 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let control = Arc::clone(&control);
         async move { control.refresh_all().await }
     });
+    // A lone replica is ready (ping 200) before it says so; one with peers keeps answering
+    // 503 until it has their configuration.
+    cluster.first_look().await;
+    background.push(tokio::spawn(Arc::clone(&cluster).run()));
     tracing::info!(%http_addr, %https_addr, %api_addr, "flowproxy ready");
 
     wait_for_shutdown_signal().await?;
@@ -186,6 +221,42 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     }
     tracing::info!("flowproxy stopped");
     Ok(())
+}
+
+/// The API token from the flags; without one in swarm mode, a warning says what is exposed.
+fn api_token(args: &ClusterArgs) -> anyhow::Result<Option<ApiToken>> {
+    let token = args
+        .token()
+        .map_err(anyhow::Error::msg)?
+        .and_then(|t| ApiToken::new(&t));
+    match (&token, args.mode) {
+        (Some(_), _) => tracing::info!("the API requires a token (ping and /metrics stay open)"),
+        (None, Mode::Swarm) => tracing::warn!(
+            "no API_TOKEN: anyone who reaches the API port can change routes and read \
+             /v1/flowproxy/config (users= passwords, certificate keys)"
+        ),
+        (None, Mode::Default) => {}
+    }
+    Ok(token)
+}
+
+/// What the cluster tasks run with.
+fn cluster_settings(args: &ClusterArgs) -> anyhow::Result<cluster::Settings> {
+    let docker = args
+        .docker_discovery()
+        .map_err(anyhow::Error::msg)?
+        .then(|| DockerDiscovery {
+            socket: args.docker_socket.clone(),
+            poll: Duration::from_secs(args.docker_poll_interval),
+            notify_label: args.notify_label.clone(),
+        });
+    Ok(cluster::Settings {
+        mode: args.mode,
+        peer_sync_interval: Duration::from_secs(args.peer_sync_interval),
+        bootstrap_timeout: Duration::from_secs(args.bootstrap_timeout),
+        docker,
+        listeners: args.listener_address.clone(),
+    })
 }
 
 /// Keeps the kernel's `BACKENDS` equal to the replicas discovery knows, on every change; with

@@ -72,7 +72,8 @@ pub struct RunArgs {
     /// Directory where the running configuration is saved and restored from.
     #[arg(long, env = "STATE_DIR", default_value = "/var/lib/flowproxy")]
     pub state_dir: PathBuf,
-    /// DNS server (IP:PORT) for replica look-ups; the system resolver when absent.
+    /// DNS server (IP:PORT) for replica look-ups; without it, Docker's (127.0.0.11:53) in
+    /// swarm mode, else the system resolver.
     #[arg(long, env = "DNS_SERVER")]
     pub dns_server: Option<SocketAddr>,
     /// Seconds between re-resolutions of every service's replicas.
@@ -106,6 +107,9 @@ pub struct RunArgs {
     /// Seconds between sweeps of ended and idle fast-path flows.
     #[arg(long = "l4-sweep-interval", env = "L4_SWEEP_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub l4_sweep_interval: u64,
+    /// Swarm mode, API token, peers, label discovery, Swarm Listener.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 impl RunArgs {

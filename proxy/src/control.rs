@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 use crate::{
     dataplane::{Backend, L4Service},
     routes::{Destination, RouteError, RouteTable, Service},
-    state::{StateError, StateFile},
+    state::{Saved, StateError, StateFile},
     upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
 };
 
@@ -22,6 +22,9 @@ const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
 pub struct Snapshot {
     /// The route table.
     pub routes: RouteTable,
+    /// When the configuration last changed (unix milliseconds): here, or on the peer it was
+    /// adopted from.
+    pub changed_at_ms: u64,
     upstreams: HashMap<UpstreamKey, Arc<ReplicaSet>>,
 }
 
@@ -121,14 +124,20 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Starts from `routes` (restored from the state file).
+    /// Starts from what the state file held.
     pub fn new(
-        routes: RouteTable,
+        saved: Saved,
         state: StateFile,
         resolver: ReplicaResolver,
         hooks: ControlHooks,
     ) -> Self {
-        let snapshot = build_snapshot(routes, &HashMap::new(), &resolver, &hooks.changed);
+        let snapshot = build_snapshot(
+            saved.routes,
+            saved.changed_at_ms,
+            &HashMap::new(),
+            &resolver,
+            &hooks.changed,
+        );
         Self {
             current: ArcSwap::from_pointee(snapshot),
             writer: tokio::sync::Mutex::new(()),
@@ -150,35 +159,75 @@ impl ControlPlane {
 
     /// Adds or replaces `service`.
     pub async fn reconfigure(&self, service: Service) -> Result<(), ControlError> {
-        self.apply(|routes| Ok(routes.with_service(service)?)).await
+        self.apply(Stamp::Now, |old| {
+            Ok(Some(old.routes.with_service(service)?))
+        })
+        .await
+        .map(drop)
     }
 
     /// Removes the service called `name`; returns whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, ControlError> {
         let mut removed = false;
-        self.apply(|routes| {
-            let (table, existed) = routes.without_service(name);
+        self.apply(Stamp::Now, |old| {
+            let (table, existed) = old.routes.without_service(name);
             removed = existed;
-            Ok(table)
+            Ok(Some(table))
         })
         .await?;
         Ok(removed)
     }
 
+    /// Marks the configuration as changed now without changing the routes (a certificate,
+    /// which is part of what replicas compare, was added).
+    pub async fn touch(&self) -> Result<(), ControlError> {
+        self.apply(Stamp::Now, |old| Ok(Some(old.routes.clone())))
+            .await
+            .map(drop)
+    }
+
+    /// Replaces every service with `routes`, keeping the change time of the replica they come
+    /// from, unless the configuration changed since `expected_changed_at_ms` (then nothing
+    /// happens and `false` is returned: a newer local change wins over the adoption).
+    pub async fn adopt(
+        &self,
+        routes: RouteTable,
+        changed_at_ms: u64,
+        expected_changed_at_ms: u64,
+    ) -> Result<bool, ControlError> {
+        self.apply(Stamp::At(changed_at_ms), |old| {
+            Ok((old.changed_at_ms == expected_changed_at_ms).then_some(routes))
+        })
+        .await
+    }
+
+    /// Makes new routes from the current snapshot with `change` (`None`: nothing to do), saves
+    /// them, then swaps them in; returns whether anything was applied.
     async fn apply(
         &self,
-        change: impl FnOnce(&RouteTable) -> Result<RouteTable, ControlError>,
-    ) -> Result<(), ControlError> {
+        stamp: Stamp,
+        change: impl FnOnce(&Snapshot) -> Result<Option<RouteTable>, ControlError>,
+    ) -> Result<bool, ControlError> {
         let writer = self.writer.lock().await;
         let old = self.current.load_full();
-        let routes = change(&old.routes)?;
+        let Some(routes) = change(&old)? else {
+            return Ok(false);
+        };
+        let changed_at_ms = match stamp {
+            // Strictly after the previous change, even if the clock went back.
+            Stamp::Now => unix_millis().max(old.changed_at_ms + 1),
+            Stamp::At(ms) => ms,
+        };
         // Two fsyncs: off the runtime's worker threads.
         let state = self.state.clone();
-        let routes = tokio::task::spawn_blocking(move || state.save(&routes).map(|()| routes))
-            .await
-            .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))??;
+        let routes = tokio::task::spawn_blocking(move || {
+            state.save(&routes, changed_at_ms).map(|()| routes)
+        })
+        .await
+        .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))??;
         let snapshot = Arc::new(build_snapshot(
             routes,
+            changed_at_ms,
             &old.upstreams,
             &self.resolver,
             &self.hooks.changed,
@@ -193,7 +242,7 @@ impl ControlPlane {
             .filter(|set| !old.upstreams.contains_key(set.key()))
             .map(|set| set.ensure_resolved());
         let _ = tokio::time::timeout(FIRST_RESOLVE_WAIT, join_all(fresh)).await;
-        Ok(())
+        Ok(true)
     }
 
     /// Re-resolves every service now (`/reload`).
@@ -221,9 +270,25 @@ fn upstream_key(service: &Service, dest: &Destination) -> UpstreamKey {
     }
 }
 
+/// The change time a change records.
+enum Stamp {
+    /// This replica's clock.
+    Now,
+    /// The change time of the replica the configuration was adopted from.
+    At(u64),
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Builds the snapshot for `routes`, reusing the replica sets (and what they know) of `previous`.
 fn build_snapshot(
     routes: RouteTable,
+    changed_at_ms: u64,
     previous: &HashMap<UpstreamKey, Arc<ReplicaSet>>,
     resolver: &ReplicaResolver,
     changed: &Arc<Notify>,
@@ -238,5 +303,9 @@ fn build_snapshot(
             upstreams.insert(key, set);
         }
     }
-    Snapshot { routes, upstreams }
+    Snapshot {
+        routes,
+        changed_at_ms,
+        upstreams,
+    }
 }

@@ -1,7 +1,9 @@
 //! The `flowproxy` binary: parses flags, sets up logging and hands over to the proxy or a command.
 mod api;
 mod app;
+mod changes;
 mod cli;
+mod cluster;
 mod control;
 mod dataplane;
 mod l4;

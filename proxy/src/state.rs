@@ -52,7 +52,20 @@ pub enum StateError {
 #[derive(Serialize, Deserialize)]
 struct Document {
     version: u32,
+    /// When the configuration last changed (unix milliseconds); replicas compare it to find
+    /// the newest configuration (`cluster::version`). Files written before it existed read 0.
+    #[serde(default)]
+    changed_at_ms: u64,
     services: Vec<BTreeMap<String, String>>,
+}
+
+/// What a state file holds.
+#[derive(Debug, Default)]
+pub struct Saved {
+    /// The services.
+    pub routes: RouteTable,
+    /// When they last changed (unix milliseconds; 0 when unknown).
+    pub changed_at_ms: u64,
 }
 
 /// The state file of one flowproxy.
@@ -77,11 +90,11 @@ impl StateFile {
     }
 
     /// Reads the saved configuration; no file means no services yet.
-    pub fn load(&self) -> Result<RouteTable, StateError> {
+    pub fn load(&self) -> Result<Saved, StateError> {
         let file = self.path();
         let text = match fs::read_to_string(&file) {
             Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(RouteTable::default()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Saved::default()),
             Err(e) => {
                 return Err(StateError::Corrupt {
                     file,
@@ -106,7 +119,11 @@ impl StateFile {
                 .map_err(|e| corrupt(format!("a saved service is invalid: {e}")))?;
             services.insert(service.name.clone(), service);
         }
-        RouteTable::build(services).map_err(|e| corrupt(e.to_string()))
+        let routes = RouteTable::build(services).map_err(|e| corrupt(e.to_string()))?;
+        Ok(Saved {
+            routes,
+            changed_at_ms: doc.changed_at_ms,
+        })
     }
 
     /// The directory certificates added through the API are kept in.
@@ -114,10 +131,11 @@ impl StateFile {
         self.dir.join("certs")
     }
 
-    /// Writes `table` atomically.
-    pub fn save(&self, table: &RouteTable) -> Result<(), StateError> {
+    /// Writes `table`, changed at `changed_at_ms`, atomically.
+    pub fn save(&self, table: &RouteTable, changed_at_ms: u64) -> Result<(), StateError> {
         let doc = Document {
             version: FORMAT_VERSION,
+            changed_at_ms,
             services: table
                 .services()
                 .values()
@@ -175,7 +193,10 @@ mod tests {
     fn a_saved_table_loads_back_the_same() {
         let dir = temp_dir("roundtrip");
         let state = StateFile::open(&dir).unwrap();
-        assert!(state.load().unwrap().services().is_empty(), "no file yet");
+        assert!(
+            state.load().unwrap().routes.services().is_empty(),
+            "no file yet"
+        );
         let svc = parse_reconfigure(&query(&[
             ("serviceName", "go-demo"),
             ("servicePath", "/demo"),
@@ -183,9 +204,10 @@ mod tests {
         ]))
         .unwrap();
         let table = RouteTable::default().with_service(svc).unwrap();
-        state.save(&table).unwrap();
+        state.save(&table, 42).unwrap();
         let loaded = state.load().unwrap();
-        assert_eq!(loaded.services(), table.services());
+        assert_eq!(loaded.routes.services(), table.services());
+        assert_eq!(loaded.changed_at_ms, 42);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -200,6 +222,15 @@ mod tests {
             fs::metadata(&file).unwrap().permissions().mode() & 0o777,
             0o600
         );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_without_a_change_time_reads_as_the_oldest() {
+        let dir = temp_dir("old-format");
+        let state = StateFile::open(&dir).unwrap();
+        fs::write(state.path(), r#"{"version":1,"services":[]}"#).unwrap();
+        assert_eq!(state.load().unwrap().changed_at_ms, 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 

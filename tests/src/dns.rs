@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 
-use crate::{Ids, cmd::die_with_parent, eventually};
+use crate::{Host, Ids, cmd::die_with_parent, eventually, netns::in_netns};
 
 /// How long dnsmasq may take to answer its first query, or to serve a new hosts file.
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,27 +29,24 @@ pub struct Dns {
     child: Child,
     dir: PathBuf,
     addr: SocketAddr,
-    names: Mutex<BTreeMap<String, Vec<Ipv4Addr>>>,
-    /// The namespace it serves in, when not the root one.
+    /// The host it runs in (`None`: the root namespace).
     netns: Option<String>,
+    names: Mutex<BTreeMap<String, Vec<Ipv4Addr>>>,
 }
+
+/// Docker's embedded DNS address, which a container reaches on its own loopback.
+pub const DOCKER_DNS: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 impl Dns {
     /// Starts dnsmasq on a free port of 127.0.0.1 with no names.
     pub fn start() -> anyhow::Result<Self> {
-        Self::start_on(None)
-    }
-
-    /// Starts dnsmasq on 127.0.0.1 inside `host`, for a flowproxy running there.
-    pub fn start_in_host(host: &crate::Host) -> anyhow::Result<Self> {
-        Self::start_on(Some(host.name.clone()))
-    }
-
-    fn start_on(netns: Option<String>) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("{}-dns", Ids::next().netns()));
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::start_in(&dir, netns.clone()) {
+            let port = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
+                .local_addr()?
+                .port();
+            match Self::start_in(&dir, None, SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
                 Ok(dns) => return Ok(dns),
                 Err(e) if format!("{e:#}").contains("Address already in use") => {
                     last_error = Some(e);
@@ -60,28 +57,25 @@ impl Dns {
         Err(last_error.expect("at least one attempt"))
     }
 
+    /// Starts dnsmasq inside `host` on 127.0.0.11:53, where Docker's embedded DNS answers a
+    /// container, so that a flowproxy in `MODE=swarm` there finds it without `--dns-server`.
+    pub fn start_in_host(host: &Host) -> anyhow::Result<Self> {
+        host.run(
+            "ip",
+            &["addr", "add", &format!("{DOCKER_DNS}/32"), "dev", "lo"],
+        )?;
+        let dir = std::env::temp_dir().join(format!("{}-dns", Ids::next().netns()));
+        Self::start_in(&dir, Some(host), SocketAddr::from((DOCKER_DNS, 53)))
+    }
+
     /// One attempt; a failed one removes `dir` (the drop of its `Dns`), so each makes it anew.
-    fn start_in(dir: &Path, netns: Option<String>) -> anyhow::Result<Self> {
+    fn start_in(dir: &Path, host: Option<&Host>, addr: SocketAddr) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let free_port = || -> anyhow::Result<u16> {
-            Ok(UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?
-                .local_addr()?
-                .port())
-        };
-        let port = match &netns {
-            Some(ns) => crate::netns::in_netns(ns, free_port)??,
-            None => free_port()?,
-        };
         let hosts = dir.join("hosts");
         std::fs::write(&hosts, "")?;
         let log = File::create(dir.join("dnsmasq.log"))?;
-        let mut cmd = match &netns {
-            // nsenter, not `ip netns exec`: the latter remounts /sys, hiding the BPF filesystem.
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg("dnsmasq");
-                c
-            }
+        let mut cmd = match host {
+            Some(host) => host.command("dnsmasq"),
             None => Command::new("dnsmasq"),
         };
         let child = die_with_parent(&mut cmd)
@@ -92,7 +86,6 @@ impl Dns {
                 "--no-hosts",
                 "--no-poll",
                 "--bind-interfaces",
-                "--listen-address=127.0.0.1",
                 // Names not in the hosts file are NXDOMAIN, as in Docker, rather than REFUSED.
                 "--local=/#/",
                 "--local-ttl=1",
@@ -100,7 +93,8 @@ impl Dns {
                 "--log-facility=-",
                 "--log-queries",
             ])
-            .arg(format!("--port={port}"))
+            .arg(format!("--listen-address={}", addr.ip()))
+            .arg(format!("--port={}", addr.port()))
             .arg(format!("--addn-hosts={}", hosts.display()))
             .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
             .stdin(Stdio::null())
@@ -111,9 +105,9 @@ impl Dns {
         let mut dns = Self {
             child,
             dir: dir.to_owned(),
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            addr,
+            netns: host.map(|h| h.name.clone()),
             names: Mutex::new(BTreeMap::new()),
-            netns,
         };
         let started = eventually(TIMEOUT, || {
             if let Some(status) = dns.child.try_wait()? {
@@ -181,10 +175,10 @@ impl Dns {
         self.set(name, &[])
     }
 
-    /// Asks the server for `name`'s A records, as a resolver would.
+    /// Asks the server for `name`'s A records, as a resolver would (from its host).
     pub fn lookup(&self, name: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
         match &self.netns {
-            Some(ns) => crate::netns::in_netns(ns, || query_a(self.addr, name))?,
+            Some(netns) => in_netns(netns, || query_a(self.addr, name))?,
             None => query_a(self.addr, name),
         }
     }

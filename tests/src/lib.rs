@@ -14,24 +14,32 @@
 //! crashed runs, whose process is gone, are removed before the first new host is made.
 pub mod backend;
 pub mod bpftool;
+pub mod cluster;
 pub mod cmd;
 pub mod dns;
+pub mod fake_docker;
 pub mod go_demo;
 pub mod http;
 pub mod l4_lab;
+pub mod lan;
 pub mod names;
 pub mod netns;
 pub mod proxy;
+pub mod stub;
 pub mod tls;
 pub mod wait;
 
 pub use backend::DemoBackend;
+pub use cluster::ProxyCluster;
 pub use dns::Dns;
+pub use fake_docker::FakeDocker;
 pub use go_demo::GoDemo;
 pub use http::{CurlResponse, HttpClient, curl, curl_on, ws_echo};
 pub use l4_lab::L4Lab;
+pub use lan::Lan;
 pub use names::Ids;
 pub use netns::{Host, Link};
 pub use proxy::{Flowproxy, RunningProxy};
+pub use stub::StubServer;
 pub use tls::{TestCa, TlsClient};
 pub use wait::eventually;

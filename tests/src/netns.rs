@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 
 use crate::{
     cmd::{run, run_cmd, run_quietly},
-    names::{self, Ids},
+    names::{self, Ids, Slots},
 };
 
 /// A host: one network namespace, deleted on drop with everything inside it.
@@ -60,25 +60,13 @@ impl Host {
 
     /// Runs `f` on a thread that lives in the host's namespace, so sockets it opens are the host's.
     pub fn enter<T: Send>(&self, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-        in_netns(&self.name, f).with_context(|| format!("on host {}", self.label))
-    }
-
-    /// Runs `f` on a new thread in the host's namespace, in the background.
-    pub fn spawn<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> std::thread::JoinHandle<anyhow::Result<T>> {
-        let name = self.name.clone();
-        std::thread::spawn(move || {
-            enter_netns(&name)?;
-            Ok(f())
-        })
+        in_netns(&self.name, f).with_context(|| format!("in host {}", self.label))
     }
 
     /// Joins this host to the root namespace with a fresh veth pair.
     pub fn link_to_root(&self) -> anyhow::Result<Link> {
         let ids = Ids::next();
-        let (root_addr, host_addr) = ids.subnet();
+        let (root_addr, host_addr) = Slots::take(1).pair();
         let (root_if, host_if) = (ids.veth('r'), ids.veth('h'));
         run(
             "ip",
@@ -97,6 +85,24 @@ impl Host {
         link.configure(self)?;
         Ok(link)
     }
+}
+
+/// Runs `f` on a thread that lives in the network namespace `name` (under /run/netns).
+pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
+    let ns = File::open(Path::new("/run/netns").join(name))
+        .with_context(|| format!("opening the namespace {name}"))?;
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // Safety: setns only changes this (scoped, short-lived) thread's namespace.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    bail!("setns: {}", std::io::Error::last_os_error());
+                }
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("the thread in namespace {name} panicked"))?
+    })
 }
 
 impl Link {
@@ -191,30 +197,6 @@ impl Drop for Host {
     fn drop(&mut self) {
         run_quietly("ip", &["netns", "del", &self.name]);
     }
-}
-
-/// Moves the calling thread into the network namespace `name`.
-fn enter_netns(name: &str) -> anyhow::Result<()> {
-    let ns = File::open(Path::new("/run/netns").join(name))
-        .with_context(|| format!("opening the namespace {name}"))?;
-    // Safety: setns only changes the calling thread's namespace.
-    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-        bail!("setns: {}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Runs `f` on a short-lived thread inside the network namespace `name` and returns its result.
-pub fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> anyhow::Result<T> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                enter_netns(name)?;
-                Ok(f())
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the thread in namespace {name} panicked"))?
-    })
 }
 
 /// Removes namespaces, links, pin directories and temporary files left by harness processes

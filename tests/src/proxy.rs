@@ -119,8 +119,15 @@ impl Flowproxy {
             Some(bin) => bin.clone(),
             None => binary()?,
         };
-        let mut cmd = match self.run_as {
-            Some(uid) => {
+        let mut cmd = match (&self.netns, self.run_as) {
+            (Some(_), Some(_)) => bail!("in_host and as_user cannot be combined"),
+            // nsenter, not `ip netns exec`: the latter remounts /sys, hiding the BPF filesystem.
+            (Some(netns), None) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{netns}")).arg(&bin);
+                c
+            }
+            (None, Some(uid)) => {
                 let mut c = Command::new("setpriv");
                 c.args([
                     &format!("--reuid={uid}"),
@@ -130,14 +137,7 @@ impl Flowproxy {
                 c.arg(&bin);
                 c
             }
-            None => match &self.netns {
-                Some(ns) => {
-                    let mut c = Command::new("nsenter");
-                    c.arg(format!("--net=/run/netns/{ns}")).arg(&bin);
-                    c
-                }
-                None => Command::new(&bin),
-            },
+            (None, None) => Command::new(&bin),
         };
         // Loopback ports the kernel picks, and no certificates but the test's own.
         let empty = std::env::temp_dir().join(format!("{}-none", Ids::next().netns()));

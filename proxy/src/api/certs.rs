@@ -1,45 +1,44 @@
 //! `PUT /v1/docker-flow-proxy/cert?certName=NAME` (a PEM chain and key) and
 //! `GET /v1/docker-flow-proxy/certs`. A refused certificate never replaces a served one.
-use http_body_util::{BodyExt as _, Limited};
-use hyper::{Method, Request, Response, body::Incoming};
+use bytes::Bytes;
+use hyper::{Method, Response};
 use serde_json::{Value, json};
 
-use super::{ApiContext, envelope};
+use super::{
+    ApiContext,
+    envelope::{self, Reply},
+};
 use crate::{l7::Body, tls::parse_certificate};
 
 /// Largest accepted certificate body: chains are a few KiB.
-const MAX_BODY: usize = 1 << 20;
+pub const MAX_BODY: usize = 1 << 20;
+
+/// Whether `name` may name a certificate file: letters, digits, `.`, `-`, `_`, at most 128
+/// bytes, not starting with `.` (so it can never leave the certificate directory).
+pub fn valid_cert_name(name: &str) -> bool {
+    name.len() <= 128
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && !name.starts_with('.')
+}
 
 /// Validates, stores (persistently) and starts serving a certificate.
-pub async fn put(ctx: &ApiContext, name: Option<&str>, req: Request<Incoming>) -> Response<Body> {
-    if req.method() != Method::PUT {
+pub async fn put(ctx: &ApiContext, name: Option<&str>, method: &Method, body: Bytes) -> Reply {
+    if method != Method::PUT {
         return envelope::error(405, "certificates are uploaded with PUT", None);
     }
     let Some(name) = name else {
         return envelope::error(400, "The certName query is mandatory", None);
     };
-    if name.len() > 128
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        || name.starts_with('.')
-    {
+    if !valid_cert_name(name) {
         return envelope::error(
             400,
             "certName may only contain letters, digits, '.', '-' and '_' (at most 128, not starting with '.')",
             None,
         );
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(e) => {
-            return envelope::error(
-                400,
-                &format!("reading the certificate body failed: {e}"),
-                None,
-            );
-        }
-    };
     let cert = match parse_certificate(name, &body, "api", unix_now(), &ctx.provider) {
         Ok(cert) => cert,
         Err(e) => return envelope::error(400, &e.to_string(), None),
@@ -53,10 +52,17 @@ pub async fn put(ctx: &ApiContext, name: Option<&str>, req: Request<Incoming>) -
     }
     tracing::info!(name, sans = ?cert.info.sans, "certificate added through the API");
     ctx.certs.insert([cert]);
-    envelope::json_response(
-        200,
-        &json!({"Status": "OK", "Message": "", "Certs": Value::Null}),
-    )
+    // Certificates are part of the configuration replicas compare: mark it changed.
+    if let Err(e) = ctx.changes.control.touch().await {
+        return envelope::error(
+            500,
+            &format!("certificate {name} is served, but recording the change failed: {e}"),
+            None,
+        );
+    }
+    let mut reply = envelope::ok("", None);
+    reply.body.insert("Certs".into(), Value::Null);
+    reply
 }
 
 /// Lists the served certificates: names, SANs, issuer, expiry; never keys.

@@ -2,17 +2,20 @@
 use hyper::{Response, header};
 use serde_json::{Map, Value};
 
-use super::envelope;
-use std::sync::Arc;
+use super::envelope::{self, Reply};
 
 use crate::{
+    changes::Changes,
     control::ControlPlane,
-    l4::L4Listeners,
     l7::Body,
-    routes::{ReqMode, distribute_requested, parse_reconfigure, render_haproxy},
+    routes::{parse_reconfigure, render_haproxy},
 };
 
 type Query = [(String, String)];
+
+/// Parameters that steer a request rather than describe a service: never stored, so that a
+/// distributed change leaves the same configuration (and hash) on every replica.
+pub const REQUEST_PARAMS: [&str; 2] = ["distribute", "token"];
 
 fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
     query
@@ -24,31 +27,18 @@ fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
 }
 
 /// `reconfigure`: add or replace a service. A rejected request changes nothing.
-pub async fn reconfigure(
-    control: &ControlPlane,
-    l4: &Arc<L4Listeners>,
-    query: &Query,
-) -> Response<Body> {
-    note_local_only(query);
+pub async fn reconfigure(changes: &Changes, query: &Query) -> Reply {
     let name = param(query, "serviceName");
-    let service = match parse_reconfigure(query) {
+    let params: Vec<(String, String)> = query
+        .iter()
+        .filter(|(k, _)| !REQUEST_PARAMS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    let service = match parse_reconfigure(&params) {
         Ok(service) => service,
         Err(e) => return envelope::error(e.status(), &e.to_string(), name),
     };
-    // A TCP-mode service needs its port: a taken one refuses the change before it is applied.
-    for port in service
-        .destinations
-        .iter()
-        .filter(|d| d.req_mode == ReqMode::Tcp)
-        .filter_map(|d| d.src_port)
-    {
-        if let Err(e) = l4.reserve(port) {
-            return envelope::error(409, &e.to_string(), name);
-        }
-    }
-    let result = control.reconfigure(service.clone()).await;
-    l4.sync();
-    match result {
+    match changes.reconfigure(service.clone()).await {
         Ok(()) => {
             tracing::info!(service = %service.name, "service configured");
             envelope::ok("", Some(&service))
@@ -58,18 +48,11 @@ pub async fn reconfigure(
 }
 
 /// `remove`: drop a service's routes.
-pub async fn remove(
-    control: &ControlPlane,
-    l4: &Arc<L4Listeners>,
-    query: &Query,
-) -> Response<Body> {
-    note_local_only(query);
+pub async fn remove(changes: &Changes, query: &Query) -> Reply {
     let Some(name) = param(query, "serviceName") else {
         return envelope::error(400, "The serviceName query is mandatory", None);
     };
-    let result = control.remove(name).await;
-    l4.sync();
-    match result {
+    match changes.remove(name).await {
         Ok(true) => {
             tracing::info!(service = %name, "service removed");
             ok_named("", name)
@@ -82,20 +65,10 @@ pub async fn remove(
     }
 }
 
-/// Peers are not known yet, so `distribute=true` (which the Swarm Listener always sends) is
-/// applied to this replica only.
-fn note_local_only(query: &Query) {
-    if distribute_requested(query) {
-        tracing::debug!("distribute=true: applied to this replica only (no peers are known)");
-    }
-}
-
-fn ok_named(message: &str, name: &str) -> Response<Body> {
-    let mut object = Map::new();
-    object.insert("Status".into(), "OK".into());
-    object.insert("Message".into(), message.into());
-    object.insert("ServiceName".into(), name.into());
-    envelope::json_response(200, &Value::Object(object))
+fn ok_named(message: &str, name: &str) -> Reply {
+    let mut reply = envelope::ok(message, None);
+    reply.body.insert("ServiceName".into(), name.into());
+    reply
 }
 
 /// `config`: the routes as HAProxy-style text, or `type=json` for a map of services.
@@ -119,10 +92,5 @@ pub fn config(control: &ControlPlane, query: &Query) -> Response<Body> {
 /// `reload`: re-resolve every service's replicas now.
 pub async fn reload(control: &ControlPlane) -> Response<Body> {
     control.refresh_all().await;
-    envelope::ok("", None)
-}
-
-/// `ping`: liveness.
-pub fn ping() -> Response<Body> {
-    envelope::ok("", None)
+    envelope::ok("", None).into_response()
 }

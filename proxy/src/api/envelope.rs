@@ -5,6 +5,28 @@ use serde_json::{Map, Value, json};
 
 use crate::{l7::Body, routes::Service};
 
+/// An envelope not yet turned into a response, so that a distributed call can add what its
+/// peers answered.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: u16,
+    /// The JSON object.
+    pub body: Map<String, Value>,
+}
+
+impl Reply {
+    /// True for a 2xx status.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The HTTP response.
+    pub fn into_response(self) -> Response<Body> {
+        json_response(self.status, &Value::Object(self.body))
+    }
+}
+
 /// A JSON response with `status`.
 pub fn json_response(status: u16, body: &Value) -> Response<Body> {
     Response::builder()
@@ -15,22 +37,22 @@ pub fn json_response(status: u16, body: &Value) -> Response<Body> {
 }
 
 /// `{"Status":"OK","Message":message, …service fields}` with 200.
-pub fn ok(message: &str, service: Option<&Service>) -> Response<Body> {
-    let mut object = service_fields(service);
-    object.insert("Status".into(), json!("OK"));
-    object.insert("Message".into(), json!(message));
-    json_response(200, &Value::Object(object))
+pub fn ok(message: &str, service: Option<&Service>) -> Reply {
+    let mut body = service_fields(service);
+    body.insert("Status".into(), json!("OK"));
+    body.insert("Message".into(), json!(message));
+    Reply { status: 200, body }
 }
 
 /// `{"Status":"NOK","Message":message,"ServiceName":…}` with `status`.
-pub fn error(status: u16, message: &str, service_name: Option<&str>) -> Response<Body> {
-    let mut object = Map::new();
-    object.insert("Status".into(), json!("NOK"));
-    object.insert("Message".into(), json!(message));
+pub fn error(status: u16, message: &str, service_name: Option<&str>) -> Reply {
+    let mut body = Map::new();
+    body.insert("Status".into(), json!("NOK"));
+    body.insert("Message".into(), json!(message));
     if let Some(name) = service_name {
-        object.insert("ServiceName".into(), json!(name));
+        body.insert("ServiceName".into(), json!(name));
     }
-    json_response(status, &Value::Object(object))
+    Reply { status, body }
 }
 
 fn service_fields(service: Option<&Service>) -> Map<String, Value> {

@@ -1,24 +1,44 @@
-//! The API on `--api-addr`: Docker Flow Proxy's endpoints under `/v1/docker-flow-proxy/`.
+//! The API on `--api-addr`: Docker Flow Proxy's endpoints under `/v1/docker-flow-proxy/`,
+//! flowproxy's replica endpoints under `/v1/flowproxy/`, and `/metrics`. With an API token,
+//! everything but health checks and metrics needs it (`token.rs`).
 mod certs;
+mod cluster;
 mod dfp;
 mod envelope;
+mod token;
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
-use hyper::{Request, Response, body::Incoming};
-
-use std::path::PathBuf;
-
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Limited};
+use hyper::{Method, Request, Response, body::Incoming, header};
 use rustls::crypto::CryptoProvider;
 
-use crate::{control::ControlPlane, l4::L4Listeners, l7::Body, metrics::Metrics, tls::CertStore};
+use crate::{
+    changes::Changes,
+    cluster::{Call, Cluster, distribute},
+    l7::Body,
+    metrics::Metrics,
+    routes::distribute_requested,
+    tls::CertStore,
+};
 
-pub use certs::unix_now;
+pub use certs::{unix_now, valid_cert_name};
+pub use dfp::REQUEST_PARAMS;
+pub use envelope::Reply;
+pub use token::ApiToken;
+
+/// Endpoints that change the configuration: refused until the start-up bootstrap is over.
+const CHANGES: [&str; 3] = [
+    "/v1/docker-flow-proxy/reconfigure",
+    "/v1/docker-flow-proxy/remove",
+    "/v1/docker-flow-proxy/cert",
+];
 
 /// What the API works on.
 pub struct ApiContext {
-    /// The routes.
-    pub control: Arc<ControlPlane>,
+    /// Changes to the routes.
+    pub changes: Arc<Changes>,
     /// The metrics registry.
     pub metrics: Arc<Metrics>,
     /// The served certificates.
@@ -27,42 +47,131 @@ pub struct ApiContext {
     pub provider: Arc<CryptoProvider>,
     /// Where certificates added through the API are kept.
     pub api_certs_dir: PathBuf,
-    /// The TCP-mode listeners, started and stopped with their services.
-    pub l4: Arc<L4Listeners>,
+    /// The other replicas.
+    pub cluster: Arc<Cluster>,
+    /// The token the API requires, if any.
+    pub token: Option<ApiToken>,
 }
 
 /// Routes one API request to its endpoint.
 pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
-    let query = parse_query(req.uri().query());
+    let mut query = parse_query(req.uri().query());
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
-    let (control, metrics) = (&ctx.control, &ctx.metrics);
+    if let Some(token) = &ctx.token
+        && let Err(denied) = token.check(&path, req.headers(), &query)
+    {
+        tracing::info!(target: "api", %method, path, status = 401, "{denied}");
+        let mut response = envelope::error(401, &denied.to_string(), None).into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"flowproxy\""),
+        );
+        return response;
+    }
+    // The token is a credential, never a parameter.
+    query.retain(|(k, _)| k != "token");
+    if CHANGES.contains(&path.as_str()) && !ctx.cluster.is_ready() {
+        // A change made now would be newer than the peers' whole configuration and would
+        // replace it everywhere; callers (the Swarm Listener, a distributing peer) retry.
+        return envelope::error(
+            503,
+            "this replica is starting and taking the configuration from its peers; retry in a moment",
+            None,
+        )
+        .into_response();
+    }
+    let control = &ctx.changes.control;
     let response = match path.as_str() {
         "/v1/docker-flow-proxy/cert" => {
+            let body = match Limited::new(req.into_body(), certs::MAX_BODY)
+                .collect()
+                .await
+            {
+                Ok(body) => body.to_bytes(),
+                Err(e) => {
+                    return envelope::error(
+                        400,
+                        &format!("reading the certificate body failed: {e}"),
+                        None,
+                    )
+                    .into_response();
+                }
+            };
             let name = query
                 .iter()
                 .rev()
                 .find(|(k, _)| k == "certName")
                 .map(|(_, v)| v.clone());
-            certs::put(&ctx, name.as_deref().filter(|n| !n.is_empty()), req).await
+            let name = name.as_deref().filter(|n| !n.is_empty());
+            let reply = certs::put(&ctx, name, &method, body.clone()).await;
+            distributed(&ctx, method.clone(), path.clone(), query, body, reply).await
         }
         "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
-        "/v1/docker-flow-proxy/reconfigure" => dfp::reconfigure(control, &ctx.l4, &query).await,
-        "/v1/docker-flow-proxy/remove" => dfp::remove(control, &ctx.l4, &query).await,
+        "/v1/docker-flow-proxy/reconfigure" => {
+            let reply = dfp::reconfigure(&ctx.changes, &query).await;
+            distributed(
+                &ctx,
+                method.clone(),
+                path.clone(),
+                query,
+                Bytes::new(),
+                reply,
+            )
+            .await
+        }
+        "/v1/docker-flow-proxy/remove" => {
+            let reply = dfp::remove(&ctx.changes, &query).await;
+            distributed(
+                &ctx,
+                method.clone(),
+                path.clone(),
+                query,
+                Bytes::new(),
+                reply,
+            )
+            .await
+        }
         "/v1/docker-flow-proxy/config" => dfp::config(control, &query),
         "/v1/docker-flow-proxy/reload" => dfp::reload(control).await,
-        "/v1/docker-flow-proxy/ping" | "/ping" => dfp::ping(),
+        "/v1/docker-flow-proxy/ping" | "/ping" => cluster::ping(&ctx),
+        "/v1/docker-flow-proxy/successfulinitreload" => cluster::successful_init_reload(&ctx),
+        "/v1/flowproxy/config" => cluster::config(&ctx),
+        "/v1/flowproxy/config/version" => cluster::version(&ctx),
+        "/v1/flowproxy/peers" => cluster::peers(&ctx).await,
+        "/v1/flowproxy/sync" => cluster::sync(&ctx).await,
         "/metrics" => Response::builder()
             .header(
-                hyper::header::CONTENT_TYPE,
+                header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )
-            .body(crate::l7::text_body(metrics.encode()))
+            .body(crate::l7::text_body(ctx.metrics.encode()))
             .expect("static headers are valid"),
-        _ => envelope::error(404, &format!("no API endpoint at {path}"), None),
+        _ => envelope::error(404, &format!("no API endpoint at {path}"), None).into_response(),
     };
     tracing::info!(target: "api", %method, path, status = response.status().as_u16());
     response
+}
+
+/// `reply`, sent on to every peer first when the request asks for `distribute=true`.
+async fn distributed(
+    ctx: &ApiContext,
+    method: Method,
+    path: String,
+    query: Vec<(String, String)>,
+    body: Bytes,
+    reply: Reply,
+) -> Response<Body> {
+    if !distribute_requested(&query) {
+        return reply.into_response();
+    }
+    let call = Call {
+        method,
+        path,
+        query,
+        body,
+    };
+    distribute(&ctx.cluster, &call, reply).await.into_response()
 }
 
 /// Query parameters in order, percent-decoded.

@@ -59,6 +59,14 @@ impl CertStore {
         self.current.store(Arc::new(self.index(by_name)));
     }
 
+    /// Stops serving the API-added certificates called `names` (a certificate of that name
+    /// from a file or a secret stays).
+    pub fn remove_api(&self, names: &[String]) {
+        let mut by_name = self.current.load().by_name.clone();
+        by_name.retain(|name, cert| !(cert.info.source == "api" && names.contains(name)));
+        self.current.store(Arc::new(self.index(by_name)));
+    }
+
     /// What is served, for the API (the self-signed fallback only while nothing else is).
     pub fn list(&self) -> Vec<CertInfo> {
         let set = self.current.load();

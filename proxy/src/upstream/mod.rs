@@ -8,4 +8,4 @@ mod resolver;
 pub use client::{UpstreamClient, new_client};
 pub use connector::ByteCounters;
 pub use replicas::{ReplicaSet, UpstreamKey};
-pub use resolver::ReplicaResolver;
+pub use resolver::{ReplicaResolver, ResolveError};

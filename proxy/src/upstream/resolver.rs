@@ -18,6 +18,12 @@ pub enum ResolveError {
     /// The resolver could not be set up from the system configuration.
     #[error("DNS resolver configuration: {0}; pass --dns-server IP:PORT")]
     Config(String),
+    /// The name does not exist (NXDOMAIN) or has no address.
+    #[error("{name} does not resolve (no such name)")]
+    NoSuchName {
+        /// The name looked up.
+        name: String,
+    },
     /// Neither `tasks.<name>` nor `<name>` resolved.
     #[error("{name} does not resolve (tried {tried}): {reason}")]
     NotFound {
@@ -65,6 +71,36 @@ impl ReplicaResolver {
             .build()
             .map_err(|e| ResolveError::Config(e.to_string()))?;
         Ok(Self { resolver })
+    }
+
+    /// The addresses of `name` itself (no `tasks.` prefix, no fallback), sorted. A name that
+    /// does not exist is [`ResolveError::NoSuchName`], told apart from a server that did not
+    /// answer.
+    pub async fn addresses(&self, name: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            return Ok(vec![ip]);
+        }
+        let no_such_name = || ResolveError::NoSuchName {
+            name: name.to_owned(),
+        };
+        match self.resolver.lookup_ip(name).await {
+            Ok(lookup) => {
+                let mut ips: Vec<IpAddr> = lookup.iter().collect();
+                ips.sort();
+                ips.dedup();
+                if ips.is_empty() {
+                    Err(no_such_name())
+                } else {
+                    Ok(ips)
+                }
+            }
+            Err(e) if e.is_nx_domain() || e.is_no_records_found() => Err(no_such_name()),
+            Err(e) => Err(ResolveError::NotFound {
+                name: name.to_owned(),
+                tried: name.to_owned(),
+                reason: e.to_string(),
+            }),
+        }
     }
 
     /// The replicas of `service`: the addresses of `tasks.<service>`, else of `<service>`.

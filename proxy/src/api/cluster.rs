@@ -1,0 +1,125 @@
+//! flowproxy's own endpoints for replicas (under `/v1/flowproxy/`), and the readiness DFP's
+//! health checks see:
+//! - `GET /v1/flowproxy/config`: the whole configuration (services as reconfigure parameters,
+//!   API certificates with their keys) and its version; what a peer adopts;
+//! - `GET /v1/flowproxy/config/version`: the version alone, for the periodic comparison;
+//! - `GET /v1/flowproxy/peers`: the other replicas and their versions, for operators;
+//! - `POST /v1/flowproxy/sync`: compare with the peers now (and adopt a newer configuration);
+//! - `/v1/docker-flow-proxy/ping`: 503 until the start-up bootstrap is over;
+//! - `/v1/docker-flow-proxy/successfulinitreload`: 200 once the Swarm Listener's services are
+//!   applied (always, without LISTENER_ADDRESS), else 500, as in DFP.
+use futures_util::future::join_all;
+use hyper::Response;
+use serde_json::{Value, json};
+
+use super::{ApiContext, envelope};
+use crate::{
+    cluster::{ConfigVersion, VERSION_PATH, converge_once},
+    l7::Body,
+};
+
+/// `GET /v1/flowproxy/config`.
+pub fn config(ctx: &ApiContext) -> Response<Body> {
+    let config = ctx.cluster.local.export();
+    let mut body = serde_json::to_value(&config).unwrap_or(Value::Null);
+    if let Value::Object(fields) = &mut body {
+        fields.insert("Status".into(), "OK".into());
+    }
+    envelope::json_response(200, &body)
+}
+
+/// `GET /v1/flowproxy/config/version`.
+pub fn version(ctx: &ApiContext) -> Response<Body> {
+    envelope::json_response(
+        200,
+        &json!({
+            "Status": "OK",
+            "Version": ctx.cluster.local.version(),
+            "Ready": ctx.cluster.is_ready(),
+        }),
+    )
+}
+
+/// `GET /v1/flowproxy/peers`: asks every peer for its version now.
+pub async fn peers(ctx: &ApiContext) -> Response<Body> {
+    let cluster = &ctx.cluster;
+    let own = cluster.local.version();
+    let tasks = cluster.peers.tasks_name();
+    let peers = match cluster.peers.lookup().await {
+        Ok(peers) => peers,
+        Err(e) => {
+            return envelope::json_response(
+                200,
+                &json!({"Status": "OK", "Message": e.to_string(), "Tasks": tasks,
+                        "Version": own, "Peers": []}),
+            );
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        #[serde(rename = "Version")]
+        version: ConfigVersion,
+        #[serde(rename = "Ready", default)]
+        ready: bool,
+    }
+    let rows = join_all(peers.iter().map(|addr| async {
+        match cluster.client.get_json::<Answer>(*addr, VERSION_PATH).await {
+            Ok(a) => json!({
+                "Address": addr.to_string(),
+                "Version": a.version,
+                "Ready": a.ready,
+                "InSync": a.version.hash == own.hash,
+            }),
+            Err(e) => json!({"Address": addr.to_string(), "Error": e.to_string()}),
+        }
+    }))
+    .await;
+    envelope::json_response(
+        200,
+        &json!({"Status": "OK", "Message": "", "Tasks": tasks, "Version": own, "Peers": rows}),
+    )
+}
+
+/// `/v1/flowproxy/sync`: one comparison with the peers now.
+pub async fn sync(ctx: &ApiContext) -> Response<Body> {
+    let adopted = converge_once(&ctx.cluster).await;
+    envelope::json_response(
+        200,
+        &json!({
+            "Status": "OK",
+            "Message": match adopted {
+                Some(peer) => format!("configuration adopted from {peer}"),
+                None => "no peer has a newer configuration".to_owned(),
+            },
+            "Version": ctx.cluster.local.version(),
+        }),
+    )
+}
+
+/// `ping`: 200 once ready, 503 while the configuration is still being taken from peers.
+pub fn ping(ctx: &ApiContext) -> Response<Body> {
+    if ctx.cluster.is_ready() {
+        envelope::ok("", None).into_response()
+    } else {
+        envelope::error(
+            503,
+            "starting: taking the configuration from peer replicas",
+            None,
+        )
+        .into_response()
+    }
+}
+
+/// `successfulinitreload`: 200 once the Swarm Listener's services are applied, else 500.
+pub fn successful_init_reload(ctx: &ApiContext) -> Response<Body> {
+    if ctx.cluster.is_ready() && ctx.cluster.listener_fetched() {
+        envelope::ok("", None).into_response()
+    } else {
+        envelope::error(
+            500,
+            "the Swarm Listener's services are not applied yet",
+            None,
+        )
+        .into_response()
+    }
+}

@@ -1,0 +1,86 @@
+//! Changes to the running configuration, made the same way whatever their source (the API,
+//! a peer replica, Docker labels, the Swarm Listener): a TCP-mode service's port is reserved
+//! before the change applies, the change goes through the control plane (validated, saved,
+//! swapped in), and the TCP-mode listeners follow the routes.
+use std::sync::Arc;
+
+use crate::{
+    control::{ControlError, ControlPlane},
+    l4::{L4Error, L4Listeners},
+    routes::{ReqMode, RouteTable, Service},
+};
+
+/// Why a change was refused; nothing was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// Invalid, conflicting, or not saved.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// A TCP-mode `srcPort` cannot be listened on.
+    #[error(transparent)]
+    Port(#[from] L4Error),
+}
+
+impl ChangeError {
+    /// The HTTP status DFP would answer with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Control(e) => e.status(),
+            Self::Port(_) => 409,
+        }
+    }
+}
+
+/// Applies changes to the routes and keeps the TCP-mode listeners in step.
+pub struct Changes {
+    /// The routes.
+    pub control: Arc<ControlPlane>,
+    /// The TCP-mode listeners.
+    pub l4: Arc<L4Listeners>,
+}
+
+impl Changes {
+    /// Adds or replaces `service`.
+    pub async fn reconfigure(&self, service: Service) -> Result<(), ChangeError> {
+        // A TCP-mode service needs its port: a taken one refuses the change before it applies.
+        for port in service
+            .destinations
+            .iter()
+            .filter(|d| d.req_mode == ReqMode::Tcp)
+            .filter_map(|d| d.src_port)
+        {
+            self.l4.reserve(port)?;
+        }
+        let result = self.control.reconfigure(service).await;
+        self.l4.sync();
+        Ok(result?)
+    }
+
+    /// Removes the service `name`; returns whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, ChangeError> {
+        let result = self.control.remove(name).await;
+        self.l4.sync();
+        Ok(result?)
+    }
+
+    /// Replaces every service (see [`ControlPlane::adopt`]). A TCP-mode port that cannot be
+    /// listened on here is logged by the listeners rather than refusing the whole table.
+    pub async fn adopt(
+        &self,
+        routes: RouteTable,
+        changed_at_ms: u64,
+        expected_changed_at_ms: u64,
+    ) -> Result<bool, ChangeError> {
+        let adopted = self
+            .control
+            .adopt(routes, changed_at_ms, expected_changed_at_ms)
+            .await;
+        self.l4.sync();
+        if matches!(adopted, Ok(true)) {
+            // A peer adopted from may know of replicas this one has not resolved yet (a
+            // service was scaled): look again now.
+            self.control.refresh_all().await;
+        }
+        Ok(adopted?)
+    }
+}
