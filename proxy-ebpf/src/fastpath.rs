@@ -194,6 +194,12 @@ fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) 
     let f = unsafe { *flow };
     // A SYN on an existing entry starts the tuple's next connection: forget how the last ended.
     let kept = if tcp_flags & TCP_SYN != 0 {
+        // A client that reuses the tuple of a finished connection (its port is free again once
+        // the server kept the TIME_WAIT) opens a new flow on the same replica: count it as one.
+        // A SYN on a live entry is a retransmission and counts nothing.
+        if f.flags & FLOW_FORWARD != 0 && f.flags & (FLOW_FIN | FLOW_RST) != 0 {
+            count(f.service, |c| c.fast_flows += 1);
+        }
         f.flags & FLOW_FORWARD
     } else {
         f.flags

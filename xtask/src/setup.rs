@@ -21,6 +21,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "util-linux",
     "curl",
     "dnsmasq-base",
+    "ethtool",
 ];
 
 /// Installs whatever is missing, printing each step.

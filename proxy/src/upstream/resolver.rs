@@ -10,7 +10,19 @@ use hickory_resolver::{
     TokioResolver,
     config::{ConnectionConfig, NameServerConfig, ResolverConfig},
     net::runtime::TokioRuntimeProvider,
+    proto::rr::Name,
 };
+
+/// `name` as a DNS name. Swarm names services `<stack>_<service>`, and the underscore is not
+/// allowed by the IDNA parsing that looking up a `&str` goes through, so names are taken as
+/// plain ASCII labels.
+fn dns_name(name: &str) -> Result<Name, ResolveError> {
+    Name::from_ascii(name).map_err(|e| ResolveError::NotFound {
+        name: name.to_owned(),
+        tried: name.to_owned(),
+        reason: e.to_string(),
+    })
+}
 
 /// Why a service's replicas could not be found.
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +95,7 @@ impl ReplicaResolver {
         let no_such_name = || ResolveError::NoSuchName {
             name: name.to_owned(),
         };
-        match self.resolver.lookup_ip(name).await {
+        match self.resolver.lookup_ip(dns_name(name)?).await {
             Ok(lookup) => {
                 let mut ips: Vec<IpAddr> = lookup.iter().collect();
                 ips.sort();
@@ -117,7 +129,7 @@ impl ReplicaResolver {
         };
         let mut reason = String::new();
         for name in &candidates {
-            match self.resolver.lookup_ip(*name).await {
+            match self.resolver.lookup_ip(dns_name(name)?).await {
                 Ok(lookup) => {
                     let mut ips: Vec<IpAddr> = lookup.iter().collect();
                     if !ips.is_empty() {
@@ -143,5 +155,23 @@ impl ReplicaResolver {
             tried: candidates.join(", "),
             reason,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_service_names_with_underscores_are_valid() {
+        let name = dns_name("tasks.proxy_proxy").expect("underscore accepted");
+        assert_eq!(name.to_ascii(), "tasks.proxy_proxy");
+    }
+
+    #[test]
+    fn an_overlong_label_is_an_error_naming_the_service() {
+        let long = "a".repeat(64);
+        let err = dns_name(&long).expect_err("label over 63 bytes");
+        assert!(err.to_string().contains(&long), "{err}");
     }
 }
