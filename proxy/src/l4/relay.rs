@@ -37,8 +37,7 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
     let snapshot = listeners.control.snapshot_full();
     let (service, dest) = snapshot
         .routes
-        .tcp_services()
-        .find(|(_, d)| d.src_port == Some(port))
+        .tcp_service(port)
         .ok_or("no service owns this port any more")?;
     let replicas = snapshot
         .upstream(service, dest)

@@ -79,11 +79,6 @@ impl ReplicaSet {
         })
     }
 
-    /// What this set resolves.
-    pub fn key(&self) -> &UpstreamKey {
-        &self.key
-    }
-
     /// Resolves the set if it never was.
     pub async fn ensure_resolved(&self) {
         if !self.current.load().resolved {
