@@ -12,6 +12,10 @@ use crate::l7::copy_bidirectional_idle;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many replicas one client connection may try.
 const MAX_ATTEMPTS: usize = 3;
+/// Each direction's buffer. tokio's default 8 KiB costs a read and a write system call per
+/// 8 KiB: iperf3 through the relay went from ~5 to ~10 Gbit/s with 64 KiB (256 KiB gave
+/// ~12, at 512 KiB per connection; see docs/performance.md).
+const BUFFER: usize = 64 * 1024;
 
 /// Serves `port` until the task is aborted.
 pub async fn accept_loop(listeners: Arc<L4Listeners>, listener: TcpListener, port: u16) {
@@ -72,7 +76,7 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
     let (service, idle) = (service.name.clone(), dest.timeout_tunnel);
     drop(snapshot);
     // As HAProxy's `timeout tunnel`: closed only after `timeoutTunnel` without traffic.
-    match copy_bidirectional_idle(client, upstream, idle).await {
+    match copy_bidirectional_idle(client, upstream, idle, BUFFER).await {
         Ok((up, down)) => {
             tracing::debug!(%service, %replica, up, down, "TCP-mode connection closed")
         }
