@@ -26,13 +26,22 @@ fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Some(Command::Stats(args)) => stats_cmd::run(&cli.bpffs_dir, &args),
-        None => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(app::run(cli.run, cli.bpffs_dir))
-        }
+        None => runtime()?.block_on(app::run(cli.run, cli.bpffs_dir)),
     }
+}
+
+/// One worker per CPU this process may run on (its affinity mask, as `taskset` or a container
+/// sets it). With a single CPU the whole proxy runs on one thread (tokio's current-thread
+/// scheduler): a multi-thread runtime with one worker still pays for cross-thread wake-ups and
+/// work stealing on every request. `TOKIO_WORKER_THREADS` forces the multi-thread runtime.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut builder = if cpus == 1 && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
 }
 
 fn init_tracing(format: LogFormat) {

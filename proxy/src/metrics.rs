@@ -1,7 +1,12 @@
 //! Prometheus metrics on the API's `/metrics`: user space's request counters, and the kernel's
 //! per-backend counters read from the pinned maps at each scrape (summed over CPUs), so both
 //! come from one registry and agree on labels.
-use std::{net::SocketAddr, path::PathBuf, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, RwLock},
+};
 
 use hyper::Method;
 use prometheus_client::{
@@ -105,6 +110,92 @@ pub struct Metrics {
     config_reloads: Counter,
     handshakes: Family<ResultLabel, Counter>,
     l4: L4Metrics,
+    /// Handles per service, so the request path skips the label look-ups.
+    services: RwLock<HashMap<String, Arc<ServiceMetrics>>>,
+}
+
+/// One service's request metrics, with the label sets it has used so far resolved to their
+/// counters (a handful each: status codes times methods, and the service's replicas).
+#[derive(Debug)]
+pub struct ServiceMetrics {
+    name: String,
+    durations: Histogram,
+    requests: Family<RequestLabels, Counter>,
+    backend_requests: Family<BackendRequestLabels, Counter>,
+    by_code: RwLock<Vec<(u16, &'static str, Counter)>>,
+    by_backend: RwLock<Vec<(SocketAddr, Counter)>>,
+}
+
+impl ServiceMetrics {
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Records one answered request (and, if it reached one, the replica).
+    pub fn observe(&self, replica: Option<SocketAddr>, code: u16, method: &Method, seconds: f64) {
+        let method = method_label(method);
+        if let Some(backend) = replica {
+            self.backend_counter(backend).inc();
+        }
+        self.request_counter(code, method).inc();
+        self.durations.observe(seconds);
+    }
+
+    fn request_counter(&self, code: u16, method: &'static str) -> Counter {
+        let known = read(&self.by_code)
+            .iter()
+            .find(|(c, m, _)| *c == code && *m == method)
+            .map(|(_, _, counter)| counter.clone());
+        known.unwrap_or_else(|| {
+            let counter = self
+                .requests
+                .get_or_create(&RequestLabels {
+                    service: self.name.clone(),
+                    code,
+                    method: method.to_owned(),
+                })
+                .clone();
+            write(&self.by_code).push((code, method, counter.clone()));
+            counter
+        })
+    }
+
+    fn backend_counter(&self, backend: SocketAddr) -> Counter {
+        let known = read(&self.by_backend)
+            .iter()
+            .find(|(b, _)| *b == backend)
+            .map(|(_, counter)| counter.clone());
+        known.unwrap_or_else(|| {
+            let counter = self
+                .backend_requests
+                .get_or_create(&BackendRequestLabels {
+                    service: self.name.clone(),
+                    backend: backend.to_string(),
+                })
+                .clone();
+            let mut known = write(&self.by_backend);
+            // Replicas come and go: bound the list (the family keeps every series anyway).
+            if known.len() >= MAX_CACHED_BACKENDS {
+                known.clear();
+            }
+            known.push((backend, counter.clone()));
+            counter
+        })
+    }
+}
+
+/// How many replicas' counters one service keeps at hand.
+const MAX_CACHED_BACKENDS: usize = 64;
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Metrics {
@@ -186,37 +277,31 @@ impl Metrics {
             config_reloads,
             handshakes,
             l4,
+            services: RwLock::default(),
         })
     }
 
-    /// Records one answered request (and, if it reached one, the replica).
-    pub fn observe_request(
-        &self,
-        service: Option<&str>,
-        replica: Option<SocketAddr>,
-        code: u16,
-        method: &Method,
-        seconds: f64,
-    ) {
-        let service = service.unwrap_or("-").to_owned();
-        if let Some(backend) = replica {
-            self.backend_requests
-                .get_or_create(&BackendRequestLabels {
-                    service: service.clone(),
-                    backend: backend.to_string(),
-                })
-                .inc();
+    /// The request metrics of `service` (`-` for requests no route took), created on first
+    /// use and then shared: recording a request through it hashes no label set.
+    pub fn service(&self, service: &str) -> Arc<ServiceMetrics> {
+        if let Some(found) = read(&self.services).get(service) {
+            return Arc::clone(found);
         }
-        self.requests
-            .get_or_create(&RequestLabels {
-                service: service.clone(),
-                code,
-                method: method_label(method).to_owned(),
-            })
-            .inc();
-        self.durations
-            .get_or_create(&ServiceLabel { service })
-            .observe(seconds);
+        let created = Arc::new(ServiceMetrics {
+            name: service.to_owned(),
+            durations: self
+                .durations
+                .get_or_create(&ServiceLabel {
+                    service: service.to_owned(),
+                })
+                .clone(),
+            requests: self.requests.clone(),
+            backend_requests: self.backend_requests.clone(),
+            by_code: RwLock::default(),
+            by_backend: RwLock::default(),
+        });
+        let mut services = write(&self.services);
+        Arc::clone(services.entry(service.to_owned()).or_insert(created))
     }
 
     /// The per-backend byte counters, for the upstream connector.

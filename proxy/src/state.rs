@@ -1,11 +1,18 @@
 //! Persistence of the running configuration in `--state-dir`: the reconfigure parameters of
-//! every service, written atomically (temporary file, fsync, rename) so a crash never leaves a
-//! half-written file, and read back at start.
+//! every service, read back at start.
+//!
+//! `services.json` holds every service, written atomically (temporary file, fsync, rename) so
+//! a crash never leaves a half-written file. Rewriting it on every change would cost O(n) per
+//! change, so each change is appended to `services.journal` (one JSON line, fdatasync) and the
+//! journal is folded into `services.json` once it has grown as long as the configuration is
+//! large (amortised O(1) per change). Replaying a change is idempotent, so a crash between the
+//! rewrite and the journal's truncation loses nothing.
 use std::{
     collections::BTreeMap,
     fs,
     io::{self, Write as _},
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +21,10 @@ use crate::routes::{RouteTable, Service, parse_params};
 
 /// The file name inside the state directory.
 const FILE_NAME: &str = "services.json";
+/// The changes since `services.json` was written, one JSON line each.
+const JOURNAL_NAME: &str = "services.journal";
+/// The journal is folded into the file once it has more lines than this or than services.
+const MIN_JOURNAL_LINES: usize = 1024;
 /// Version of the file format.
 const FORMAT_VERSION: u32 = 1;
 
@@ -68,10 +79,31 @@ pub struct Saved {
     pub changed_at_ms: u64,
 }
 
+/// One change, as the journal records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// A service added or replaced: its reconfigure parameters.
+    Put(BTreeMap<String, String>),
+    /// A service removed, by name.
+    Remove(String),
+}
+
+/// One line of the journal: a change and when it was made (unix milliseconds).
+#[derive(Serialize, Deserialize)]
+struct JournalLine {
+    at: u64,
+    change: Change,
+}
+
 /// The state file of one flowproxy.
 #[derive(Debug, Clone)]
 pub struct StateFile {
     dir: PathBuf,
+    /// Lines in the journal; the writer (the control plane, one change at a time) owns it.
+    journal_lines: Arc<Mutex<usize>>,
+    /// The journal is folded once it has this many lines, or as many as there are services.
+    min_journal_lines: usize,
 }
 
 impl StateFile {
@@ -81,7 +113,15 @@ impl StateFile {
             dir: dir.into(),
             source,
         })?;
-        Ok(Self { dir: dir.into() })
+        Ok(Self {
+            dir: dir.into(),
+            journal_lines: Arc::default(),
+            min_journal_lines: MIN_JOURNAL_LINES,
+        })
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.dir.join(JOURNAL_NAME)
     }
 
     /// The file's path.
@@ -92,29 +132,30 @@ impl StateFile {
     /// Reads the saved configuration; no file means no services yet.
     pub fn load(&self) -> Result<Saved, StateError> {
         let file = self.path();
-        let text = match fs::read_to_string(&file) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Saved::default()),
-            Err(e) => {
-                return Err(StateError::Corrupt {
-                    file,
-                    reason: e.to_string(),
-                });
-            }
-        };
         let corrupt = |reason: String| StateError::Corrupt {
             file: self.path(),
             reason,
         };
-        let doc: Document = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
-        if doc.version != FORMAT_VERSION {
-            return Err(corrupt(format!(
-                "format version {} is not {FORMAT_VERSION}",
-                doc.version
-            )));
+        let mut saved = BTreeMap::new();
+        let mut changed_at_ms = 0;
+        if let Some(text) = read_if_present(&file)? {
+            let doc: Document = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+            if doc.version != FORMAT_VERSION {
+                return Err(corrupt(format!(
+                    "format version {} is not {FORMAT_VERSION}",
+                    doc.version
+                )));
+            }
+            changed_at_ms = doc.changed_at_ms;
+            for params in doc.services {
+                let name = params.get("serviceName").cloned().unwrap_or_default();
+                saved.insert(name, params);
+            }
         }
+        let lines = self.replay_journal(&mut saved, &mut changed_at_ms)?;
+        *lock(&self.journal_lines) = lines;
         let mut services = BTreeMap::new();
-        for params in doc.services {
+        for params in saved.into_values() {
             let service: Service = parse_params(params)
                 .map_err(|e| corrupt(format!("a saved service is invalid: {e}")))?;
             services.insert(service.name.clone(), service);
@@ -122,13 +163,84 @@ impl StateFile {
         let routes = RouteTable::build(services).map_err(|e| corrupt(e.to_string()))?;
         Ok(Saved {
             routes,
-            changed_at_ms: doc.changed_at_ms,
+            changed_at_ms,
         })
+    }
+
+    /// Applies the journal's changes to `saved` (parameters by service name) and
+    /// `changed_at_ms`; returns its line count. A last line cut short by a crash (no newline) is ignored: its change was
+    /// never acknowledged.
+    fn replay_journal(
+        &self,
+        saved: &mut BTreeMap<String, BTreeMap<String, String>>,
+        changed_at_ms: &mut u64,
+    ) -> Result<usize, StateError> {
+        let journal = self.journal_path();
+        let Some(text) = read_if_present(&journal)? else {
+            return Ok(0);
+        };
+        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+        let mut lines = 0;
+        for (number, line) in complete.lines().enumerate() {
+            let entry: JournalLine =
+                serde_json::from_str(line).map_err(|e| StateError::Corrupt {
+                    file: journal.clone(),
+                    reason: format!("line {}: {e}", number + 1),
+                })?;
+            *changed_at_ms = entry.at;
+            match entry.change {
+                Change::Put(params) => {
+                    let name = params.get("serviceName").cloned().unwrap_or_default();
+                    saved.insert(name, params);
+                }
+                Change::Remove(name) => {
+                    saved.remove(&name);
+                }
+            }
+            lines += 1;
+        }
+        Ok(lines)
     }
 
     /// The directory certificates added through the API are kept in.
     pub fn certs_dir(&self) -> PathBuf {
         self.dir.join("certs")
+    }
+
+    /// Records `change`, made at `changed_at_ms`, after which the configuration is `table`:
+    /// appended to the journal, or by writing `table` whole and emptying the journal when the
+    /// journal has grown long or the change is not one service's (`None`).
+    pub fn record(
+        &self,
+        change: Option<&Change>,
+        table: &RouteTable,
+        changed_at_ms: u64,
+    ) -> Result<(), StateError> {
+        let mut lines = lock(&self.journal_lines);
+        let change = change.filter(|_| *lines < self.min_journal_lines.max(table.services().len()));
+        let Some(change) = change else {
+            self.save(table, changed_at_ms)?;
+            let journal = self.journal_path();
+            truncate(&journal).map_err(|source| StateError::Write {
+                file: journal,
+                source,
+            })?;
+            *lines = 0;
+            return Ok(());
+        };
+        let journal = self.journal_path();
+        let entry = JournalLine {
+            at: changed_at_ms,
+            change: change.clone(),
+        };
+        let mut line = serde_json::to_vec(&entry).expect("string maps always serialise");
+        line.push(b'\n');
+        append(&journal, &line).map_err(|source| StateError::Write {
+            file: journal,
+            source,
+        })?;
+        *lines += 1;
+        Ok(())
     }
 
     /// Writes `table`, changed at `changed_at_ms`, atomically.
@@ -145,6 +257,51 @@ impl StateFile {
         let file = self.path();
         let text = serde_json::to_vec_pretty(&doc).expect("string maps always serialise");
         write_atomic(&file, &text).map_err(|source| StateError::Write { file, source })
+    }
+}
+
+fn read_if_present(file: &Path) -> Result<Option<String>, StateError> {
+    match fs::read_to_string(file) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StateError::Corrupt {
+            file: file.into(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Appends `bytes` to `file` durably (created private to its owner, its directory entry made
+/// durable on creation).
+fn append(file: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let existed = file.exists();
+    let mut out = fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(file)?;
+    out.write_all(bytes)?;
+    out.sync_data()?;
+    if !existed {
+        fs::File::open(file.parent().unwrap_or(Path::new(".")))?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Empties `file` durably, if it exists.
+fn truncate(file: &Path) -> io::Result<()> {
+    match fs::OpenOptions::new().write(true).open(file) {
+        Ok(out) => {
+            out.set_len(0)?;
+            out.sync_all()
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -208,6 +365,74 @@ mod tests {
         let loaded = state.load().unwrap();
         assert_eq!(loaded.routes.services(), table.services());
         assert_eq!(loaded.changed_at_ms, 42);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn http(name: &str) -> Service {
+        parse_reconfigure(&query(&[
+            ("serviceName", name),
+            ("servicePath", &format!("/{name}")),
+            ("port", "8080"),
+        ]))
+        .unwrap()
+    }
+
+    /// Applies `service` to `table` and records it, as the control plane does.
+    fn put(state: &StateFile, table: RouteTable, service: Service) -> RouteTable {
+        let change = Change::Put(service.params.clone());
+        let table = table.with_service(service).unwrap();
+        let at = table.services().len() as u64;
+        state.record(Some(&change), &table, at).unwrap();
+        table
+    }
+
+    #[test]
+    fn recorded_changes_load_back_and_the_journal_is_folded_when_long() {
+        let dir = temp_dir("journal");
+        let mut state = StateFile::open(&dir).unwrap();
+        state.min_journal_lines = 3;
+        let mut table = RouteTable::default();
+        for name in ["a", "b", "c"] {
+            table = put(&state, table, http(name));
+        }
+        assert!(!state.path().exists(), "three lines: all in the journal");
+        let loaded = StateFile::open(&dir).unwrap().load().unwrap();
+        assert_eq!(loaded.routes.services(), table.services());
+        assert_eq!(loaded.changed_at_ms, 3, "the last line's change time");
+        // The fourth change folds the journal into services.json.
+        let (table, _) = table.without_service("b");
+        let remove = Change::Remove("b".into());
+        state.record(Some(&remove), &table, 7).unwrap();
+        assert!(state.path().exists());
+        assert_eq!(fs::read_to_string(state.journal_path()).unwrap(), "");
+        let table = put(&state, table, http("d"));
+        let loaded = StateFile::open(&dir).unwrap().load().unwrap();
+        assert_eq!(loaded.routes.services(), table.services());
+        assert_eq!(loaded.routes.services().len(), 3);
+        assert_eq!(loaded.changed_at_ms, 3);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_change_cut_short_by_a_crash_is_ignored_and_a_broken_line_is_not() {
+        let dir = temp_dir("torn");
+        let state = StateFile::open(&dir).unwrap();
+        let table = put(&state, RouteTable::default(), http("a"));
+        let mut journal = fs::OpenOptions::new()
+            .append(true)
+            .open(state.journal_path())
+            .unwrap();
+        journal
+            .write_all(br#"{"at":9,"change":{"put":{"serviceName":"b""#)
+            .unwrap();
+        let loaded = state.load().unwrap();
+        assert_eq!(loaded.routes.services(), table.services());
+        journal.write_all(b"\n").unwrap();
+        let err = state.load().unwrap_err().to_string();
+        assert!(
+            err.contains("services.journal") && err.contains("line 2"),
+            "{err}"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -79,7 +79,12 @@ pub fn config(control: &ControlPlane, query: &Query) -> Response<Body> {
             .routes
             .services()
             .iter()
-            .map(|(name, s)| (name.clone(), serde_json::to_value(s).unwrap_or(Value::Null)))
+            .map(|(name, s)| {
+                (
+                    name.clone(),
+                    serde_json::to_value(&**s).unwrap_or(Value::Null),
+                )
+            })
             .collect();
         return envelope::json_response(200, &Value::Object(services));
     }

@@ -62,13 +62,7 @@ impl L4Listeners {
 
     /// Starts listeners for new TCP destinations and stops those of removed ones.
     pub fn sync(self: &Arc<Self>) {
-        let wanted: Vec<u16> = self
-            .control
-            .snapshot()
-            .routes
-            .tcp_services()
-            .filter_map(|(_, dest)| dest.src_port)
-            .collect();
+        let wanted: Vec<u16> = self.control.snapshot().routes.tcp_ports().collect();
         let mut running = lock(&self.running);
         running.retain(|port, task| {
             let keep = wanted.contains(port);

@@ -1,7 +1,5 @@
 //! Header rules between client and replica: hop-by-hop headers stay on their hop, the
 //! X-Forwarded-* headers tell the replica who asked, and Host is preserved.
-use std::net::IpAddr;
-
 use hyper::{
     HeaderMap,
     header::{self, HeaderName, HeaderValue},
@@ -21,6 +19,10 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// The `Upgrade` protocol a request asks for (e.g. `websocket`), if it asks for one.
 pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let connection_upgrade = headers
@@ -37,6 +39,11 @@ pub fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Removes hop-by-hop headers, including those the Connection header names. With `upgrade`,
 /// the upgrade itself is forwarded (`Connection: upgrade`, `Upgrade: <protocol>`).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
+    // Most messages carry none or only `Connection`: one pass over the names is cheaper than
+    // a hashed removal per hop-by-hop name.
+    if upgrade.is_none() && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -56,28 +63,31 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     }
 }
 
-/// Adds the client to X-Forwarded-For and sets X-Forwarded-Proto and X-Forwarded-Host.
+/// Adds the client (`client`: its IP as text) to X-Forwarded-For and sets X-Forwarded-Proto
+/// and X-Forwarded-Host; `host` becomes the Host header.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &HeaderValue,
     proto: &'static str,
-    host: Option<&str>,
+    host: Option<&HeaderValue>,
 ) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let chain = match headers.get(&xff).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client}"),
-        None => client.to_string(),
+    let chain = match headers.get(&X_FORWARDED_FOR) {
+        Some(previous) => {
+            let mut chain = Vec::with_capacity(previous.len() + 2 + client.len());
+            chain.extend_from_slice(previous.as_bytes());
+            chain.extend_from_slice(b", ");
+            chain.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&chain).ok()
+        }
+        None => Some(client.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(xff, value);
+    if let Some(value) = chain {
+        headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(proto),
-    );
-    if let Some(value) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
-        headers.insert(HeaderName::from_static("x-forwarded-host"), value.clone());
-        headers.insert(header::HOST, value);
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if let Some(value) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), value.clone());
+        headers.insert(header::HOST, value.clone());
     }
 }
 
@@ -126,13 +136,33 @@ mod tests {
         let mut h = map(&[("x-forwarded-for", "203.0.113.9")]);
         add_forwarded(
             &mut h,
-            "198.18.0.2".parse().unwrap(),
+            &HeaderValue::from_static("198.18.0.2"),
             "http",
-            Some("example.com:8000"),
+            Some(&HeaderValue::from_static("example.com:8000")),
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.18.0.2");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "example.com:8000");
         assert_eq!(h["host"], "example.com:8000");
+        let mut first = HeaderMap::new();
+        add_forwarded(
+            &mut first,
+            &HeaderValue::from_static("198.18.0.2"),
+            "https",
+            None,
+        );
+        assert_eq!(first["x-forwarded-for"], "198.18.0.2");
+        assert_eq!(first["x-forwarded-proto"], "https");
+        assert!(!first.contains_key("host"));
+    }
+
+    #[test]
+    fn messages_without_hop_by_hop_headers_are_left_alone() {
+        let mut h = map(&[("accept", "*/*"), ("x-custom", "1")]);
+        strip_hop_by_hop(&mut h, None);
+        assert_eq!(h.len(), 2);
+        let mut h = map(&[("te", "trailers"), ("accept", "*/*")]);
+        strip_hop_by_hop(&mut h, None);
+        assert_eq!(h.len(), 1);
     }
 }

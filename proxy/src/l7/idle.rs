@@ -14,9 +14,15 @@ use std::{
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// Copies between `a` and `b` until both directions close; fails with `TimedOut` after `idle`
-/// without a byte in either direction. Returns the bytes copied `(a to b, b to a)`.
-pub async fn copy_bidirectional_idle<A, B>(a: A, b: B, idle: Duration) -> io::Result<(u64, u64)>
+/// Copies between `a` and `b` through a buffer of `buffer` bytes each way, until both
+/// directions close; fails with `TimedOut` after `idle` without a byte in either direction.
+/// Returns the bytes copied `(a to b, b to a)`.
+pub async fn copy_bidirectional_idle<A, B>(
+    a: A,
+    b: B,
+    idle: Duration,
+    buffer: usize,
+) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
@@ -45,7 +51,7 @@ where
         }
     };
     tokio::select! {
-        copied = tokio::io::copy_bidirectional(&mut a, &mut b) => copied,
+        copied = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, buffer, buffer) => copied,
         () = watch => Err(io::Error::new(io::ErrorKind::TimedOut, format!("idle for {idle:?}"))),
     }
 }
@@ -112,7 +118,7 @@ mod tests {
         let (client, proxy_a) = tokio::io::duplex(64);
         let (proxy_b, server) = tokio::io::duplex(64);
         let idle = Duration::from_millis(200);
-        let relay = tokio::spawn(copy_bidirectional_idle(proxy_a, proxy_b, idle));
+        let relay = tokio::spawn(copy_bidirectional_idle(proxy_a, proxy_b, idle, 64));
         let (mut client, mut server) = (client, server);
         // Traffic every 100 ms for 600 ms: three idle periods' worth, never idle.
         for _ in 0..6 {

@@ -12,4 +12,4 @@ mod tunnel;
 pub use errors::text_body;
 pub use idle::copy_bidirectional_idle;
 pub use pipeline::{HttpsPolicy, Proxy};
-pub use server::{Body, Listener, Tls, TlsListener, serve};
+pub use server::{Body, Listener, Peer, TlsListener, serve};

@@ -2,21 +2,26 @@
 //! idempotent requests on another replica when a connection is refused), relay the response.
 //! It reads the configuration snapshot and never takes a lock.
 use std::{
+    borrow::Cow,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{
     Method, Request, Response, StatusCode, Uri, Version,
     body::{Body as _, Incoming},
-    header,
+    header::{self, HeaderValue},
 };
 
-use super::{Body, Tls, auth, body::signal_end, errors::ProxyError, headers, text_body, tunnel};
+use super::{Body, Peer, auth, body::signal_end, errors::ProxyError, headers, text_body, tunnel};
 use crate::{
-    control::ControlPlane, metrics::Metrics, routes::Destination, upstream::UpstreamClient,
+    control::ControlPlane,
+    metrics::{Metrics, ServiceMetrics},
+    routes::Destination,
+    upstream::UpstreamClient,
 };
 
 /// How many replicas an idempotent request may try.
@@ -39,10 +44,10 @@ pub struct HttpsPolicy {
     pub only: bool,
 }
 
-/// What the access log records about a forwarded request.
+/// What the access log and the metrics record about a forwarded request.
 #[derive(Default)]
 struct Outcome {
-    service: Option<String>,
+    service: Option<Arc<ServiceMetrics>>,
     replica: Option<SocketAddr>,
 }
 
@@ -63,61 +68,65 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`; every outcome, errors included, is a response.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let host = request_host(&req);
+        // The access log is usually off under load: its fields are kept only when it is on.
+        let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
+            let host = request_host(&req).and_then(|h| h.to_str().ok().map(str::to_owned));
+            (req.uri().path().to_owned(), host)
+        });
         let mut outcome = Outcome::default();
-        let response = match self.forward(req, peer, host.clone(), &mut outcome).await {
+        let response = match self.forward(req, &peer, &mut outcome).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         };
         let elapsed = started.elapsed().as_secs_f64();
-        self.metrics.observe_request(
-            outcome.service.as_deref(),
-            outcome.replica,
-            response.status().as_u16(),
-            &method,
-            elapsed,
-        );
-        tracing::info!(
-            target: "access",
-            client = %peer.ip(),
-            %method,
-            host = host.as_deref().unwrap_or("-"),
-            path,
-            status = response.status().as_u16(),
-            service = outcome.service.as_deref().unwrap_or("-"),
-            replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
-            duration_ms = elapsed * 1000.0,
-        );
+        let status = response.status().as_u16();
+        let service = outcome
+            .service
+            .unwrap_or_else(|| self.metrics.service(NO_SERVICE));
+        service.observe(outcome.replica, status, &method, elapsed);
+        if let Some((path, host)) = logged {
+            tracing::info!(
+                target: "access",
+                client = %peer.addr.ip(),
+                %method,
+                host = host.as_deref().unwrap_or("-"),
+                path,
+                status,
+                service = service.name(),
+                replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                duration_ms = elapsed * 1000.0,
+            );
+        }
         response
     }
 
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
-        host: Option<String>,
+        peer: &Peer,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, ProxyError> {
         // Phase 1: route. `load_full` because the snapshot is held across awaits.
         let snapshot = self.control.snapshot_full();
-        let path = req.uri().path().to_owned();
+        let host = request_host(&req);
+        let host_str = host.as_ref().and_then(|h| h.to_str().ok());
+        // A clone shares the URI's bytes; it frees `req` for the upgrade below.
+        let uri = req.uri().clone();
         let route = snapshot
             .routes
-            .lookup(host.as_deref(), &path)
+            .lookup(host_str, uri.path())
             .ok_or(ProxyError::NoRoute)?;
-        let service = route.service.name.clone();
-        outcome.service = Some(service.clone());
+        let service: &str = &route.service.name;
+        outcome.service = Some(self.metrics.service(service));
         // Phase 2: plain HTTP to an https-only service is redirected.
         let dest: &Destination = route.destination;
-        let over_tls = req.extensions().get::<Tls>().is_some();
-        if !over_tls && (dest.https_only || self.https.only) {
+        if !peer.tls && (dest.https_only || self.https.only) {
             return Ok(redirect_to_https(
                 &req,
-                host.as_deref(),
+                host_str,
                 self.https.port,
                 dest.https_redirect_code,
             ));
@@ -129,19 +138,20 @@ impl Proxy {
         // Phase 4: the replicas.
         let replicas = snapshot
             .upstream(route.service, dest)
-            .ok_or_else(|| no_replica(&service, "it has no upstream"))?;
+            .ok_or_else(|| no_replica(service, "it has no upstream"))?;
         replicas.ensure_resolved().await;
         // Phase 5: the upstream request.
         let upgrade = headers::upgrade_protocol(req.headers());
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let path_and_query = match req.uri().query() {
-            Some(q) => format!("{}?{q}", route.path),
-            None => route.path.to_string(),
+        let rewritten = match &route.path {
+            Cow::Owned(path) => Some(path.as_str()),
+            Cow::Borrowed(_) => None,
         };
+        let path_and_query = upstream_path(&uri, rewritten)?;
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
-        let proto = if over_tls { "https" } else { "http" };
-        headers::add_forwarded(&mut parts.headers, peer.ip(), proto, host.as_deref());
+        let proto = if peer.tls { "https" } else { "http" };
+        headers::add_forwarded(&mut parts.headers, &peer.ip, proto, host.as_ref());
         // A body-less request can be sent again: to another replica after a refused
         // connection (nothing was sent), and if idempotent after a pooled connection that the
         // replica closed just as we reused it.
@@ -157,28 +167,26 @@ impl Proxy {
                 header::HeaderValue::from_static("chunked"),
             );
         }
-        let mut body = Some(body.boxed());
-        let mut tried = Vec::new();
+        let mut body = (!bodyless).then_some(body);
+        let mut tried = [NO_REPLICA; MAX_ATTEMPTS];
         let attempts = if bodyless { MAX_ATTEMPTS } else { 1 };
-        let mut last_error = replicas
-            .last_error()
-            .unwrap_or_else(|| "no replica is known".to_owned());
-        for _ in 0..attempts {
-            let Some(replica) = replicas.pick(&tried) else {
+        let mut last_error = None;
+        for attempt in 0..attempts {
+            let Some((replica, authority)) = replicas.pick_target(&tried[..attempt]) else {
                 break;
             };
-            tried.push(replica);
+            tried[attempt] = replica;
             outcome.replica = Some(replica);
             let (body, body_sent) = match body.take() {
-                Some(b) if !bodyless => {
-                    let (b, sent) = signal_end(b);
+                Some(b) => {
+                    let (b, sent) = signal_end(b.boxed());
                     (b, Some(sent))
                 }
-                _ => (Empty::new().map_err(|never| match never {}).boxed(), None),
+                None => (Empty::new().map_err(|never| match never {}).boxed(), None),
             };
             let mut upstream_req = Request::new(body);
             *upstream_req.method_mut() = parts.method.clone();
-            *upstream_req.uri_mut() = upstream_uri(replica, &path_and_query)?;
+            *upstream_req.uri_mut() = upstream_uri(authority, path_and_query.clone())?;
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = parts.headers.clone();
             let sent = send(&self.client, upstream_req, body_sent, dest.timeout_server);
@@ -186,7 +194,9 @@ impl Proxy {
                 Err(_) => {
                     // A replica that does not answer may be gone: look again.
                     replicas.report_failure(replica);
-                    return Err(ProxyError::Timeout { service });
+                    return Err(ProxyError::Timeout {
+                        service: service.to_owned(),
+                    });
                 }
                 Ok(Ok(response)) => {
                     return Ok(relay_response(response, client_upgrade, dest, service));
@@ -194,23 +204,34 @@ impl Proxy {
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
                     replicas.report_failure(replica);
-                    last_error = e.to_string();
+                    last_error = Some(e.to_string());
                 }
                 Ok(Err(e)) if idempotent && bodyless && closed_before_answer(&e) => {
                     tracing::debug!(%service, %replica, error = %e, "reused connection closed; retrying");
-                    last_error = e.to_string();
+                    last_error = Some(e.to_string());
                 }
                 Ok(Err(e)) => {
                     return Err(ProxyError::Upstream {
-                        service,
+                        service: service.to_owned(),
                         reason: e.to_string(),
                     });
                 }
             }
         }
-        Err(no_replica(&service, &last_error))
+        let reason = last_error
+            .or_else(|| replicas.last_error())
+            .unwrap_or_else(|| "no replica is known".to_owned());
+        Err(no_replica(service, &reason))
     }
 }
+
+/// The service label of requests no route took.
+const NO_SERVICE: &str = "-";
+
+/// Fills the unused slots of the replicas tried so far (never compared: only the tried
+/// prefix is).
+const NO_REPLICA: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 /// Sends `req`; `timeout` counts from when the request body has been sent whole.
 async fn send(
@@ -283,13 +304,32 @@ fn no_replica(service: &str, reason: &str) -> ProxyError {
     }
 }
 
-fn upstream_uri(replica: SocketAddr, path_and_query: &str) -> Result<Uri, ProxyError> {
-    format!("http://{replica}{path_and_query}")
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| ProxyError::Upstream {
-            service: replica.to_string(),
-            reason: e.to_string(),
-        })
+/// The path and query to send upstream: the client's own when the route keeps the path
+/// (shared, not copied), else the `rewritten` path with the client's query.
+fn upstream_path(uri: &Uri, rewritten: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let text = match (rewritten, uri.path_and_query()) {
+        (None, Some(original)) => return Ok(original.clone()),
+        (None, None) => "/".to_owned(),
+        (Some(path), _) => match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        },
+    };
+    PathAndQuery::try_from(text).map_err(|e| ProxyError::Upstream {
+        service: uri.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|e| ProxyError::Upstream {
+        service: "-".to_owned(),
+        reason: e.to_string(),
+    })
 }
 
 /// Turns the replica's response into the client's: hop-by-hop headers stay behind, and a 101
@@ -298,12 +338,12 @@ fn relay_response(
     mut response: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     dest: &Destination,
-    service: String,
+    service: &str,
 ) -> Response<Body> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client) = client_upgrade {
             let upstream = hyper::upgrade::on(&mut response);
-            tunnel::spawn(client, upstream, dest.timeout_tunnel, service);
+            tunnel::spawn(client, upstream, dest.timeout_tunnel, service.to_owned());
         }
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
@@ -315,13 +355,18 @@ fn relay_response(
     Response::from_parts(parts, body.boxed())
 }
 
-/// The host the client asked for: the Host header, or the HTTP/2 `:authority`.
-fn request_host<B>(req: &Request<B>) -> Option<String> {
+/// The host the client asked for: the Host header (when it is text), or the HTTP/2
+/// `:authority`.
+fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
     req.headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .filter(|h| h.to_str().is_ok())
+        .cloned()
+        .or_else(|| {
+            req.uri()
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        })
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -329,4 +374,30 @@ fn is_idempotent(method: &Method) -> bool {
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_upstream_path_keeps_the_query_and_takes_a_rewrite() {
+        let uri: Uri = "/demo/x?a=1&b=2".parse().unwrap();
+        assert_eq!(upstream_path(&uri, None).unwrap(), "/demo/x?a=1&b=2");
+        assert_eq!(upstream_path(&uri, Some("/x")).unwrap(), "/x?a=1&b=2");
+        let plain: Uri = "/demo".parse().unwrap();
+        assert_eq!(upstream_path(&plain, Some("/")).unwrap(), "/");
+        let authority_only: Uri = "example.com:443".parse().unwrap();
+        assert_eq!(upstream_path(&authority_only, None).unwrap(), "/");
+    }
+
+    #[test]
+    fn the_upstream_uri_addresses_the_replica() {
+        let uri = upstream_uri(
+            Authority::from_static("198.18.0.2:8080"),
+            PathAndQuery::from_static("/x?y=1"),
+        )
+        .unwrap();
+        assert_eq!(uri.to_string(), "http://198.18.0.2:8080/x?y=1");
+    }
 }

@@ -7,6 +7,10 @@ use hyper_util::rt::TokioIo;
 
 use super::idle::copy_bidirectional_idle;
 
+/// Each direction's buffer: WebSocket messages are small, and an idle tunnel should hold
+/// little (tokio's default).
+const BUFFER: usize = 8 * 1024;
+
 /// Relays between the client's and the replica's upgraded connections in a task of its own.
 pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, limit: Duration, service: String) {
     tokio::spawn(async move {
@@ -18,7 +22,7 @@ pub fn spawn(client: OnUpgrade, upstream: OnUpgrade, limit: Duration, service: S
             }
         };
         let (client, upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-        match copy_bidirectional_idle(client, upstream, limit).await {
+        match copy_bidirectional_idle(client, upstream, limit, BUFFER).await {
             Ok((up, down)) => tracing::debug!(%service, up, down, "tunnel closed"),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 tracing::info!(%service, ?limit, "idle tunnel closed by timeoutTunnel");

@@ -28,7 +28,7 @@ fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
     let mut http: Vec<(&Service, &Destination)> = table
         .services()
         .values()
-        .flat_map(|s| s.destinations.iter().map(move |d| (s, d)))
+        .flat_map(|s| s.destinations.iter().map(move |d| (&**s, d)))
         .filter(|(_, d)| d.req_mode == ReqMode::Http)
         .collect();
     http.sort_by_key(|(s, d)| (dfp_group(d), &s.acl_name, &s.name, d.index));
@@ -76,6 +76,7 @@ fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
         .services()
         .values()
         .filter(|s| !s.users.is_empty())
+        .map(|s| &**s)
         .collect();
     with_users.sort_by_key(|s| (&s.acl_name, &s.name));
     for svc in with_users {

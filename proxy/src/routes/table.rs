@@ -5,20 +5,30 @@
 //! nothing here mutates a table, so readers never need a lock.
 
 use std::borrow::Cow;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use imbl::OrdMap;
 use regex::Regex;
 
 use super::error::RouteError;
 use super::service::{Destination, DomainPattern, PathType, ReqMode, Service};
 
+mod index;
+
+use index::{Kind, RouteIndex, Target};
+
 /// An immutable, validated set of services with a precomputed HTTP index.
+///
+/// Cloning is cheap and a change costs O(log n): the maps are persistent, so the next table
+/// shares everything it did not change with the current one.
 #[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    services: BTreeMap<String, Service>,
-    /// HTTP routes, best match first; lookup takes the first that matches.
-    routes: Vec<Route>,
+    services: OrdMap<String, Arc<Service>>,
+    /// HTTP routes by host and path.
+    index: RouteIndex,
+    /// TCP destinations by `srcPort`: (service, destination position).
+    tcp: OrdMap<u16, (Arc<Service>, usize)>,
 }
 
 /// The result of an HTTP lookup.
@@ -33,21 +43,12 @@ pub struct RouteMatch<'a> {
 }
 
 /// One (host pattern, path pattern) pair of one destination.
-#[derive(Debug, Clone)]
-struct Route {
-    /// Key into `RouteTable::services`.
-    service: String,
-    /// Position in the service's `destinations`.
-    dest: usize,
-    host: Option<DomainPattern>,
-    path: PathMatch,
-}
-
-#[derive(Debug, Clone)]
-enum PathMatch {
-    Exact(String),
-    Prefix(String),
-    Regex(Regex),
+struct Route<'a> {
+    host: Option<&'a DomainPattern>,
+    kind: Kind,
+    pattern: &'a str,
+    regex: Option<&'a Regex>,
+    path_idx: usize,
 }
 
 impl RouteTable {
@@ -56,32 +57,38 @@ impl RouteTable {
     /// When two services clash, the one whose name sorts first is reported
     /// as the owner; [`RouteTable::with_service`] names the real newcomer.
     pub fn build(services: BTreeMap<String, Service>) -> Result<RouteTable, RouteError> {
-        check_conflicts(services.iter())?;
-        Ok(Self::index(services))
+        let mut table = RouteTable::default();
+        for service in services.into_values() {
+            table.add(Arc::new(service))?;
+        }
+        Ok(table)
     }
 
     /// A new table with `service` added, or replacing the one of that name.
     ///
     /// On a conflict the error names the existing owner; `self` is untouched.
     pub fn with_service(&self, service: Service) -> Result<RouteTable, RouteError> {
-        let name = service.name.clone();
-        let mut services = self.services.clone();
-        services.insert(name.clone(), service);
-        let others = services.iter().filter(|(k, _)| **k != name);
-        check_conflicts(others.chain(services.get_key_value(&name)))?;
-        Ok(Self::index(services))
+        let mut next = self.clone();
+        if let Some(old) = next.services.get(&service.name).cloned() {
+            next.unindex(&old);
+        }
+        next.add(Arc::new(service))?;
+        Ok(next)
     }
 
     /// A new table without the service `name`, and whether it was there.
     pub fn without_service(&self, name: &str) -> (RouteTable, bool) {
-        let mut services = self.services.clone();
-        let removed = services.remove(name).is_some();
+        let mut next = self.clone();
+        let Some(old) = next.services.remove(name) else {
+            return (next, false);
+        };
         // Removing routes cannot create a conflict, so no check is needed.
-        (Self::index(services), removed)
+        next.unindex(&old);
+        (next, true)
     }
 
     /// All services, by name.
-    pub fn services(&self) -> &BTreeMap<String, Service> {
+    pub fn services(&self) -> &OrdMap<String, Arc<Service>> {
         &self.services
     }
 
@@ -91,15 +98,13 @@ impl RouteTable {
     /// the request path without the query string. The most specific route
     /// wins: longest pattern first; at equal length a route for the exact
     /// host beats a wildcard one, which beats a route for any host; then
-    /// exact beats prefix beats regex.
+    /// exact beats prefix beats regex; then the service name, destination and
+    /// path positions decide.
     pub fn lookup<'a>(&'a self, host: Option<&str>, path: &'a str) -> Option<RouteMatch<'a>> {
         let host = host.and_then(normalize_host);
-        let route = self
-            .routes
-            .iter()
-            .find(|r| r.matches(host.as_deref(), path))?;
-        let service = self.services.get(&route.service)?;
-        let destination = service.destinations.get(route.dest)?;
+        let target = self.index.lookup(host.as_deref(), path)?;
+        let service = &*target.service;
+        let destination = service.destinations.get(target.dest)?;
         let path = match destination.rewrite_path(path) {
             Some(rewritten) => Cow::Owned(rewritten),
             None => Cow::Borrowed(path),
@@ -117,146 +122,141 @@ impl RouteTable {
             s.destinations
                 .iter()
                 .filter(|d| d.req_mode == ReqMode::Tcp)
-                .map(move |d| (s, d))
+                .map(move |d| (&**s, d))
         })
     }
 
-    fn index(services: BTreeMap<String, Service>) -> RouteTable {
-        // Service name and positions break ties, so the order is deterministic.
-        let mut ranked = Vec::new();
-        for (key, svc) in &services {
-            for (pos, dest) in svc.destinations.iter().enumerate() {
-                for (route, path_idx) in routes_of(key, pos, dest) {
-                    ranked.push(((Rank::of(&route), key, pos, path_idx), route));
+    /// The `srcPort`s of the tcp destinations, in order (without visiting every service).
+    pub fn tcp_ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.tcp.keys().copied()
+    }
+
+    /// The tcp destination listening on `port`, with its service.
+    pub fn tcp_service(&self, port: u16) -> Option<(&Service, &Destination)> {
+        let (service, dest) = self.tcp.get(&port)?;
+        Some((&**service, service.destinations.get(*dest)?))
+    }
+
+    /// Indexes `service`, refusing a route or `srcPort` another service owns. Routes are
+    /// checked in the service's order (destinations, then paths, then hosts), so the error
+    /// names the first one that clashes. Duplicates inside one service are allowed: its
+    /// first destination wins.
+    fn add(&mut self, service: Arc<Service>) -> Result<(), RouteError> {
+        for (pos, dest) in service.destinations.iter().enumerate() {
+            for route in routes_of(dest) {
+                match self.index.owner(route.host, route.kind, route.pattern) {
+                    Some(owner) if owner.service.name != service.name => {
+                        return Err(conflict(
+                            route.describe(),
+                            &owner.service.name,
+                            &service.name,
+                        ));
+                    }
+                    Some(_) => {}
+                    None => self.index.insert(
+                        route.host,
+                        route.kind,
+                        route.pattern,
+                        route.regex,
+                        Target {
+                            service: Arc::clone(&service),
+                            dest: pos,
+                            path_idx: route.path_idx,
+                        },
+                    ),
+                }
+            }
+            if let (ReqMode::Tcp, Some(src)) = (dest.req_mode, dest.src_port) {
+                match self.tcp.get(&src) {
+                    Some((owner, _)) if owner.name != service.name => {
+                        return Err(conflict(
+                            format!("tcp srcPort {src}"),
+                            &owner.name,
+                            &service.name,
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        self.tcp.insert(src, (Arc::clone(&service), pos));
+                    }
                 }
             }
         }
-        ranked.sort_by(|a, b| a.0.cmp(&b.0));
-        let routes = ranked.into_iter().map(|(_, r)| r).collect();
-        RouteTable { services, routes }
+        self.services.insert(service.name.clone(), service);
+        Ok(())
     }
-}
 
-/// How specific a route is; smaller sorts first and wins.
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    /// Pattern length (a regex counts its source text).
-    len: Reverse<usize>,
-    /// Exact host (2) over wildcard (1) over any host (0), then suffix length.
-    host: Reverse<(u8, usize)>,
-    /// Exact (2) over prefix (1) over regex (0).
-    kind: Reverse<u8>,
-}
-
-impl Rank {
-    fn of(route: &Route) -> Rank {
-        let (len, kind) = match &route.path {
-            PathMatch::Exact(p) => (p.len(), 2),
-            PathMatch::Prefix(p) => (p.len(), 1),
-            PathMatch::Regex(r) => (r.as_str().len(), 0),
-        };
-        let host = match &route.host {
-            Some(DomainPattern::Exact(d)) => (2, d.len()),
-            Some(DomainPattern::Wildcard(s)) => (1, s.len()),
-            None => (0, 0),
-        };
-        Rank {
-            len: Reverse(len),
-            host: Reverse(host),
-            kind: Reverse(kind),
+    /// Drops `service`'s routes and ports from the indexes (not from `services`).
+    fn unindex(&mut self, service: &Service) {
+        for dest in &service.destinations {
+            for route in routes_of(dest) {
+                let owned = self
+                    .index
+                    .owner(route.host, route.kind, route.pattern)
+                    .is_some_and(|t| t.service.name == service.name);
+                if owned {
+                    self.index.remove(route.host, route.kind, route.pattern);
+                }
+            }
+            if let Some(src) = dest.src_port
+                && self
+                    .tcp
+                    .get(&src)
+                    .is_some_and(|(s, _)| s.name == service.name)
+            {
+                self.tcp.remove(&src);
+            }
         }
     }
 }
 
-/// Expands an HTTP destination into one route per (path, domain) pair, so
-/// that each can be ranked on its own. Returns the path's position too.
-fn routes_of(service: &str, dest_pos: usize, dest: &Destination) -> Vec<(Route, usize)> {
+/// Expands an HTTP destination into one route per (path, domain) pair, paths outer.
+fn routes_of(dest: &Destination) -> Vec<Route<'_>> {
     if dest.req_mode != ReqMode::Http {
         return Vec::new();
     }
-    let hosts: Vec<Option<DomainPattern>> = if dest.domains.is_empty() {
+    let hosts: Vec<Option<&DomainPattern>> = if dest.domains.is_empty() {
         vec![None]
     } else {
-        dest.domains.iter().cloned().map(Some).collect()
+        dest.domains.iter().map(Some).collect()
     };
     let mut out = Vec::with_capacity(hosts.len() * dest.paths.len());
     for (path_idx, path) in dest.paths.iter().enumerate() {
-        let matcher = match &dest.path_type {
-            PathType::Prefix => PathMatch::Prefix(path.clone()),
-            PathType::Exact => PathMatch::Exact(path.clone()),
+        let (kind, pattern, regex) = match &dest.path_type {
+            PathType::Prefix => (Kind::Prefix, path.as_str(), None),
+            PathType::Exact => (Kind::Exact, path.as_str(), None),
             // parse keeps one compiled regex per path, in the same order.
             PathType::Regex(res) => match res.get(path_idx) {
-                Some(re) => PathMatch::Regex(re.clone()),
+                Some(re) => (Kind::Regex, re.as_str(), Some(re)),
                 None => continue,
             },
         };
         for host in &hosts {
-            let route = Route {
-                service: service.to_owned(),
-                dest: dest_pos,
-                host: host.clone(),
-                path: matcher.clone(),
-            };
-            out.push((route, path_idx));
+            out.push(Route {
+                host: *host,
+                kind,
+                pattern,
+                regex,
+                path_idx,
+            });
         }
     }
     out
 }
 
-impl Route {
-    fn matches(&self, host: Option<&str>, path: &str) -> bool {
-        let host_ok = match &self.host {
-            None => true,
-            Some(pattern) => host.is_some_and(|h| pattern.matches(h)),
-        };
-        host_ok
-            && match &self.path {
-                PathMatch::Exact(p) => path == p,
-                PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-                PathMatch::Regex(r) => r.is_match(path),
-            }
-    }
-
+impl Route<'_> {
     /// Human-readable route for conflict messages, e.g. `path_beg /demo on any host`.
     fn describe(&self) -> String {
-        let (kind, pattern) = match &self.path {
-            PathMatch::Exact(p) => ("path", p.as_str()),
-            PathMatch::Prefix(p) => ("path_beg", p.as_str()),
-            PathMatch::Regex(r) => ("path_reg", r.as_str()),
+        let kind = match self.kind {
+            Kind::Exact => "path",
+            Kind::Prefix => "path_beg",
+            Kind::Regex => "path_reg",
         };
-        match &self.host {
-            None => format!("{kind} {pattern} on any host"),
-            Some(h) => format!("{kind} {pattern} on host {h}"),
+        match self.host {
+            None => format!("{kind} {} on any host", self.pattern),
+            Some(h) => format!("{kind} {} on host {h}", self.pattern),
         }
     }
-}
-
-/// Rejects a route (or tcp `srcPort`) that two services claim. Services are
-/// visited in the given order, so the earlier one is named as the owner.
-/// Duplicates inside one service are allowed: its first destination wins.
-fn check_conflicts<'a>(
-    services: impl Iterator<Item = (&'a String, &'a Service)>,
-) -> Result<(), RouteError> {
-    let mut http_owners: HashMap<String, &str> = HashMap::new();
-    let mut tcp_owners: HashMap<u16, &str> = HashMap::new();
-    for (key, svc) in services {
-        for (pos, dest) in svc.destinations.iter().enumerate() {
-            for (route, _) in routes_of(key, pos, dest) {
-                let described = route.describe();
-                let owner = *http_owners.entry(described.clone()).or_insert(key);
-                if owner != key {
-                    return Err(conflict(described, owner, key));
-                }
-            }
-            if let (ReqMode::Tcp, Some(src)) = (dest.req_mode, dest.src_port) {
-                let owner = *tcp_owners.entry(src).or_insert(key);
-                if owner != key {
-                    return Err(conflict(format!("tcp srcPort {src}"), owner, key));
-                }
-            }
-        }
-    }
-    Ok(())
 }
 
 fn conflict(route: String, owner: &str, service: &str) -> RouteError {

@@ -10,6 +10,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
+use http::uri::Authority;
 
 use super::resolver::ReplicaResolver;
 
@@ -37,6 +38,9 @@ pub struct ReplicaSet {
 #[derive(Default)]
 struct Replicas {
     addrs: Vec<SocketAddr>,
+    /// Per address: the request-URI authority (formatting an address per request was a
+    /// visible share of the request path).
+    authorities: Vec<Authority>,
     /// Per address: milliseconds since [`epoch`] until which it is ejected.
     ejected_until: Vec<AtomicU64>,
     resolved: bool,
@@ -75,15 +79,12 @@ impl ReplicaSet {
         })
     }
 
-    /// What this set resolves.
-    pub fn key(&self) -> &UpstreamKey {
-        &self.key
-    }
-
     /// Resolves the set if it never was.
     pub async fn ensure_resolved(&self) {
         if !self.current.load().resolved {
-            self.refresh().await;
+            // Boxed: a DNS look-up's state is large, and callers on the request path would
+            // otherwise carry it in every request's future.
+            Box::pin(self.refresh()).await;
         }
     }
 
@@ -116,6 +117,7 @@ impl ReplicaSet {
                     self.changed.notify_one();
                 }
                 Replicas {
+                    authorities: authorities_of(&addrs),
                     addrs,
                     ejected_until,
                     resolved: true,
@@ -127,6 +129,7 @@ impl ReplicaSet {
                 tracing::warn!(service = %self.key.host, error = %e, "replica look-up failed");
                 Replicas {
                     addrs: old.addrs.clone(),
+                    authorities: old.authorities.clone(),
                     ejected_until: old
                         .ejected_until
                         .iter()
@@ -144,6 +147,11 @@ impl ReplicaSet {
     /// The next replica in round-robin order that is neither ejected nor in `exclude`; if every
     /// replica is ejected, the next one not excluded (trying beats refusing).
     pub fn pick(&self, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        self.pick_target(exclude).map(|(addr, _)| addr)
+    }
+
+    /// As [`ReplicaSet::pick`], with the replica's request-URI authority.
+    pub fn pick_target(&self, exclude: &[SocketAddr]) -> Option<(SocketAddr, Authority)> {
         let replicas = self.current.load();
         let n = replicas.addrs.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
@@ -153,7 +161,7 @@ impl ReplicaSet {
             |i: usize| allowed(i) && replicas.ejected_until[i].load(Ordering::Relaxed) <= now;
         choose(n, start, healthy)
             .or_else(|| choose(n, start, allowed))
-            .map(|i| replicas.addrs[i])
+            .map(|i| (replicas.addrs[i], replicas.authorities[i].clone()))
     }
 
     /// A replica refused a connection or did not answer: it stays out of rotation for a
@@ -188,6 +196,16 @@ impl Replicas {
     }
 }
 
+fn authorities_of(addrs: &[SocketAddr]) -> Vec<Authority> {
+    addrs
+        .iter()
+        .map(|addr| {
+            Authority::try_from(addr.to_string().as_str())
+                .expect("a socket address is a valid authority")
+        })
+        .collect()
+}
+
 /// The first index from `start` (round robin over `n`) for which `usable` holds.
 fn choose(n: usize, start: usize, usable: impl Fn(usize) -> bool) -> Option<usize> {
     (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
@@ -201,6 +219,19 @@ mod tests {
     fn round_robin_visits_every_replica_in_turn() {
         let picks: Vec<_> = (0..6).map(|s| choose(3, s, |_| true).unwrap()).collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn authorities_name_the_replicas() {
+        let addrs: Vec<SocketAddr> = vec![
+            "198.18.0.2:8080".parse().unwrap(),
+            "[2001:db8::1]:80".parse().unwrap(),
+        ];
+        let names: Vec<String> = authorities_of(&addrs)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(names, ["198.18.0.2:8080", "[2001:db8::1]:80"]);
     }
 
     #[test]

@@ -303,3 +303,148 @@ fn indexed_destinations_route_independently() {
     assert_eq!(t.lookup(None, "/api/x").unwrap().destination.port, 8080);
     assert_eq!(t.lookup(None, "/admin").unwrap().destination.port, 9090);
 }
+
+/// The rank order `lookup` documents, applied by scanning every route: what the index must
+/// agree with.
+fn reference_lookup<'a>(t: &'a RouteTable, host: Option<&str>, path: &str) -> Option<&'a str> {
+    let host = host.and_then(normalize_host);
+    let mut best: Option<(_, &str)> = None;
+    for (name, svc) in t.services() {
+        for (pos, dest) in svc.destinations.iter().enumerate() {
+            for route in routes_of(dest) {
+                let host_rank = match route.host {
+                    None => (0, 0),
+                    Some(p) if host.as_deref().is_some_and(|h| p.matches(h)) => match p {
+                        DomainPattern::Exact(d) => (2, d.len()),
+                        DomainPattern::Wildcard(s) => (1, s.len()),
+                    },
+                    Some(_) => continue,
+                };
+                let (matched, kind) = match (route.kind, route.regex) {
+                    (Kind::Exact, _) => (path == route.pattern, 2),
+                    (Kind::Prefix, _) => (path.starts_with(route.pattern), 1),
+                    (Kind::Regex, Some(re)) => (re.is_match(path), 0),
+                    (Kind::Regex, None) => continue,
+                };
+                if !matched {
+                    continue;
+                }
+                let key = (
+                    std::cmp::Reverse(route.pattern.len()),
+                    std::cmp::Reverse(host_rank),
+                    std::cmp::Reverse(kind),
+                    name.clone(),
+                    pos,
+                    route.path_idx,
+                );
+                if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                    best = Some((key, name.as_str()));
+                }
+            }
+        }
+    }
+    best.map(|(_, name)| name)
+}
+
+/// A small deterministic generator, so the comparison below is repeatable.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+}
+
+#[test]
+fn the_index_answers_as_a_scan_of_every_route_in_rank_order() {
+    const PATHS: &[&str] = &[
+        "/", "/a", "/ab", "/a/b", "/api", "/api/v1", "/b", "/é", "/x/y/z",
+    ];
+    const REGEXES: &[&str] = &["^/a", "b$", "^/api/v[0-9]", "/.*/", "é"];
+    const DOMAINS: &[&str] = &["a.com", "*.a.com", "b.a.com", "*.b.a.com", "c.org", "*.org"];
+    const HOSTS: &[&str] = &[
+        "a.com",
+        "B.A.com:80",
+        "x.b.a.com",
+        "c.org",
+        "d.org",
+        "a.com.",
+        "zz",
+    ];
+    let mut rng = Lcg(7);
+    for round in 0..40 {
+        let mut t = RouteTable::default();
+        for i in 0..12 {
+            let name = format!("s{}", rng.below(8));
+            let path_type = rng.pick(&["path_beg", "path", "path_reg"]);
+            let source = if path_type == "path_reg" {
+                REGEXES
+            } else {
+                PATHS
+            };
+            let mut pairs = vec![
+                ("serviceName", name.clone()),
+                ("pathType", path_type.to_owned()),
+                ("port", format!("{}", 8000 + i)),
+                (
+                    "servicePath",
+                    format!("{},{}", rng.pick(source), rng.pick(source)),
+                ),
+            ];
+            if rng.below(2) == 0 {
+                pairs.push(("serviceDomain", rng.pick(DOMAINS).to_owned()));
+            }
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let query: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let Ok(service) = parse_reconfigure(&query) else {
+                continue;
+            };
+            // Conflicting services are refused; the table stays as it was.
+            if let Ok(next) = t.with_service(service) {
+                t = next;
+            }
+            if rng.below(5) == 0 {
+                t = t.without_service(&format!("s{}", rng.below(8))).0;
+            }
+        }
+        for host in HOSTS.iter().map(Some).chain([None]) {
+            for path in PATHS.iter().chain(["/api/v12/x", "/ab/", "/zzz"].iter()) {
+                let got = t
+                    .lookup(host.copied(), path)
+                    .map(|m| m.service.name.as_str());
+                assert_eq!(
+                    got,
+                    reference_lookup(&t, host.copied(), path),
+                    "round {round}, host {host:?}, path {path}, table {:?}",
+                    t.services().keys().collect::<Vec<_>>()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn many_services_are_found_without_a_scan() {
+    let mut t = table(vec![http("root", "/")]);
+    for i in 0..2000 {
+        t = t
+            .with_service(http(&format!("svc-{i}"), &format!("/svc-{i}")))
+            .unwrap();
+    }
+    assert_eq!(served_by(&t, None, "/svc-1999/x"), "svc-1999");
+    assert_eq!(served_by(&t, None, "/svc-1"), "svc-1");
+    assert_eq!(served_by(&t, None, "/other"), "root");
+    let (t, _) = t.without_service("svc-1999");
+    assert_eq!(served_by(&t, None, "/svc-1999/x"), "svc-199");
+}
