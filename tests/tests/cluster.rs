@@ -14,6 +14,23 @@ const GO_DEMO: &str = "serviceName=go-demo&servicePath=/demo&port=8080";
 const NO_PERIODIC_SYNC: [&str; 2] = ["--peer-sync-interval", "3600"];
 const CONVERGE: Duration = Duration::from_secs(30);
 
+/// Uploads a certificate for shop.example.com to replica `node`, distributed.
+fn put_shop_certificate(cluster: &ProxyCluster, node: usize) -> anyhow::Result<()> {
+    let ca = TestCa::new()?;
+    let bundle = temp_state_dir().with_extension("pem");
+    std::fs::write(&bundle, ca.issue(&["shop.example.com"])?.bundle)?;
+    let upload = format!("@{}", bundle.display());
+    let put = cluster.api_with(
+        node,
+        "/v1/docker-flow-proxy/cert?certName=shop&distribute=true",
+        &["-X", "PUT", "--data-binary", &upload],
+    );
+    std::fs::remove_file(&bundle)?;
+    let put = put?;
+    ensure!(put.status == 200, "certificate upload: {}", put.body);
+    Ok(())
+}
+
 fn json(body: &str) -> anyhow::Result<serde_json::Value> {
     serde_json::from_str(body).map_err(|e| anyhow::anyhow!("not JSON ({e}): {body}"))
 }
@@ -48,17 +65,7 @@ fn distribute_reaches_every_replica_and_a_dead_one_is_reported() -> anyhow::Resu
     }
 
     // A certificate is distributed too.
-    let ca = TestCa::new()?;
-    let bundle = temp_state_dir().with_extension("pem");
-    std::fs::write(&bundle, ca.issue(&["shop.example.com"])?.bundle)?;
-    let upload = format!("@{}", bundle.display());
-    let put = cluster.api_with(
-        0,
-        "/v1/docker-flow-proxy/cert?certName=shop&distribute=true",
-        &["-X", "PUT", "--data-binary", &upload],
-    )?;
-    std::fs::remove_file(&bundle)?;
-    assert_eq!(put.status, 200, "{}", put.body);
+    put_shop_certificate(&cluster, 0)?;
     for node in 1..3 {
         let certs = cluster.api(node, "/v1/docker-flow-proxy/certs")?.body;
         assert!(certs.contains("shop.example.com"), "node {node}: {certs}");
@@ -114,17 +121,7 @@ fn a_new_replica_has_the_whole_configuration_before_ping_says_ready() -> anyhow:
         )?;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
-    let ca = TestCa::new()?;
-    let bundle = temp_state_dir().with_extension("pem");
-    std::fs::write(&bundle, ca.issue(&["shop.example.com"])?.bundle)?;
-    let upload = format!("@{}", bundle.display());
-    let put = cluster.api_with(
-        2,
-        "/v1/docker-flow-proxy/cert?certName=shop&distribute=true",
-        &["-X", "PUT", "--data-binary", &upload],
-    )?;
-    std::fs::remove_file(&bundle)?;
-    assert_eq!(put.status, 200, "{}", put.body);
+    put_shop_certificate(&cluster, 2)?;
     let expected_hash = cluster.config_hash(0)?;
 
     // A fourth replica is scheduled: it appears in tasks.proxy and starts empty.

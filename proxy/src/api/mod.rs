@@ -108,29 +108,14 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
             distributed(&ctx, method.clone(), path.clone(), query, body, reply).await
         }
         "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
-        "/v1/docker-flow-proxy/reconfigure" => {
-            let reply = dfp::reconfigure(&ctx.changes, &query).await;
-            distributed(
-                &ctx,
-                method.clone(),
-                path.clone(),
-                query,
-                Bytes::new(),
-                reply,
-            )
-            .await
-        }
-        "/v1/docker-flow-proxy/remove" => {
-            let reply = dfp::remove(&ctx.changes, &query).await;
-            distributed(
-                &ctx,
-                method.clone(),
-                path.clone(),
-                query,
-                Bytes::new(),
-                reply,
-            )
-            .await
+        "/v1/docker-flow-proxy/reconfigure" | "/v1/docker-flow-proxy/remove" => {
+            let reply = if path.ends_with("/reconfigure") {
+                dfp::reconfigure(&ctx.changes, &query).await
+            } else {
+                dfp::remove(&ctx.changes, &query).await
+            };
+            let (method, path) = (method.clone(), path.clone());
+            distributed(&ctx, method, path, query, Bytes::new(), reply).await
         }
         "/v1/docker-flow-proxy/config" => dfp::config(control, &query),
         "/v1/docker-flow-proxy/reload" => dfp::reload(control).await,

@@ -155,6 +155,13 @@ mod tests {
         SocketAddr::from(([198, 18, 0, last], 8080))
     }
 
+    fn peer(last: u8, outcome: Result<(), &str>) -> PeerResult {
+        PeerResult {
+            addr: addr(last),
+            outcome: outcome.map_err(str::to_owned),
+        }
+    }
+
     #[test]
     fn peers_get_the_same_query_without_the_token_and_never_distribute_further() {
         let call = Call {
@@ -176,19 +183,7 @@ mod tests {
 
     #[test]
     fn all_peers_reached_is_dfps_ok_with_each_peer_listed() {
-        let reply = merge(
-            envelope_ok(),
-            &[
-                PeerResult {
-                    addr: addr(1),
-                    outcome: Ok(()),
-                },
-                PeerResult {
-                    addr: addr(2),
-                    outcome: Ok(()),
-                },
-            ],
-        );
+        let reply = merge(envelope_ok(), &[peer(1, Ok(())), peer(2, Ok(()))]);
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body["Status"], "OK");
         assert_eq!(reply.body["Message"], "Distributed to all instances");
@@ -199,16 +194,7 @@ mod tests {
     fn a_failed_peer_makes_a_500_naming_it() {
         let reply = merge(
             envelope_ok(),
-            &[
-                PeerResult {
-                    addr: addr(1),
-                    outcome: Ok(()),
-                },
-                PeerResult {
-                    addr: addr(2),
-                    outcome: Err("connection refused".into()),
-                },
-            ],
+            &[peer(1, Ok(())), peer(2, Err("connection refused"))],
         );
         assert_eq!(reply.status, 500);
         assert_eq!(reply.body["Status"], "NOK");
