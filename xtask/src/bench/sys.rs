@@ -89,13 +89,49 @@ pub struct CpuTime {
     pub user: f64,
     /// Time in the kernel on the process's behalf.
     pub system: f64,
+    /// Time on a CPU, user and kernel together, to the nanosecond (the scheduler's count
+    /// summed over the live threads); `user` and `system` only count whole clock ticks.
+    pub on_cpu: f64,
 }
 
-/// The CPU time of `pid` (all its threads), from `/proc/<pid>/stat`.
+impl CpuTime {
+    /// User and system CPU in % of one core between `before` and `self`, `wall` seconds apart.
+    /// Each is capped by the nanosecond on-CPU time: a process that ran 2 ms in a window can
+    /// show a whole 10 ms tick of user time, which would read as 5 times what it used.
+    pub fn percent_since(&self, before: &CpuTime, wall: f64) -> (f64, f64) {
+        let on_cpu = (self.on_cpu - before.on_cpu).max(0.0);
+        let user = (self.user - before.user).min(on_cpu);
+        let system = (self.system - before.system).min(on_cpu);
+        (user / wall * 100.0, system / wall * 100.0)
+    }
+}
+
+/// The CPU time of `pid` (all its threads), from `/proc/<pid>/stat` and the threads'
+/// `schedstat`.
 pub fn cpu_time(pid: u32) -> anyhow::Result<CpuTime> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading the stat of process {pid}"))?;
-    parse_cpu_time(&stat, clock_ticks())
+    let mut time = parse_cpu_time(&stat, clock_ticks())?;
+    time.on_cpu = on_cpu_seconds(pid)?;
+    Ok(time)
+}
+
+/// The first field of each thread's `schedstat`: nanoseconds spent on a CPU.
+fn on_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
+        let path = task?.path().join("schedstat");
+        // A thread that ended meanwhile has no file any more.
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let first = text.split_whitespace().next().unwrap_or("0");
+        ns += first
+            .parse::<u64>()
+            .with_context(|| format!("{}: {text}", path.display()))?;
+    }
+    Ok(ns as f64 / 1e9)
 }
 
 fn clock_ticks() -> f64 {
@@ -116,6 +152,7 @@ fn parse_cpu_time(stat: &str, ticks: f64) -> anyhow::Result<CpuTime> {
     Ok(CpuTime {
         user: field(11)?,
         system: field(12)?,
+        on_cpu: 0.0,
     })
 }
 
@@ -255,5 +292,33 @@ mod tests {
         let stat = "42 (tokio runtime) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         let t = parse_cpu_time(stat, 100.0).unwrap();
         assert_eq!((t.user, t.system), (2.5, 0.5));
+    }
+
+    #[test]
+    fn whole_ticks_are_capped_by_the_time_on_cpu() {
+        let before = CpuTime::default();
+        // One 10 ms tick of user time in a window where the process ran 2 ms.
+        let after = CpuTime {
+            user: 0.01,
+            system: 0.0,
+            on_cpu: 0.002,
+        };
+        let (user, system) = after.percent_since(&before, 1.0);
+        assert!((user - 0.2).abs() < 1e-9, "{user}");
+        assert_eq!(system, 0.0);
+        // A busy process keeps its tick counts.
+        let busy = CpuTime {
+            user: 0.3,
+            system: 0.5,
+            on_cpu: 0.81,
+        };
+        let (user, system) = busy.percent_since(&before, 1.0);
+        assert!((user - 30.0).abs() < 1e-9 && (system - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn this_process_has_run_on_a_cpu() {
+        let t = cpu_time(std::process::id()).unwrap();
+        assert!(t.on_cpu > 0.0, "{t:?}");
     }
 }

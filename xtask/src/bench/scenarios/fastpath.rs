@@ -79,14 +79,7 @@ pub fn rows(ctx: &Ctx, table: &mut Table, round: u32) -> anyhow::Result<()> {
         secs,
     )?;
     let wall = started.elapsed().as_secs_f64();
-    let after = cpu_time(pid)?;
-    table.add(
-        FAST_PATH,
-        &[
-            fast,
-            (after.user - before.user) / wall * 100.0,
-            (after.system - before.system) / wall * 100.0,
-        ],
-    );
+    let (user, system) = cpu_time(pid)?.percent_since(&before, wall);
+    table.add(FAST_PATH, &[fast, user, system]);
     Ok(())
 }

@@ -77,7 +77,7 @@ pub fn bulk(ctx: &Ctx) -> anyhow::Result<Scenario> {
         4,
         "TCP bulk transfer",
         &format!(
-            "iperf3 -t {} (one stream) to the backend's iperf3 server; CPU % is of one core, user and system time of the proxy process during the transfer; flowproxy runs a TCP-mode service (`reqMode=tcp&srcPort=...`) with its counting programs attached; the fast-path rows run on a lab of namespaces (client, proxy, backend) whose senders have TX checksum offload off, so no TSO, and compare with a direct transfer on the same wires",
+            "iperf3 -t {} (one stream) to the backend's iperf3 server; CPU % is of one core, user and system time of the proxy process during the transfer (clock ticks from /proc/<pid>/stat, each capped by the nanosecond on-CPU time of its threads' schedstat); flowproxy runs a TCP-mode service (`reqMode=tcp&srcPort=...`) with its counting programs attached; the fast-path rows run on a lab of namespaces (client, proxy, backend) whose senders have TX checksum offload off, so no TSO, and compare with a direct transfer on the same wires",
             ctx.plan.tcp_secs
         ),
         Some(HAPROXY),
@@ -93,12 +93,8 @@ fn with_cpu(
     let started = std::time::Instant::now();
     let gbit = transfer()?;
     let wall = started.elapsed().as_secs_f64();
-    let after = cpu_time(proxy.pid())?;
-    Ok((
-        gbit,
-        (after.user - before.user) / wall * 100.0,
-        (after.system - before.system) / wall * 100.0,
-    ))
+    let (user, system) = cpu_time(proxy.pid())?.percent_since(&before, wall);
+    Ok((gbit, user, system))
 }
 
 /// One iperf3 transfer to `addr` from the load core; Gbit/s as the receiver counted them.
