@@ -111,8 +111,14 @@ fn flows_spread_over_the_replicas_and_a_tuple_keeps_its_replica() -> anyhow::Res
         assert!((75..=125).contains(n), "{name} got {n} of 300: {counts:?}");
     }
     let svc = service_stats(&lab)?;
+    // If this fails, the relay count and the global counters say where the other flows went.
     let relayed = metric(&lab, "flowproxy_l4_connections_total")?;
-    assert_eq!(svc["fast_flows"], 300, "{svc}, relayed: {relayed}");
+    let l4 = lab.l4_stats()?;
+    let global = &l4["global"];
+    assert_eq!(
+        svc["fast_flows"], 300,
+        "{svc}, relayed: {relayed}, {global}"
+    );
     // The same 5-tuple (fixed client port) lands on the same replica every time.
     let first = who_from_port(&lab, 40123)?;
     for _ in 0..4 {

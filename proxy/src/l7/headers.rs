@@ -63,6 +63,36 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     }
 }
 
+/// Joins several `Cookie` fields into one, as the replica's HTTP/1.1 expects. HTTP/2 clients
+/// (browsers among them) send each cookie as a field of its own (RFC 9113 §8.2.3), and an
+/// HTTP/1.1 server may read only the first field, losing the session's other cookies.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(header::COOKIE).iter();
+    if fields.next().is_none() || fields.next().is_none() {
+        return;
+    }
+    let joined = join(headers.get_all(header::COOKIE).iter(), b"; ");
+    if let Some(value) = joined {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+/// `values` joined with `separator`; `None` if that is not a valid header value (it always is
+/// when each part is, and the separator is plain text).
+fn join<'a>(
+    values: impl Iterator<Item = &'a HeaderValue>,
+    separator: &[u8],
+) -> Option<HeaderValue> {
+    let mut out = Vec::new();
+    for value in values {
+        if !out.is_empty() {
+            out.extend_from_slice(separator);
+        }
+        out.extend_from_slice(value.as_bytes());
+    }
+    HeaderValue::from_bytes(&out).ok()
+}
+
 /// Adds the client (`client`: its IP as text) to X-Forwarded-For and sets X-Forwarded-Proto
 /// and X-Forwarded-Host; `host` becomes the Host header.
 pub fn add_forwarded(
@@ -71,15 +101,12 @@ pub fn add_forwarded(
     proto: &'static str,
     host: Option<&HeaderValue>,
 ) {
-    let chain = match headers.get(&X_FORWARDED_FOR) {
-        Some(previous) => {
-            let mut chain = Vec::with_capacity(previous.len() + 2 + client.len());
-            chain.extend_from_slice(previous.as_bytes());
-            chain.extend_from_slice(b", ");
-            chain.extend_from_slice(client.as_bytes());
-            HeaderValue::from_bytes(&chain).ok()
-        }
-        None => Some(client.clone()),
+    // Every earlier hop counts, also when they came as several fields.
+    let chain = if headers.contains_key(&X_FORWARDED_FOR) {
+        let previous = headers.get_all(&X_FORWARDED_FOR).iter();
+        join(previous.chain(std::iter::once(client)), b", ")
+    } else {
+        Some(client.clone())
     };
     if let Some(value) = chain {
         headers.insert(X_FORWARDED_FOR.clone(), value);
@@ -154,6 +181,34 @@ mod tests {
         assert_eq!(first["x-forwarded-for"], "198.18.0.2");
         assert_eq!(first["x-forwarded-proto"], "https");
         assert!(!first.contains_key("host"));
+    }
+
+    #[test]
+    fn cookie_fields_are_joined_into_one() {
+        let mut h = map(&[("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")]);
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        let mut one = map(&[("cookie", "a=1; b=2")]);
+        join_cookies(&mut one);
+        assert_eq!(one.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(one[header::COOKIE], "a=1; b=2");
+    }
+
+    #[test]
+    fn a_forwarded_chain_in_several_fields_is_kept_whole() {
+        let mut h = map(&[
+            ("x-forwarded-for", "198.18.0.1"),
+            ("x-forwarded-for", "198.18.0.2, 198.18.0.3"),
+        ]);
+        add_forwarded(
+            &mut h,
+            &HeaderValue::from_static("198.18.0.9"),
+            "http",
+            None,
+        );
+        let all: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
+        assert_eq!(all, ["198.18.0.1, 198.18.0.2, 198.18.0.3, 198.18.0.9"]);
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Proxy {
         let path_and_query = upstream_path(&uri, rewritten)?;
         let (mut parts, body) = req.into_parts();
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
+        headers::join_cookies(&mut parts.headers);
         let proto = if peer.tls { "https" } else { "http" };
         headers::add_forwarded(&mut parts.headers, &peer.ip, proto, host.as_ref());
         // A body-less request can be sent again: to another replica after a refused
