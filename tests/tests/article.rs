@@ -207,6 +207,33 @@ fn the_replica_sees_who_asked_and_for_which_host() -> anyhow::Result<()> {
 }
 
 #[test]
+fn split_cookies_reach_the_replica_as_one_field() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = proxy_for(&demo)?;
+    reconfigure(&proxy, RECONFIGURE)?;
+    // HTTP/2 clients send each cookie as a field of its own; the replica speaks HTTP/1.1.
+    for version in ["--http1.1", "--http2-prior-knowledge"] {
+        let resp = curl(&[
+            version,
+            "-H",
+            "Cookie: session=abc",
+            "-H",
+            "Cookie: theme=dark",
+            &proxy.url("/demo/headers"),
+        ])?;
+        assert_eq!(resp.status, 200, "{version}");
+        let body = resp.body.to_lowercase();
+        let cookies: Vec<&str> = body.lines().filter(|l| l.starts_with("cookie:")).collect();
+        assert_eq!(
+            cookies,
+            ["cookie: session=abc; theme=dark"],
+            "{version}:\n{body}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn failures_get_their_status_and_say_which() -> anyhow::Result<()> {
     let mut demo = GoDemo::start(1)?;
     let proxy = proxy_for(&demo)?;
