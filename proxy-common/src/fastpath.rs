@@ -168,9 +168,8 @@ pub struct ServiceCounters {
     pub neighbour_misses: u64,
 }
 
-impl ServiceCounters {
-    /// Adds another CPU's counts to these.
-    pub fn add(&mut self, o: &ServiceCounters) {
+impl crate::Counters for ServiceCounters {
+    fn add(&mut self, o: &ServiceCounters) {
         self.fast_flows = self.fast_flows.wrapping_add(o.fast_flows);
         self.slow_conntrack_full = self.slow_conntrack_full.wrapping_add(o.slow_conntrack_full);
         self.slow_no_port = self.slow_no_port.wrapping_add(o.slow_no_port);
@@ -194,9 +193,8 @@ pub struct GlobalCounters {
     pub redirected: u64,
 }
 
-impl GlobalCounters {
-    /// Adds another CPU's counts to these.
-    pub fn add(&mut self, o: &GlobalCounters) {
+impl crate::Counters for GlobalCounters {
+    fn add(&mut self, o: &GlobalCounters) {
         self.ipv6_passed = self.ipv6_passed.wrapping_add(o.ipv6_passed);
         self.translated = self.translated.wrapping_add(o.translated);
         self.redirected = self.redirected.wrapping_add(o.redirected);

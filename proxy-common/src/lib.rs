@@ -114,9 +114,8 @@ pub struct BackendCounters {
     pub resets: u64,
 }
 
-impl BackendCounters {
-    /// Adds another CPU's counts to these.
-    pub fn add(&mut self, o: &BackendCounters) {
+impl Counters for BackendCounters {
+    fn add(&mut self, o: &BackendCounters) {
         self.packets_in = self.packets_in.wrapping_add(o.packets_in);
         self.bytes_in = self.bytes_in.wrapping_add(o.bytes_in);
         self.packets_out = self.packets_out.wrapping_add(o.packets_out);
@@ -124,6 +123,20 @@ impl BackendCounters {
         self.connections = self.connections.wrapping_add(o.connections);
         self.resets = self.resets.wrapping_add(o.resets);
     }
+}
+
+/// Counters kept one instance per CPU by the programs; user space adds the instances up.
+pub trait Counters: Copy + Default {
+    /// Adds another CPU's (or interval's) counts to these (wrapping, as the kernel's do).
+    fn add(&mut self, other: &Self);
+}
+
+/// The total of per-CPU `values`.
+pub fn sum<'a, T: Counters + 'a>(values: impl IntoIterator<Item = &'a T>) -> T {
+    values.into_iter().fold(T::default(), |mut total, v| {
+        total.add(v);
+        total
+    })
 }
 
 /// Packets and bytes seen on one interface's ingress, as counted by the XDP program (one
@@ -138,9 +151,8 @@ pub struct IfaceCounters {
     pub bytes: u64,
 }
 
-impl IfaceCounters {
-    /// Adds another CPU's (or interval's) counts to these.
-    pub fn add(&mut self, other: &IfaceCounters) {
+impl Counters for IfaceCounters {
+    fn add(&mut self, other: &IfaceCounters) {
         self.packets = self.packets.wrapping_add(other.packets);
         self.bytes = self.bytes.wrapping_add(other.bytes);
     }

@@ -237,11 +237,7 @@ fn run(ebpf: &Ebpf, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)
 fn service_counters(ebpf: &Ebpf) -> anyhow::Result<ServiceCounters> {
     let stats: PerCpuArray<_, ServiceCounters> =
         PerCpuArray::try_from(ebpf.map("L4_SERVICE_STATS").context("stats")?)?;
-    let mut total = ServiceCounters::default();
-    for c in stats.get(&0, 0)?.iter() {
-        total.add(c);
-    }
-    Ok(total)
+    Ok(proxy_common::sum(stats.get(&0, 0)?.iter()))
 }
 
 fn flow(ebpf: &Ebpf, key: &FlowKey) -> anyhow::Result<Flow> {

@@ -34,11 +34,7 @@ fn loaded() -> anyhow::Result<Ebpf> {
 fn counters(ebpf: &Ebpf) -> anyhow::Result<BackendCounters> {
     let stats: PerCpuArray<_, BackendCounters> =
         PerCpuArray::try_from(ebpf.map("BACKEND_STATS").context("BACKEND_STATS")?)?;
-    let mut total = BackendCounters::default();
-    for c in stats.get(&7, 0)?.iter() {
-        total.add(c);
-    }
-    Ok(total)
+    Ok(proxy_common::sum(stats.get(&7, 0)?.iter()))
 }
 
 /// Runs the program on `frame`; asserts it passed the frame on byte for byte.

@@ -51,14 +51,10 @@ pub fn read_l4_stats(dir: &Path) -> Result<L4Stats, DataPlaneError> {
     let mut out = Vec::new();
     for entry in services.iter() {
         let (key, value) = entry.map_err(err(map_names::L4_SERVICES))?;
-        let mut total = ServiceCounters::default();
-        for c in stats
+        let per_cpu = stats
             .get(&value.slot, 0)
-            .map_err(err(map_names::L4_SERVICE_STATS))?
-            .iter()
-        {
-            total.add(c);
-        }
+            .map_err(err(map_names::L4_SERVICE_STATS))?;
+        let total: ServiceCounters = proxy_common::sum(per_cpu.iter());
         out.push(L4ServiceStat {
             port: key.port,
             slot: value.slot,
@@ -67,14 +63,10 @@ pub fn read_l4_stats(dir: &Path) -> Result<L4Stats, DataPlaneError> {
         });
     }
     out.sort_by_key(|s| s.port);
-    let mut global = GlobalCounters::default();
-    for c in globals
+    let per_cpu = globals
         .get(&0, 0)
-        .map_err(err(map_names::L4_GLOBAL_STATS))?
-        .iter()
-    {
-        global.add(c);
-    }
+        .map_err(err(map_names::L4_GLOBAL_STATS))?;
+    let global: GlobalCounters = proxy_common::sum(per_cpu.iter());
     let read = |slot| {
         flow_budget
             .get(&slot, 0)

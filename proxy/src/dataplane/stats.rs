@@ -40,10 +40,7 @@ pub fn read_iface_stats(dir: &Path) -> Result<Vec<IfaceStat>, DataPlaneError> {
             map: map_names::IFACE_SLOTS,
             source,
         })?;
-        let mut total = IfaceCounters::default();
-        for per_cpu in stats.get(&slot, 0).map_err(map_err)?.iter() {
-            total.add(per_cpu);
-        }
+        let total: IfaceCounters = proxy_common::sum(stats.get(&slot, 0).map_err(map_err)?.iter());
         out.push(IfaceStat {
             ifindex,
             interface: netif::name_of(ifindex),
@@ -81,14 +78,10 @@ pub fn read_backend_stats(dir: &Path) -> Result<Vec<BackendStat>, DataPlaneError
     let mut out = Vec::new();
     for entry in backends.iter() {
         let (key, value) = entry.map_err(map_err(map_names::BACKENDS))?;
-        let mut total = BackendCounters::default();
-        for per_cpu in stats
+        let per_cpu = stats
             .get(&value.slot, 0)
-            .map_err(map_err(map_names::BACKEND_STATS))?
-            .iter()
-        {
-            total.add(per_cpu);
-        }
+            .map_err(map_err(map_names::BACKEND_STATS))?;
+        let total: BackendCounters = proxy_common::sum(per_cpu.iter());
         out.push(BackendStat {
             service: backends::service_of(&value),
             backend: backends::addr_of(&key),
