@@ -17,6 +17,7 @@ use crate::{
     api::{self, ApiContext, ApiToken},
     changes::Changes,
     cli::RunArgs,
+    credentials::Credentials,
     cluster::{self, Cluster, ClusterArgs, DockerDiscovery, LocalConfig, Mode},
     control::{ControlHooks, ControlPlane},
     dataplane::{
@@ -91,11 +92,13 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         port: Some(https_addr.port()),
         only: args.https_only,
     };
+    let credentials = Arc::new(global_credentials(&args)?);
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
         new_client(metrics.backend_bytes()),
         Arc::clone(&metrics),
         https_policy,
+        Arc::clone(&credentials),
     ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);
@@ -107,6 +110,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     let changes = Arc::new(Changes {
         control: Arc::clone(&control),
         l4: Arc::clone(&l4),
+        credentials,
     });
     let cluster = Arc::new(Cluster::new(
         cluster_settings(&args.cluster)?,
@@ -392,4 +396,24 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     Ok(())
+}
+
+/// The global basic-auth users: `--users`/`USERS`, else DFP's secret `dfp_users`.
+fn global_credentials(args: &RunArgs) -> anyhow::Result<Credentials> {
+    let from_secret = || {
+        let path = args.secrets_dir.join("dfp_users");
+        std::fs::read_to_string(&path).ok().inspect(|_| {
+            tracing::info!(file = %path.display(), "global users read from the Docker secret");
+        })
+    };
+    let users = args.users.clone().or_else(from_secret);
+    let credentials = Credentials::new(
+        users.as_deref(),
+        args.users_pass_encrypted,
+        args.secrets_dir.clone(),
+    )?;
+    if credentials.has_global() {
+        tracing::info!("every service without its own users requires the global users (USERS)");
+    }
+    Ok(credentials)
 }

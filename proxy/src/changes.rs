@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::{
     control::{ControlError, ControlPlane},
+    credentials::{CredentialError, Credentials},
     l4::{L4Error, L4Listeners},
     routes::{ReqMode, RouteTable, Service},
 };
@@ -19,6 +20,9 @@ pub enum ChangeError {
     /// A TCP-mode `srcPort` cannot be listened on.
     #[error(transparent)]
     Port(#[from] L4Error),
+    /// The service's users cannot be worked out (a missing secret, a user without password).
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
 }
 
 impl ChangeError {
@@ -27,6 +31,7 @@ impl ChangeError {
         match self {
             Self::Control(e) => e.status(),
             Self::Port(_) => 409,
+            Self::Credentials(_) => 400,
         }
     }
 }
@@ -37,11 +42,27 @@ pub struct Changes {
     pub control: Arc<ControlPlane>,
     /// The TCP-mode listeners.
     pub l4: Arc<L4Listeners>,
+    /// Basic-auth users, checked before a service is accepted.
+    pub credentials: Arc<Credentials>,
+}
+
+/// What a reconfigure did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The service was added or replaced.
+    Configured,
+    /// `replicas=0` on a replicated service: it was removed (DFP's rule), or was not
+    /// configured (`false`).
+    Removed(bool),
 }
 
 impl Changes {
-    /// Adds or replaces `service`.
-    pub async fn reconfigure(&self, service: Service) -> Result<(), ChangeError> {
+    /// Adds or replaces `service`; a replicated service scaled to 0 is removed, as in DFP.
+    pub async fn reconfigure(&self, service: Service) -> Result<Applied, ChangeError> {
+        if service.replicas() == Some(0) {
+            return Ok(Applied::Removed(self.remove(&service.name).await?));
+        }
+        self.credentials.validate(&service)?;
         // A TCP-mode service needs its port: a taken one refuses the change before it applies.
         for port in service
             .destinations
@@ -53,7 +74,8 @@ impl Changes {
         }
         let result = self.control.reconfigure(service).await;
         self.l4.sync();
-        Ok(result?)
+        result?;
+        Ok(Applied::Configured)
     }
 
     /// Removes the service `name`; returns whether it existed.

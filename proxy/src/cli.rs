@@ -60,9 +60,17 @@ pub struct RunArgs {
     /// The certificate for clients whose SNI name no certificate covers (default: the first by name).
     #[arg(long, env = "DEFAULT_CERT")]
     pub default_cert: Option<String>,
-    /// Redirect every plain-HTTP request to HTTPS (per service: `httpsOnly=true`).
-    #[arg(long, env = "HTTPS_ONLY")]
+    /// Redirect every plain-HTTP request to HTTPS (per service: `httpsOnly=true`). Takes Go's
+    /// spellings (`true`, `1`, `t`, `FALSE`, ...), as DFP does.
+    #[arg(long, env = "HTTPS_ONLY", num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub https_only: bool,
+    /// Basic-auth users for every service without its own `users` (`user:password,...`); DFP's
+    /// `USERS`. Without it, the Docker secret `dfp_users` is read if present.
+    #[arg(long, env = "USERS", hide_env_values = true)]
+    pub users: Option<String>,
+    /// The passwords in `--users` are crypt hashes (`$6$`, `$5$`, `$1$`).
+    #[arg(long, env = "USERS_PASS_ENCRYPTED", num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub users_pass_encrypted: bool,
     /// Most client connections each listener holds at once; more wait in the kernel's backlog.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
@@ -125,6 +133,15 @@ impl RunArgs {
     /// True for `--interface auto`.
     pub fn auto_interfaces(&self) -> bool {
         self.interfaces.iter().any(|i| i == "auto")
+    }
+}
+
+/// Go's `strconv.ParseBool`, which DFP's variables are read with.
+fn go_bool(value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("{value:?} is not a boolean; write true or false")),
     }
 }
 

@@ -5,6 +5,8 @@ mod changes;
 mod cli;
 mod cluster;
 mod control;
+mod credentials;
+mod dfp_env;
 mod dataplane;
 mod l4;
 mod l7;
@@ -17,17 +19,42 @@ mod upstream;
 
 use std::io::IsTerminal as _;
 
-use clap::Parser;
+use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
 
 use cli::{Cli, Command, LogFormat};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing(cli.log_format);
     match cli.command {
         Some(Command::Stats(args)) => stats_cmd::run(&cli.bpffs_dir, &args),
-        None => runtime()?.block_on(app::run(cli.run, cli.bpffs_dir)),
+        None => {
+            apply_dfp_env(&mut cli.run, matches.value_source("api_addr"))?;
+            runtime()?.block_on(app::run(cli.run, cli.bpffs_dir))
+        }
     }
+}
+
+/// Checks DFP's variables (a set one that is not honoured stops the start) and applies the
+/// ones that map onto flags in DFP's own way: `IP`/`PORT` for the API address.
+fn apply_dfp_env(run: &mut cli::RunArgs, api_addr: Option<ValueSource>) -> anyhow::Result<()> {
+    let vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let harmless = dfp_env::check(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    for line in harmless {
+        tracing::warn!("ignored (no meaning in flowproxy): {line}");
+    }
+    if api_addr == Some(ValueSource::DefaultValue) {
+        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if let Some(addr) =
+            dfp_env::api_addr_from_ip_port(get("IP").as_deref(), get("PORT").as_deref())?
+        {
+            run.api_addr = addr;
+        }
+    }
+    Ok(())
 }
 
 /// One worker per CPU this process may run on (its affinity mask, as `taskset` or a container

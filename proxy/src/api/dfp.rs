@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 use super::envelope::{self, Reply};
 
 use crate::{
-    changes::Changes,
+    changes::{Applied, Changes},
     control::ControlPlane,
     l7::Body,
-    routes::{parse_reconfigure, render_haproxy},
+    routes::{catalog, parse_reconfigure, render_haproxy},
 };
 
 type Query = [(String, String)];
@@ -17,10 +17,10 @@ type Query = [(String, String)];
 /// distributed change leaves the same configuration (and hash) on every replica.
 pub const REQUEST_PARAMS: [&str; 2] = ["distribute", "token"];
 
+/// The first value of `name`, as DFP (Go's `url.Values.Get`) takes it.
 fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
     query
         .iter()
-        .rev()
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.as_str())
         .filter(|v| !v.is_empty())
@@ -38,12 +38,30 @@ pub async fn reconfigure(changes: &Changes, query: &Query) -> Reply {
         Ok(service) => service,
         Err(e) => return envelope::error(e.status(), &e.to_string(), name),
     };
+    // Harmless parameters are named, so nobody believes they did something.
+    let harmless = catalog::check(&service.params).unwrap_or_default();
+    let message = catalog::harmless_message(&harmless);
+    if !harmless.is_empty() {
+        tracing::warn!(service = %service.name, "{message}");
+    }
     match changes.reconfigure(service.clone()).await {
-        Ok(()) => {
+        Ok(Applied::Configured) => {
             tracing::info!(service = %service.name, "service configured");
-            envelope::ok("", Some(&service))
+            envelope::ok(&message, Some(&service))
         }
-        Err(e) => envelope::error(e.status(), &e.to_string(), name),
+        Ok(Applied::Removed(removed)) => {
+            tracing::info!(service = %service.name, removed, "replicas=0: service removed");
+            let what = if removed {
+                "replicas=0: the service was removed"
+            } else {
+                "replicas=0: the service is not configured; nothing was removed"
+            };
+            ok_named(what, &service.name)
+        }
+        Err(e) => {
+            tracing::info!(service = %service.name, "reconfigure refused: {e}");
+            envelope::error(e.status(), &e.to_string(), name)
+        }
     }
 }
 
@@ -74,7 +92,7 @@ fn ok_named(message: &str, name: &str) -> Reply {
 /// `config`: the routes as HAProxy-style text, or `type=json` for a map of services.
 pub fn config(control: &ControlPlane, query: &Query) -> Response<Body> {
     let snapshot = control.snapshot();
-    if param(query, "type") == Some("json") {
+    if param(query, "type").is_some_and(|t| t.eq_ignore_ascii_case("json")) {
         let services: Map<String, Value> = snapshot
             .routes
             .services()

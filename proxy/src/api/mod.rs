@@ -100,7 +100,6 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
             };
             let name = query
                 .iter()
-                .rev()
                 .find(|(k, _)| k == "certName")
                 .map(|(_, v)| v.clone());
             let name = name.as_deref().filter(|n| !n.is_empty());

@@ -22,6 +22,7 @@ use super::{
     Cluster,
     labels::{LabelError, SwarmService, plan},
 };
+use crate::changes::Applied;
 
 /// Seconds bollard waits for the Docker daemon's response headers.
 const DOCKER_TIMEOUT_SECS: u64 = 30;
@@ -177,9 +178,15 @@ async fn resync(
     for service in plan.apply {
         let name = service.name.clone();
         match cluster.local.changes.reconfigure(service).await {
-            Ok(()) => {
+            Ok(Applied::Configured) => {
                 tracing::info!(service = name, "service configured from its labels");
                 changed = true;
+            }
+            Ok(Applied::Removed(removed)) => {
+                if removed {
+                    tracing::info!(service = name, "service scaled to 0 replicas: removed");
+                }
+                changed |= removed;
             }
             Err(e) => state.once(
                 &format!("apply:{name}"),

@@ -166,6 +166,8 @@ fn labels_to_fix(error: &RouteError) -> String {
         RouteError::TcpNeedsPorts => format!("{} and {LABEL_PREFIX}port", label("srcPort")),
         RouteError::InvalidValue { param, .. }
         | RouteError::TooLong { param }
+        | RouteError::UnknownParam { param }
+        | RouteError::Refused { param, .. }
         | RouteError::BadRegex { param, .. } => label(param),
         RouteError::Conflict { .. } => format!("labels {LABEL_PREFIX}servicePath/serviceDomain"),
     }

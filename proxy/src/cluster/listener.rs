@@ -119,6 +119,7 @@ async fn apply(cluster: &Cluster, listener: &str, services: Vec<Value>) {
                 .changes
                 .reconfigure(service)
                 .await
+                .map(|_| ())
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };

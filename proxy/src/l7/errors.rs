@@ -13,6 +13,8 @@ pub enum ProxyError {
     NoRoute,
     /// Basic auth is required and missing or wrong (401).
     Unauthorized,
+    /// The service refuses this request (`denyHttp`, `allowedMethods`, `deniedMethods`): 403.
+    Forbidden(&'static str),
     /// The service has no replica that accepts connections (503).
     NoReplica {
         /// The service.
@@ -40,6 +42,7 @@ impl ProxyError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NoReplica { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -50,6 +53,7 @@ impl ProxyError {
         match self {
             Self::NoRoute => "no route matches this host and path".into(),
             Self::Unauthorized => "authentication required".into(),
+            Self::Forbidden(why) => (*why).into(),
             Self::NoReplica { service, reason } => {
                 format!("no replica of {service} is reachable: {reason}")
             }

@@ -1,11 +1,12 @@
 //! The HTTP engine on `--http-addr`: HTTP/1.1 and h2c on one port, routing, forwarding to a
 //! replica through the pooled client, WebSocket tunnels.
-mod auth;
+mod access;
 mod body;
 mod errors;
 mod headers;
 mod idle;
 mod pipeline;
+mod rewrite;
 mod server;
 mod tunnel;
 

@@ -16,9 +16,12 @@ use hyper::{
     header::{self, HeaderValue},
 };
 
-use super::{Body, Peer, auth, body::signal_end, errors::ProxyError, headers, text_body, tunnel};
+use super::{
+    Body, Peer, access, body::signal_end, errors::ProxyError, headers, rewrite, text_body, tunnel,
+};
 use crate::{
     control::ControlPlane,
+    credentials::Credentials,
     metrics::{Metrics, ServiceMetrics},
     routes::Destination,
     upstream::UpstreamClient,
@@ -33,6 +36,7 @@ pub struct Proxy {
     client: UpstreamClient,
     metrics: Arc<Metrics>,
     https: HttpsPolicy,
+    credentials: Arc<Credentials>,
 }
 
 /// How plain HTTP relates to HTTPS.
@@ -58,12 +62,14 @@ impl Proxy {
         client: UpstreamClient,
         metrics: Arc<Metrics>,
         https: HttpsPolicy,
+        credentials: Arc<Credentials>,
     ) -> Self {
         Self {
             control,
             client,
             metrics,
             https,
+            credentials,
         }
     }
 
@@ -123,7 +129,8 @@ impl Proxy {
         outcome.service = Some(self.metrics.service(service));
         // Phase 2: plain HTTP to an https-only service is redirected.
         let dest: &Destination = route.destination;
-        if !peer.tls && (dest.https_only || self.https.only) {
+        let svc = route.service;
+        if access::redirect_to_https(svc, dest, peer.tls, self.https.only, req.headers()) {
             return Ok(redirect_to_https(
                 &req,
                 host_str,
@@ -131,9 +138,17 @@ impl Proxy {
                 dest.https_redirect_code,
             ));
         }
-        // Phase 3: authenticate.
-        if !auth::allowed(&route.service.users, req.headers()) {
-            return Err(ProxyError::Unauthorized);
+        // Phase 3: denyHttp, methods, basic auth.
+        let authenticated = access::authorize(
+            &self.credentials,
+            svc,
+            dest,
+            peer.tls,
+            req.method(),
+            req.headers(),
+        )?;
+        if authenticated {
+            req.headers_mut().remove(header::AUTHORIZATION);
         }
         // Phase 4: the replicas.
         let replicas = snapshot
@@ -153,6 +168,7 @@ impl Proxy {
         headers::join_cookies(&mut parts.headers);
         let proto = if peer.tls { "https" } else { "http" };
         headers::add_forwarded(&mut parts.headers, &peer.ip, proto, host.as_ref());
+        rewrite::apply(&mut parts.headers, &svc.request_headers);
         // A body-less request can be sent again: to another replica after a refused
         // connection (nothing was sent), and if idempotent after a pooled connection that the
         // replica closed just as we reused it.
@@ -200,7 +216,7 @@ impl Proxy {
                     });
                 }
                 Ok(Ok(response)) => {
-                    return Ok(relay_response(response, client_upgrade, dest, service));
+                    return Ok(relay_response(response, client_upgrade, svc, dest));
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
@@ -338,19 +354,20 @@ fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Result<Ur
 fn relay_response(
     mut response: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    service: &crate::routes::Service,
     dest: &Destination,
-    service: &str,
 ) -> Response<Body> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client) = client_upgrade {
             let upstream = hyper::upgrade::on(&mut response);
-            tunnel::spawn(client, upstream, dest.timeout_tunnel, service.to_owned());
+            tunnel::spawn(client, upstream, dest.timeout_tunnel, service.name.clone());
         }
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, None);
+    rewrite::apply(&mut parts.headers, &service.response_headers);
     // The client's connection decides the protocol, not the replica's (which may be HTTP/1.0).
     parts.version = Version::HTTP_11;
     Response::from_parts(parts, body.boxed())

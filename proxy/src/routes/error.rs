@@ -43,6 +43,24 @@ pub enum RouteError {
         reason: String,
     },
 
+    /// A parameter that neither DFP nor flowproxy knows (a typo, or another tool's label).
+    #[error(
+        "{param} is not a Docker Flow Proxy parameter; check its spelling (names are case-sensitive) or remove it"
+    )]
+    UnknownParam {
+        /// The parameter as it was given.
+        param: String,
+    },
+
+    /// A DFP parameter that flowproxy does not honour: accepting it would change nothing.
+    #[error("{param} is refused: {reason}")]
+    Refused {
+        /// The parameter as it was given.
+        param: String,
+        /// Why, and what to use instead.
+        reason: &'static str,
+    },
+
     /// A parameter value exceeds [`MAX_VALUE_LEN`] bytes.
     #[error("{param} is longer than 1024 bytes; shorten it")]
     TooLong {

@@ -4,10 +4,12 @@
 //! Everything here is pure (no I/O, no clock), so the API layer can parse and
 //! validate a request, build a new [`RouteTable`], and only then swap it in.
 
+pub mod catalog;
 mod error;
 mod haproxy;
 mod json;
 mod params;
+mod rules;
 mod service;
 mod table;
 mod values;
@@ -15,5 +17,6 @@ mod values;
 pub use error::RouteError;
 pub use haproxy::render_haproxy;
 pub use params::{distribute_requested, parse_params, parse_reconfigure};
-pub use service::{BasicUser, Destination, ReqMode, Service};
+pub use rules::HeaderRules;
+pub use service::{Destination, ReqMode, Service};
 pub use table::RouteTable;

@@ -7,13 +7,15 @@
 
 use std::collections::BTreeMap;
 
+use super::catalog;
 use super::error::{MAX_VALUE_LEN, RouteError};
+use super::rules::{HeaderRules, parse_header_names, parse_header_pairs, parse_methods};
 use super::service::{
-    BasicUser, DEFAULT_HTTPS_REDIRECT_CODE, DEFAULT_TIMEOUT_SERVER, DEFAULT_TIMEOUT_TUNNEL,
-    Destination, PathType, ReqMode, Service,
+    Access, BasicUser, DEFAULT_HTTPS_REDIRECT_CODE, DEFAULT_TIMEOUT_SERVER,
+    DEFAULT_TIMEOUT_TUNNEL, Destination, PathType, ReqMode, Service,
 };
 use super::values::{
-    check_token, compile_regex, is_digits, parse_bool, parse_domain, parse_go_bool, parse_port,
+    check_name, check_path, check_token, compile_regex, is_digits, parse_bool, parse_domain, parse_go_bool, parse_port,
     parse_rewrites, parse_secs,
 };
 
@@ -26,11 +28,13 @@ const INDEX_KEYS: [&str; 4] = ["servicePath", "port", "serviceDomain", "httpsPor
 /// DFP's default `SEPARATOR` for list values.
 const SEPARATOR: char = ',';
 
-/// Parses a reconfigure query; for duplicate keys the last value wins.
+/// Parses a reconfigure query; for duplicate keys the first value wins, as in DFP (Go's
+/// `url.Values.Get`).
 ///
-/// The returned service keeps every parameter, known or not, in `params`.
+/// The returned service keeps its parameters in `params`; every one of them is in
+/// [`catalog::CATALOG`] (unknown and refused ones are errors).
 pub fn parse_reconfigure(query: &[(String, String)]) -> Result<Service, RouteError> {
-    parse_params(query.iter().cloned().collect())
+    parse_params(query.iter().rev().cloned().collect())
 }
 
 /// Parses already-collected parameters, e.g. ones read back from storage.
@@ -45,10 +49,11 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
             });
         }
     }
-    check_token("serviceName", name)?;
+    check_name("serviceName", name)?;
+    catalog::check(&params)?;
     let acl_name = match non_empty(&params, "aclName") {
         Some(acl) => {
-            check_token("aclName", acl)?;
+            check_name("aclName", acl)?;
             acl
         }
         None => name,
@@ -63,6 +68,29 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
         ));
     }
     let users = parse_users(&params)?;
+    let users_secret = non_empty(&params, "usersSecret")
+        .map(|s| {
+            check_secret_name(s)?;
+            Ok::<_, RouteError>(s.to_owned())
+        })
+        .transpose()?;
+    let flag = |key: &str| {
+        non_empty(&params, key)
+            .map(|v| parse_bool(key, v))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    let users_encrypted = flag("usersPassEncrypted")?;
+    let redirect_when_http_proto = flag("redirectWhenHttpProto")?;
+    let redirect_unless_https_proto = flag("redirectUnlessHttpsProto")?;
+    let request_headers = header_rules(
+        &params,
+        &["addReqHeader", "addHeader"],
+        &["setReqHeader", "setHeader"],
+        "delReqHeader",
+    )?;
+    let response_headers =
+        header_rules(&params, &["addResHeader"], &["setResHeader"], "delResHeader")?;
     let destinations = destination_indexes(&params)?
         .into_iter()
         .map(|index| {
@@ -77,8 +105,57 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
         acl_name: acl_name.to_owned(),
         destinations,
         users,
+        users_secret,
+        users_encrypted,
+        redirect_when_http_proto,
+        redirect_unless_https_proto,
+        request_headers,
+        response_headers,
         params,
     })
+}
+
+/// The first of `keys` that is set (DFP reads `addReqHeader` before its `addHeader` alias).
+fn first_of<'a>(params: &'a BTreeMap<String, String>, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
+    keys.iter()
+        .find_map(|k| non_empty(params, k).map(|v| (*k, v)))
+}
+
+fn header_rules(
+    params: &BTreeMap<String, String>,
+    add: &[&str],
+    set: &[&str],
+    del: &str,
+) -> Result<HeaderRules, RouteError> {
+    let pairs = |keys: &[&str]| match first_of(params, keys) {
+        Some((key, value)) => parse_header_pairs(key, value, SEPARATOR),
+        None => Ok(Vec::new()),
+    };
+    Ok(HeaderRules {
+        add: pairs(add)?,
+        set: pairs(set)?,
+        del: match non_empty(params, del) {
+            Some(value) => parse_header_names(del, value, SEPARATOR)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// A secret's name becomes part of a file path: no separators, no `..`.
+fn check_secret_name(name: &str) -> Result<(), RouteError> {
+    let ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(RouteError::invalid(
+            "usersSecret",
+            name,
+            "must be a Docker secret name suffix (letters, digits, '_', '-', '.'); the file read is /run/secrets/dfp_users_<usersSecret>",
+        ))
+    }
 }
 
 /// Whether the request asks to be fanned out to every proxy replica.
@@ -87,7 +164,6 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
 pub fn distribute_requested(query: &[(String, String)]) -> bool {
     query
         .iter()
-        .rev()
         .find(|(k, _)| k == "distribute")
         .and_then(|(_, v)| parse_go_bool(v))
         .unwrap_or(false)
@@ -211,9 +287,14 @@ fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, RouteError> {
     let port = parse_port(&port_param, port)?;
     let src_port = src_port.map(|(p, v)| parse_port(&p, v)).transpose()?;
 
+    let regex_paths = matches!(lookup.get("pathType"), Some((_, "path_reg")));
     let mut paths = Vec::with_capacity(raw_paths.len().max(1));
     for p in &raw_paths {
-        check_token(&path_param, p)?;
+        if regex_paths {
+            check_token(&path_param, p)?;
+        } else {
+            check_path(&path_param, p)?;
+        }
         paths.push((*p).to_owned());
     }
     // DFP routes a domain-only http destination as the whole site.
@@ -271,7 +352,37 @@ fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, RouteError> {
         https_only: optional(lookup, "httpsOnly", parse_bool)?.unwrap_or(false),
         https_redirect_code: optional(lookup, "httpsRedirectCode", parse_redirect_code)?
             .unwrap_or(DEFAULT_HTTPS_REDIRECT_CODE),
+        path_excludes: parse_excludes(lookup)?,
+        access: Access {
+            allowed_methods: optional(lookup, "allowedMethods", |p, v| {
+                parse_methods(p, v, SEPARATOR)
+            })?
+            .unwrap_or_default(),
+            denied_methods: optional(lookup, "deniedMethods", |p, v| {
+                parse_methods(p, v, SEPARATOR)
+            })?
+            .unwrap_or_default(),
+            deny_http: optional(lookup, "denyHttp", parse_bool)?.unwrap_or(false),
+            ignore_authorization: optional(lookup, "ignoreAuthorization", parse_bool)?
+                .unwrap_or(false),
+        },
     })
+}
+
+/// `servicePathExclude`: path prefixes, each starting with `/`.
+fn parse_excludes(lookup: &Lookup<'_>) -> Result<Vec<String>, RouteError> {
+    let (param, items) = lookup.list("servicePathExclude");
+    items
+        .into_iter()
+        .map(|p| {
+            check_path(&param, p)?;
+            if p.starts_with('/') {
+                Ok(p.to_owned())
+            } else {
+                Err(RouteError::invalid(&param, p, "paths must start with '/'"))
+            }
+        })
+        .collect()
 }
 
 fn optional<T>(
@@ -332,43 +443,31 @@ fn parse_path_rewrites(lookup: &Lookup<'_>) -> Result<Vec<(regex::Regex, String)
     Ok(rewrites)
 }
 
-/// Reads `users=u:p,u2:p2`. Secrets files and encrypted passwords are refused
-/// rather than ignored: ignoring them would publish the service without auth.
+/// Reads `users=u:p,u2:p2`. A user without a password takes it from `usersSecret` or the
+/// global `USERS` when the request is checked (`crate::credentials`), as in DFP.
 fn parse_users(params: &BTreeMap<String, String>) -> Result<Vec<BasicUser>, RouteError> {
-    if let Some(secret) = non_empty(params, "usersSecret") {
-        return Err(RouteError::invalid(
-            "usersSecret",
-            secret,
-            "secret files are not supported; pass users=user:password instead",
-        ));
-    }
-    if let Some(enc) =
-        non_empty(params, "usersPassEncrypted").filter(|v| parse_go_bool(v) == Some(true))
-    {
-        return Err(RouteError::invalid(
-            "usersPassEncrypted",
-            enc,
-            "encrypted passwords are not supported; pass plain passwords in users",
-        ));
-    }
     let Some(users) = non_empty(params, "users") else {
         return Ok(Vec::new());
     };
     users
         .split(SEPARATOR)
+        .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|entry| {
-            let (user, password) = entry.split_once(':').unwrap_or((entry, ""));
+            let (user, password) = match entry.split_once(':') {
+                Some((user, password)) => (user.trim(), Some(password.trim())),
+                None => (entry, None),
+            };
             // Error values carry only the user name: messages end up in logs.
             let bad = |reason: &str| RouteError::invalid("users", user, reason);
-            if user.is_empty() || password.is_empty() {
-                Err(bad("write users as user:password[,user2:password2]"))
+            if user.is_empty() || password == Some("") {
+                Err(bad("write users as user:password[,user2:password2] (or a bare user name to take the password from usersSecret or USERS)"))
             } else if entry.chars().any(char::is_control) || user.contains(char::is_whitespace) {
                 Err(bad("remove whitespace and control characters"))
             } else {
                 Ok(BasicUser {
                     user: user.to_owned(),
-                    password: password.to_owned(),
+                    password: password.map(str::to_owned),
                 })
             }
         })

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::rules::HeaderRules;
+
 /// Server timeout used when `timeoutServer` is not given (DFP's global default).
 pub const DEFAULT_TIMEOUT_SERVER: Duration = Duration::from_secs(20);
 /// Tunnel (websocket, tcp) timeout used when `timeoutTunnel` is not given.
@@ -27,9 +29,22 @@ pub struct Service {
     pub acl_name: String,
     /// Destinations in index order (the unsuffixed one has index 0).
     pub destinations: Vec<Destination>,
-    /// Basic-auth users from `users`; empty means no authentication.
+    /// Basic-auth users from `users`; empty means the secret's users, else the global
+    /// `USERS` (see `crate::credentials`).
     pub users: Vec<BasicUser>,
-    /// The raw query parameters, last value per key.
+    /// `usersSecret`: users read from `/run/secrets/dfp_users_<name>`.
+    pub users_secret: Option<String>,
+    /// `usersPassEncrypted`: the passwords in `users` (and the secret) are crypt hashes.
+    pub users_encrypted: bool,
+    /// `redirectWhenHttpProto`: redirect when `X-Forwarded-Proto` is `http`.
+    pub redirect_when_http_proto: bool,
+    /// `redirectUnlessHttpsProto`: redirect unless `X-Forwarded-Proto` is `https`.
+    pub redirect_unless_https_proto: bool,
+    /// `addReqHeader`, `setReqHeader`, `delReqHeader` (and the `addHeader`/`setHeader` aliases).
+    pub request_headers: HeaderRules,
+    /// `addResHeader`, `setResHeader`, `delResHeader`.
+    pub response_headers: HeaderRules,
+    /// The raw query parameters, first value per key (as DFP takes them).
     pub params: BTreeMap<String, String>,
 }
 
@@ -70,6 +85,9 @@ impl fmt::Debug for Service {
             .field("acl_name", &self.acl_name)
             .field("destinations", &self.destinations)
             .field("users", &self.users)
+            .field("users_secret", &self.users_secret)
+            .field("request_headers", &self.request_headers)
+            .field("response_headers", &self.response_headers)
             .field("params", &params)
             .finish()
     }
@@ -107,6 +125,32 @@ pub struct Destination {
     pub https_only: bool,
     /// `httpsRedirectCode`: status of that redirect.
     pub https_redirect_code: u16,
+    /// `servicePathExclude`: path prefixes this destination does not take (another route
+    /// may).
+    pub path_excludes: Vec<String>,
+    /// Who may use this destination.
+    pub access: Access,
+}
+
+/// A destination's access rules: `allowedMethods`, `deniedMethods`, `denyHttp`,
+/// `ignoreAuthorization`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Methods allowed (upper-case); empty allows every method not denied.
+    pub allowed_methods: Vec<String>,
+    /// Methods answered 403.
+    pub denied_methods: Vec<String>,
+    /// Plain HTTP answered 403; only TLS is served.
+    pub deny_http: bool,
+    /// No basic auth on this destination, whatever the service's or global users.
+    pub ignore_authorization: bool,
+}
+
+impl Access {
+    /// Whether `method` may be sent.
+    pub fn admits(&self, method: &str) -> bool {
+        super::rules::method_admitted(&self.allowed_methods, &self.denied_methods, method)
+    }
 }
 
 // Regex has no PartialEq; two compiled regexes are equal when their patterns are.
@@ -130,10 +174,17 @@ impl PartialEq for Destination {
             && self.outbound_hostname == other.outbound_hostname
             && self.https_only == other.https_only
             && self.https_redirect_code == other.https_redirect_code
+            && self.path_excludes == other.path_excludes
+            && self.access == other.access
     }
 }
 
 impl Destination {
+    /// Whether `servicePathExclude` keeps `path` out of this destination.
+    pub fn excludes(&self, path: &str) -> bool {
+        self.path_excludes.iter().any(|p| path.starts_with(p.as_str()))
+    }
+
     /// Applies `path_rewrites` to `path`, returning `None` when nothing changed.
     ///
     /// Each rule replaces its first match only, like HAProxy's `regsub`
@@ -244,8 +295,9 @@ impl ReqMode {
 pub struct BasicUser {
     /// User name.
     pub user: String,
-    /// Plain-text password.
-    pub password: String,
+    /// The password (a crypt hash with `usersPassEncrypted`); `None` for a user named
+    /// without one, whose password comes from `usersSecret` or the global `USERS`.
+    pub password: Option<String>,
 }
 
 // Hand-written so passwords never reach logs through `{:?}`.
@@ -277,6 +329,8 @@ mod tests {
             outbound_hostname: None,
             https_only: false,
             https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,
+            path_excludes: vec![],
+            access: Access::default(),
         }
     }
 
@@ -287,8 +341,14 @@ mod tests {
             destinations: vec![d],
             users: vec![BasicUser {
                 user: "admin".into(),
-                password: "s3cret".into(),
+                password: Some("s3cret".into()),
             }],
+            users_secret: None,
+            users_encrypted: false,
+            redirect_when_http_proto: false,
+            redirect_unless_https_proto: false,
+            request_headers: HeaderRules::default(),
+            response_headers: HeaderRules::default(),
             params: BTreeMap::from([
                 ("replicas".to_owned(), "3".to_owned()),
                 ("users".to_owned(), "admin:s3cret".to_owned()),

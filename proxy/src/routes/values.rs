@@ -31,6 +31,51 @@ pub(super) fn check_token(param: &str, value: &str) -> Result<(), RouteError> {
     }
 }
 
+/// Docker's rule for service names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 63 characters.
+/// A name is a DNS label, a metric label and part of the rendered configuration, so
+/// nothing else is taken (quotes, braces, markup or `%FF` decoded to U+FFFD).
+pub(super) fn check_name(param: &str, value: &str) -> Result<(), RouteError> {
+    let valid = value.len() <= 63
+        && value
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(RouteError::invalid(
+            param,
+            value,
+            "must be a Docker service name: letters, digits, '_', '.' and '-', starting with a letter or digit, at most 63 characters",
+        ))
+    }
+}
+
+/// A path prefix as a request can carry it: no `.` or `..` segment (clients and replicas
+/// normalise those away, so such a route would protect or expose something else), and ASCII
+/// only (non-ASCII arrives percent-encoded).
+pub(super) fn check_path(param: &str, value: &str) -> Result<(), RouteError> {
+    check_token(param, value)?;
+    if !value.is_ascii() {
+        return Err(RouteError::invalid(
+            param,
+            value,
+            "percent-encode non-ASCII characters, as requests carry them",
+        ));
+    }
+    if value.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(RouteError::invalid(
+            param,
+            value,
+            "must not contain '.' or '..' segments",
+        ));
+    }
+    Ok(())
+}
+
 /// Whether `s` is a plain unsigned number; Rust's integer parsing would also
 /// take a leading `+`, which no DFP client sends.
 pub(super) fn is_digits(s: &str) -> bool {
@@ -261,6 +306,26 @@ mod tests {
         ] {
             let err = parse_domain("serviceDomain.1", bad).unwrap_err();
             assert!(reason(err).contains("serviceDomain.1"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_follow_docker() {
+        for good in ["go-demo", "proxy_proxy", "a", "web.1", &"x".repeat(63)] {
+            assert!(check_name("serviceName", good).is_ok(), "{good}");
+        }
+        for bad in [
+            "a\"b",
+            "<script>x</script>",
+            "a{b",
+            "\u{fffd}",
+            "-a",
+            "",
+            "a b",
+            &"x".repeat(64),
+        ] {
+            let err = check_name("serviceName", bad).unwrap_err();
+            assert!(err.to_string().contains("Docker service name"), "{bad}");
         }
     }
 

@@ -112,20 +112,18 @@ fn options_are_parsed() {
         ("reqPathSearchReplace", "^/api,"),
         ("replicas", "3"),
         ("distribute", "true"),
-        ("com.df.whatever", "kept"),
     ])
     .unwrap();
     let d = &svc.destinations[0];
     assert_eq!(svc.acl_name, "05-app");
     assert!(matches!(&d.path_type, PathType::Regex(r) if r[0].is_match("/api/v2/x")));
     assert_eq!(svc.users[1].user, "bob");
-    assert_eq!(svc.users[1].password, "p:w");
+    assert_eq!(svc.users[1].password.as_deref(), Some("p:w"));
     assert!(d.https_only);
     assert_eq!(d.https_redirect_code, 301);
     assert_eq!(svc.upstream_host(d), "backend.local");
     assert_eq!(d.rewrite_path("/api/x").as_deref(), Some("/x"));
     assert_eq!(svc.replicas(), Some(3));
-    assert_eq!(svc.params["com.df.whatever"], "kept");
 }
 
 #[test]
@@ -194,9 +192,10 @@ fn dfp_rules_and_their_statuses() {
 #[test]
 fn bad_values_name_their_parameter() {
     let base = [("serviceName", "a"), ("servicePath", "/a"), ("port", "80")];
+    // The extra parameters come first: the first of duplicates wins.
     let with = |extra: &[(&'static str, &'static str)]| {
-        let mut v = base.to_vec();
-        v.extend_from_slice(extra);
+        let mut v = extra.to_vec();
+        v.extend_from_slice(&base);
         v
     };
     rejects(&with(&[("port", "eighty")]), 400, "port");
@@ -237,13 +236,27 @@ fn bad_values_name_their_parameter() {
         "httpsRedirectCode",
     );
     rejects(&with(&[("replicas", "many")]), 400, "replicas");
-    rejects(&with(&[("users", "alice")]), 400, "users");
-    rejects(&with(&[("usersSecret", "monitoring")]), 400, "usersSecret");
+    rejects(&with(&[("users", "alice:")]), 400, "users");
+    rejects(&with(&[("usersSecret", "../etc")]), 400, "usersSecret");
     rejects(
-        &with(&[("usersPassEncrypted", "true"), ("users", "a:$6$x")]),
+        &with(&[("usersPassEncrypted", "maybe"), ("users", "a:$6$x")]),
         400,
         "usersPassEncrypted",
     );
+    rejects(&with(&[("serviceName", "a\"b")]), 400, "serviceName");
+    rejects(&with(&[("serviceName", "<script>x</script>")]), 400, "serviceName");
+    rejects(&with(&[("serviceName", "\u{fffd}")]), 400, "serviceName");
+    rejects(&with(&[("servicePath", "/h6/../admin")]), 400, "servicePath");
+    rejects(&with(&[("servicePath", "/caf\u{e9}")]), 400, "servicePath");
+    rejects(&with(&[("servicePath", "/a\u{2028}b")]), 400, "servicePath");
+    rejects(&with(&[("servicePathExclude", "x")]), 400, "servicePathExclude");
+    rejects(&with(&[("allowedMethods", "G ET")]), 400, "allowedMethods");
+    rejects(&with(&[("denyHttp", "sure")]), 400, "denyHttp");
+    rejects(&with(&[("addReqHeader", "X-A %[src]")]), 400, "addReqHeader");
+    rejects(&with(&[("setResHeader", "Bad(Name) v")]), 400, "setResHeader");
+    rejects(&with(&[("servicepath", "/x")]), 400, "servicepath");
+    rejects(&with(&[("sessionType", "sticky-server")]), 400, "sessionType");
+    rejects(&with(&[("aclName.1", "x")]), 400, "aclName.1");
     rejects(
         &with(&[("outboundHostname", "a b")]),
         400,
@@ -285,7 +298,7 @@ fn overlong_values_are_refused_by_name() {
 }
 
 #[test]
-fn last_duplicate_wins() {
+fn first_duplicate_wins_as_in_dfp() {
     let svc = parse(&[
         ("serviceName", "a"),
         ("servicePath", "/a"),
@@ -293,8 +306,40 @@ fn last_duplicate_wins() {
         ("port", "81"),
     ])
     .unwrap();
-    assert_eq!(svc.destinations[0].port, 81);
-    assert_eq!(svc.params["port"], "81");
+    assert_eq!(svc.destinations[0].port, 80);
+    assert_eq!(svc.params["port"], "80");
+}
+
+#[test]
+fn access_and_header_rules_are_parsed() {
+    let svc = parse(&[
+        ("serviceName", "a"),
+        ("servicePath", "/a"),
+        ("port", "80"),
+        ("servicePathExclude", "/a/private,/a/admin"),
+        ("allowedMethods", "GET,head"),
+        ("denyHttp", "true"),
+        ("ignoreAuthorization", "1"),
+        ("users", "admin"),
+        ("usersSecret", "team"),
+        ("usersPassEncrypted", "true"),
+        ("redirectWhenHttpProto", "true"),
+        ("addHeader", "X-Old alias"),
+        ("setReqHeader", "X-Env prod"),
+        ("delResHeader", "Server"),
+    ])
+    .unwrap();
+    let d = &svc.destinations[0];
+    assert_eq!(d.path_excludes, ["/a/private", "/a/admin"]);
+    assert!(d.excludes("/a/admin/x") && !d.excludes("/a/public"));
+    assert_eq!(d.access.allowed_methods, ["GET", "HEAD"]);
+    assert!(d.access.deny_http && d.access.ignore_authorization);
+    assert_eq!(svc.users[0].password, None);
+    assert_eq!(svc.users_secret.as_deref(), Some("team"));
+    assert!(svc.users_encrypted && svc.redirect_when_http_proto);
+    assert_eq!(svc.request_headers.add, [("X-Old".to_owned(), "alias".to_owned())]);
+    assert_eq!(svc.request_headers.set, [("X-Env".to_owned(), "prod".to_owned())]);
+    assert_eq!(svc.response_headers.del, ["Server"]);
 }
 
 #[test]
@@ -308,7 +353,7 @@ fn round_trip_through_params() {
         ("reqPathSearchReplace.2", "^/x/(.*),/\\1"),
         ("users", "u:p"),
         ("timeoutTunnel", "7"),
-        ("unknown", "x"),
+        ("connectionMode", "x"),
     ])
     .unwrap();
     let again = parse_params(svc.params.clone()).unwrap();
@@ -322,7 +367,7 @@ fn round_trip_through_params() {
 #[test]
 fn distribute_is_a_lenient_bool() {
     assert!(distribute_requested(&q(&[("distribute", "true")])));
-    assert!(!distribute_requested(&q(&[
+    assert!(distribute_requested(&q(&[
         ("distribute", "true"),
         ("distribute", "false")
     ])));

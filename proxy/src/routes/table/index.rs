@@ -27,6 +27,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// False when the destination's `servicePathExclude` keeps `path` out.
+    fn admits(&self, path: &str) -> bool {
+        self.service
+            .destinations
+            .get(self.dest)
+            .is_none_or(|d| !d.excludes(path))
+    }
+
     fn tie_break(&self) -> (&str, usize, usize) {
         (&self.service.name, self.dest, self.path_idx)
     }
@@ -126,16 +134,26 @@ impl PathRoutes {
         }
     }
 
-    /// The best route of this bucket for `path`, with its rank's path part.
+    /// The best route of this bucket for `path`, with its rank's path part. A route whose
+    /// destination excludes the path (`servicePathExclude`) is passed over, so the next best
+    /// one takes the request, as HAProxy's `use_backend ... if url !exclude` does.
     fn best(&self, path: &str) -> Option<(usize, u8, &Target)> {
-        let mut best: Option<(usize, u8, &Target)> =
-            self.exact.get(path).map(|t| (path.len(), 2, t));
+        let mut best: Option<(usize, u8, &Target)> = self
+            .exact
+            .get(path)
+            .filter(|t| t.admits(path))
+            .map(|t| (path.len(), 2, t));
         let longest_prefix = self
             .prefix_lens
             .range(..=path.len())
             .rev()
             .filter(|(len, _)| path.is_char_boundary(**len))
-            .find_map(|(len, _)| self.prefix.get(&path[..*len]).map(|t| (*len, 1, t)));
+            .find_map(|(len, _)| {
+                self.prefix
+                    .get(&path[..*len])
+                    .filter(|t| t.admits(path))
+                    .map(|t| (*len, 1, t))
+            });
         // At equal length exact beats prefix; a longer prefix beats a shorter exact (which
         // cannot match anyway: an exact match has the path's full length).
         if let Some(prefix) = longest_prefix
@@ -148,7 +166,7 @@ impl PathRoutes {
             .regex
             .iter()
             .take_while(|((Reverse(len), ..), _)| *len > floor)
-            .find(|(_, (re, _))| re.is_match(path))
+            .find(|(_, (re, t))| re.is_match(path) && t.admits(path))
             .map(|((Reverse(len), ..), (_, t))| (*len, 0, t));
         regex.or(best)
     }

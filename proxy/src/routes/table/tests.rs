@@ -448,3 +448,33 @@ fn many_services_are_found_without_a_scan() {
     let (t, _) = t.without_service("svc-1999");
     assert_eq!(served_by(&t, None, "/svc-1999/x"), "svc-199");
 }
+
+#[test]
+fn an_excluded_path_falls_through_to_the_next_route() {
+    let t = table(vec![
+        svc(&[
+            ("serviceName", "api"),
+            ("servicePath", "/api"),
+            ("servicePathExclude", "/api/admin"),
+            ("port", "8080"),
+        ]),
+        http("site", "/"),
+        svc(&[
+            ("serviceName", "exact"),
+            ("servicePath", "/e"),
+            ("pathType", "path"),
+            ("servicePathExclude", "/e"),
+            ("port", "8080"),
+        ]),
+    ]);
+    assert_eq!(served_by(&t, None, "/api/users"), "api");
+    assert_eq!(served_by(&t, None, "/api/admin/x"), "site");
+    assert_eq!(served_by(&t, None, "/e"), "site");
+    let alone = table(vec![svc(&[
+        ("serviceName", "api"),
+        ("servicePath", "/api"),
+        ("servicePathExclude", "/api/admin"),
+        ("port", "8080"),
+    ])]);
+    assert_eq!(served_by(&alone, None, "/api/admin"), "-");
+}
