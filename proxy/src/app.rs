@@ -17,9 +17,9 @@ use crate::{
     api::{self, ApiContext, ApiToken},
     changes::Changes,
     cli::RunArgs,
-    credentials::Credentials,
     cluster::{self, Cluster, ClusterArgs, DockerDiscovery, LocalConfig, Mode},
     control::{ControlHooks, ControlPlane},
+    credentials::Credentials,
     dataplane::{
         Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
     },

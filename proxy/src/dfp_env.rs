@@ -32,7 +32,8 @@ const fn var(name: &'static str, class: EnvClass) -> EnvVar {
 use EnvClass::{Harmless, Honoured, OnlyValue, Refused};
 
 const HAPROXY: &str = "tunes HAProxy's reloads or logs, which flowproxy does not have";
-const TLS_OPTS: &str = "flowproxy's TLS settings are fixed (TLS 1.2 and 1.3, rustls defaults); remove it";
+const TLS_OPTS: &str =
+    "flowproxy's TLS settings are fixed (TLS 1.2 and 1.3, rustls defaults); remove it";
 const STATS: &str = "the HAProxy stats page does not exist here; use /metrics on the API port";
 const TIMEOUTS: &str = "is not configurable yet; per service, use timeoutServer and timeoutTunnel";
 
@@ -43,19 +44,34 @@ pub const DFP_ENV: &[EnvVar] = &[
     var("MODE", Honoured("--mode (default or swarm)")),
     var("PORT", Honoured("the API port when API_ADDR is not set")),
     var("IP", Honoured("the API address when API_ADDR is not set")),
-    var("HTTPS_ONLY", Honoured("--https-only (Go's ParseBool spellings)")),
+    var(
+        "HTTPS_ONLY",
+        Honoured("--https-only (Go's ParseBool spellings)"),
+    ),
     var("USERS", Honoured("--users (or the secret dfp_users)")),
     var("USERS_PASS_ENCRYPTED", Honoured("--users-pass-encrypted")),
     var("TIMEOUT_CLIENT", Honoured("--timeout-client")),
-    var("ENABLE_H2", OnlyValue("true", "HTTP/2 is always offered (ALPN h2)")),
-    var("DEFAULT_REQ_MODE", OnlyValue("http", "the default reqMode is http")),
+    var(
+        "ENABLE_H2",
+        OnlyValue("true", "HTTP/2 is always offered (ALPN h2)"),
+    ),
+    var(
+        "DEFAULT_REQ_MODE",
+        OnlyValue("http", "the default reqMode is http"),
+    ),
     var("SEPARATOR", OnlyValue(",", "lists are separated by commas")),
     var(
         "FILTER_PROXY_INSTANCE_NAME",
         OnlyValue("false", "proxy instance filtering is not implemented yet"),
     ),
-    var("PROXY_INSTANCE_NAME", Harmless("only matters with FILTER_PROXY_INSTANCE_NAME=true")),
-    var("CONNECTION_MODE", Harmless("flowproxy keeps connections alive on both sides")),
+    var(
+        "PROXY_INSTANCE_NAME",
+        Harmless("only matters with FILTER_PROXY_INSTANCE_NAME=true"),
+    ),
+    var(
+        "CONNECTION_MODE",
+        Harmless("flowproxy keeps connections alive on both sides"),
+    ),
     var("CFG_TEMPLATE_PATH", Harmless(HAPROXY)),
     var("RECONFIGURE_ATTEMPTS", Harmless(HAPROXY)),
     var("RELOAD_ATTEMPTS", Harmless(HAPROXY)),
@@ -64,12 +80,30 @@ pub const DFP_ENV: &[EnvVar] = &[
     var("TERMINATE_ON_RELOAD", Harmless(HAPROXY)),
     var("DISPLAY_CONFIG_ON_ERROR", Harmless(HAPROXY)),
     var("DNS_LOOKUP_PAUSE_MS", Harmless(HAPROXY)),
-    var("CHECK_RESOLVERS", Harmless("replicas are always re-resolved (--dns-refresh)")),
-    var("RESOLVERS", Harmless("replicas are looked up with --dns-server")),
-    var("DO_NOT_RESOLVE_ADDR", Harmless("an unresolvable service answers 503 on its own routes")),
-    var("SKIP_ADDRESS_VALIDATION", Harmless("services are never looked up before they are added")),
-    var("HEALTHCHECK", Harmless("the image's health check is flowproxy's own")),
-    var("DEBUG*", Harmless("request logs are the access log (RUST_LOG=access=info)")),
+    var(
+        "CHECK_RESOLVERS",
+        Harmless("replicas are always re-resolved (--dns-refresh)"),
+    ),
+    var(
+        "RESOLVERS",
+        Harmless("replicas are looked up with --dns-server"),
+    ),
+    var(
+        "DO_NOT_RESOLVE_ADDR",
+        Harmless("an unresolvable service answers 503 on its own routes"),
+    ),
+    var(
+        "SKIP_ADDRESS_VALIDATION",
+        Harmless("services are never looked up before they are added"),
+    ),
+    var(
+        "HEALTHCHECK",
+        Harmless("the image's health check is flowproxy's own"),
+    ),
+    var(
+        "DEBUG*",
+        Harmless("request logs are the access log (RUST_LOG=access=info)"),
+    ),
     var("TIMEOUT_QUEUE", Harmless("flowproxy has no request queue")),
     var("TIMEOUT_CONNECT", Refused(TIMEOUTS)),
     var("TIMEOUT_SERVER", Refused(TIMEOUTS)),
@@ -84,16 +118,34 @@ pub const DFP_ENV: &[EnvVar] = &[
         "BIND_PORTS",
         Refused("extra HTTP listeners are not implemented yet; use --http-addr, or TCP mode"),
     ),
-    var("EXTRA_GLOBAL", Refused("raw HAProxy configuration cannot be applied; remove it")),
-    var("EXTRA_FRONTEND", Refused("raw HAProxy configuration cannot be applied; remove it")),
+    var(
+        "EXTRA_GLOBAL",
+        Refused("raw HAProxy configuration cannot be applied; remove it"),
+    ),
+    var(
+        "EXTRA_FRONTEND",
+        Refused("raw HAProxy configuration cannot be applied; remove it"),
+    ),
     var(
         "CAPTURE_REQUEST_HEADER",
         Refused("header capture is not implemented; the access log has the request line"),
     ),
-    var("SERVICE_DOMAIN_ALGO", Refused("only exact and *.suffix domains are implemented")),
-    var("COMPRESSION_ALGO", Refused("compression is not implemented yet")),
-    var("COMPRESSION_TYPE", Refused("compression is not implemented yet")),
-    var("CA_FILE", Refused("client certificates are not implemented yet")),
+    var(
+        "SERVICE_DOMAIN_ALGO",
+        Refused("only exact and *.suffix domains are implemented"),
+    ),
+    var(
+        "COMPRESSION_ALGO",
+        Refused("compression is not implemented yet"),
+    ),
+    var(
+        "COMPRESSION_TYPE",
+        Refused("compression is not implemented yet"),
+    ),
+    var(
+        "CA_FILE",
+        Refused("client certificates are not implemented yet"),
+    ),
     var(
         "CRT_LIST_PATH",
         Refused("certificates come from --certs-dir, cert-* secrets and PUT /cert"),
@@ -107,7 +159,9 @@ pub const DFP_ENV: &[EnvVar] = &[
     var("STATS_*", Refused(STATS)),
     var(
         "DFP_SERVICE_*",
-        Refused("static services are not implemented yet; configure them with a reconfigure call or com.df.* labels"),
+        Refused(
+            "static services are not implemented yet; configure them with a reconfigure call or com.df.* labels",
+        ),
     ),
 ];
 
@@ -188,8 +242,44 @@ mod tests {
     #[test]
     fn names_are_unique() {
         for (i, v) in DFP_ENV.iter().enumerate() {
-            assert!(DFP_ENV[i + 1..].iter().all(|w| w.name != v.name), "{}", v.name);
+            assert!(
+                DFP_ENV[i + 1..].iter().all(|w| w.name != v.name),
+                "{}",
+                v.name
+            );
         }
+    }
+
+    /// The README's variable table lists every entry, with its class, and nothing else.
+    #[test]
+    fn the_readme_table_is_the_list() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("<!-- dfp-env -->")
+            .nth(1)
+            .and_then(|t| t.split("<!-- /dfp-env -->").next())
+            .expect("README has the dfp-env table");
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                let class = cells.get(2)?.split(' ').next()?;
+                Some((name.to_owned(), class.to_owned()))
+            })
+            .collect();
+        let expected: Vec<(String, String)> = DFP_ENV
+            .iter()
+            .map(|v| {
+                let class = match v.class {
+                    Honoured(_) | OnlyValue(..) => "honoured",
+                    Refused(_) => "refused",
+                    Harmless(_) => "harmless",
+                };
+                (v.name.to_owned(), class.to_owned())
+            })
+            .collect();
+        assert_eq!(rows, expected);
     }
 
     #[test]
@@ -223,11 +313,17 @@ mod tests {
     fn ip_and_port_make_the_api_address() {
         assert_eq!(api_addr_from_ip_port(None, None), Ok(None));
         assert_eq!(
-            api_addr_from_ip_port(None, Some("9090")).unwrap().unwrap().to_string(),
+            api_addr_from_ip_port(None, Some("9090"))
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "0.0.0.0:9090"
         );
         assert_eq!(
-            api_addr_from_ip_port(Some("127.0.0.1"), None).unwrap().unwrap().to_string(),
+            api_addr_from_ip_port(Some("127.0.0.1"), None)
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "127.0.0.1:8080"
         );
         assert!(api_addr_from_ip_port(Some("nope"), None).is_err());

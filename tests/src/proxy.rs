@@ -39,6 +39,8 @@ pub struct Flowproxy {
     run_as: Option<u32>,
     netns: Option<String>,
     bin: Option<PathBuf>,
+    envs: Vec<(String, String)>,
+    no_defaults: Vec<String>,
 }
 
 /// A started flowproxy.
@@ -85,6 +87,19 @@ impl Flowproxy {
     /// Adds a command-line argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
+        self
+    }
+
+    /// Sets an environment variable of the process (a migrated DFP stack's, say).
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.envs.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Leaves out the harness's default for `flag` (`--api-addr`, ...), so the binary's own
+    /// default, or an environment variable, decides.
+    pub fn without_default(mut self, flag: &str) -> Self {
+        self.no_defaults.push(flag.to_owned());
         self
     }
 
@@ -149,10 +164,11 @@ impl Flowproxy {
             ("--certs-dir", empty.as_str()),
             ("--secrets-dir", empty.as_str()),
         ] {
-            if !self.has_flag(flag) {
+            if !self.has_flag(flag) && !self.no_defaults.iter().any(|f| f == flag) {
                 cmd.args([flag, default]);
             }
         }
+        cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
         cmd.args(&self.args)
             .arg("--bpffs-dir")
             .arg(pin_dir)

@@ -11,7 +11,11 @@ fn service(extra: &[(&str, &str)]) -> Service {
         ("servicePath".to_owned(), "/app".to_owned()),
         ("port".to_owned(), "80".to_owned()),
     ];
-    q.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    q.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     parse_reconfigure(&q).unwrap()
 }
 
@@ -36,11 +40,20 @@ fn a_service_without_users_is_open_unless_users_is_global() {
     assert_eq!(verdict(&none(), &svc, &HeaderMap::new()), Verdict::Open);
     let global = Credentials::new(Some("admin:pw"), false, "/x".into()).unwrap();
     assert_eq!(verdict(&global, &svc, &HeaderMap::new()), Verdict::Denied);
-    assert_eq!(verdict(&global, &svc, &auth("admin", "pw")), Verdict::Allowed);
-    assert_eq!(verdict(&global, &svc, &auth("admin", "no")), Verdict::Denied);
+    assert_eq!(
+        verdict(&global, &svc, &auth("admin", "pw")),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        verdict(&global, &svc, &auth("admin", "no")),
+        Verdict::Denied
+    );
     // A service's own users replace the global ones.
     let own = service(&[("users", "bob:b")]);
-    assert_eq!(verdict(&global, &own, &auth("admin", "pw")), Verdict::Denied);
+    assert_eq!(
+        verdict(&global, &own, &auth("admin", "pw")),
+        Verdict::Denied
+    );
     assert_eq!(verdict(&global, &own, &auth("bob", "b")), Verdict::Allowed);
     // ignoreAuthorization opens the destination.
     let ignored = service(&[("ignoreAuthorization", "true")]);
@@ -52,7 +65,10 @@ fn password_less_users_take_the_global_password() {
     let global = Credentials::new(Some("admin:pw,other:o"), false, "/x".into()).unwrap();
     let svc = service(&[("users", "admin")]);
     assert!(global.validate(&svc).is_ok());
-    assert_eq!(verdict(&global, &svc, &auth("admin", "pw")), Verdict::Allowed);
+    assert_eq!(
+        verdict(&global, &svc, &auth("admin", "pw")),
+        Verdict::Allowed
+    );
     assert_eq!(verdict(&global, &svc, &auth("other", "o")), Verdict::Denied);
     let err = none().validate(&svc).unwrap_err();
     assert!(err.to_string().contains("admin has no password"), "{err}");
@@ -65,14 +81,28 @@ fn crypt_hashes_are_verified() {
             ("users", &format!("admin:{hash}")),
             ("usersPassEncrypted", "true"),
         ]);
-        assert_eq!(verdict(&none(), &svc, &auth("admin", "s3cret")), Verdict::Allowed, "{hash}");
-        assert_eq!(verdict(&none(), &svc, &auth("admin", "wrong")), Verdict::Denied, "{hash}");
+        assert_eq!(
+            verdict(&none(), &svc, &auth("admin", "s3cret")),
+            Verdict::Allowed,
+            "{hash}"
+        );
+        assert_eq!(
+            verdict(&none(), &svc, &auth("admin", "wrong")),
+            Verdict::Denied,
+            "{hash}"
+        );
         // Without the flag the hash is a literal password.
         let literal = service(&[("users", &format!("admin:{hash}"))]);
-        assert_eq!(verdict(&none(), &literal, &auth("admin", "s3cret")), Verdict::Denied);
+        assert_eq!(
+            verdict(&none(), &literal, &auth("admin", "s3cret")),
+            Verdict::Denied
+        );
     }
     let global = Credentials::new(Some(&format!("admin:{SHA512}")), true, "/x".into()).unwrap();
-    assert_eq!(verdict(&global, &service(&[]), &auth("admin", "s3cret")), Verdict::Allowed);
+    assert_eq!(
+        verdict(&global, &service(&[]), &auth("admin", "s3cret")),
+        Verdict::Allowed
+    );
 }
 
 #[test]
@@ -83,11 +113,23 @@ fn secrets_give_users_and_fill_passwords() {
     let creds = Credentials::new(None, false, dir.clone()).unwrap();
     let from_secret = service(&[("usersSecret", "team")]);
     assert!(creds.validate(&from_secret).is_ok());
-    assert_eq!(verdict(&creds, &from_secret, &auth("bob", "b1")), Verdict::Allowed);
-    assert_eq!(verdict(&creds, &from_secret, &auth("nopass", "")), Verdict::Denied);
+    assert_eq!(
+        verdict(&creds, &from_secret, &auth("bob", "b1")),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        verdict(&creds, &from_secret, &auth("nopass", "")),
+        Verdict::Denied
+    );
     let filled = service(&[("users", "alice"), ("usersSecret", "team")]);
-    assert_eq!(verdict(&creds, &filled, &auth("alice", "a1")), Verdict::Allowed);
-    assert_eq!(verdict(&creds, &filled, &auth("bob", "b1")), Verdict::Denied);
+    assert_eq!(
+        verdict(&creds, &filled, &auth("alice", "a1")),
+        Verdict::Allowed
+    );
+    assert_eq!(
+        verdict(&creds, &filled, &auth("bob", "b1")),
+        Verdict::Denied
+    );
     let missing = service(&[("usersSecret", "absent")]);
     let err = creds.validate(&missing).unwrap_err();
     assert!(err.to_string().contains("dfp_users_absent"), "{err}");
@@ -96,10 +138,19 @@ fn secrets_give_users_and_fill_passwords() {
 
 #[test]
 fn bad_global_users_are_refused_without_showing_passwords() {
-    let err = Credentials::new(Some("admin"), false, "/x".into()).err().unwrap();
+    let err = Credentials::new(Some("admin"), false, "/x".into())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("admin"), "{err}");
-    let err = Credentials::new(Some("x:zq9,root:"), false, "/x".into()).err().unwrap();
-    assert!(err.to_string().contains("root") && !err.to_string().contains("zq9"), "{err}");
-    let err = Credentials::new(Some("admin"), false, "/x".into()).err().unwrap();
+    let err = Credentials::new(Some("x:zq9,root:"), false, "/x".into())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("root") && !err.to_string().contains("zq9"),
+        "{err}"
+    );
+    let err = Credentials::new(Some("admin"), false, "/x".into())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("\"admin\""), "{err}");
 }

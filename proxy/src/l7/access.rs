@@ -35,7 +35,8 @@ pub fn redirect_to_https(
     let proto = forwarded_proto(headers);
     dest.https_only
         || https_only
-        || (service.redirect_when_http_proto && proto.is_some_and(|p| p.eq_ignore_ascii_case("http")))
+        || (service.redirect_when_http_proto
+            && proto.is_some_and(|p| p.eq_ignore_ascii_case("http")))
         || (service.redirect_unless_https_proto
             && !proto.is_some_and(|p| p.eq_ignore_ascii_case("https")))
 }
@@ -52,7 +53,9 @@ pub fn authorize(
     headers: &HeaderMap,
 ) -> Result<bool, ProxyError> {
     if dest.access.deny_http && !tls {
-        return Err(ProxyError::Forbidden("this service is served over HTTPS only"));
+        return Err(ProxyError::Forbidden(
+            "this service is served over HTTPS only",
+        ));
     }
     if !dest.access.admits(method.as_str()) {
         return Err(ProxyError::Forbidden("this method is not allowed here"));
@@ -75,7 +78,11 @@ mod tests {
             ("servicePath".to_owned(), "/app".to_owned()),
             ("port".to_owned(), "80".to_owned()),
         ];
-        q.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        q.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         parse_reconfigure(&q).unwrap()
     }
 
@@ -91,15 +98,51 @@ mod tests {
         let d = &when.destinations[0];
         assert!(redirect_to_https(&when, d, false, false, &proto("http")));
         assert!(!redirect_to_https(&when, d, false, false, &proto("https")));
-        assert!(!redirect_to_https(&when, d, false, false, &HeaderMap::new()));
+        assert!(!redirect_to_https(
+            &when,
+            d,
+            false,
+            false,
+            &HeaderMap::new()
+        ));
         let unless = service(&[("redirectUnlessHttpsProto", "true")]);
         let d = &unless.destinations[0];
-        assert!(redirect_to_https(&unless, d, false, false, &HeaderMap::new()));
-        assert!(!redirect_to_https(&unless, d, false, false, &proto("https")));
-        assert!(!redirect_to_https(&unless, d, true, false, &HeaderMap::new()));
+        assert!(redirect_to_https(
+            &unless,
+            d,
+            false,
+            false,
+            &HeaderMap::new()
+        ));
+        assert!(!redirect_to_https(
+            &unless,
+            d,
+            false,
+            false,
+            &proto("https")
+        ));
+        assert!(!redirect_to_https(
+            &unless,
+            d,
+            true,
+            false,
+            &HeaderMap::new()
+        ));
         let plain = service(&[]);
-        assert!(!redirect_to_https(&plain, &plain.destinations[0], false, false, &proto("http")));
-        assert!(redirect_to_https(&plain, &plain.destinations[0], false, true, &HeaderMap::new()));
+        assert!(!redirect_to_https(
+            &plain,
+            &plain.destinations[0],
+            false,
+            false,
+            &proto("http")
+        ));
+        assert!(redirect_to_https(
+            &plain,
+            &plain.destinations[0],
+            false,
+            true,
+            &HeaderMap::new()
+        ));
     }
 
     #[test]
@@ -110,7 +153,10 @@ mod tests {
         let h = HeaderMap::new();
         let err = authorize(&creds, &svc, d, false, &Method::GET, &h).unwrap_err();
         assert_eq!(err.status(), 403);
-        assert_eq!(authorize(&creds, &svc, d, true, &Method::GET, &h).ok(), Some(false));
+        assert_eq!(
+            authorize(&creds, &svc, d, true, &Method::GET, &h).ok(),
+            Some(false)
+        );
         let err = authorize(&creds, &svc, d, true, &Method::DELETE, &h).unwrap_err();
         assert_eq!(err.status(), 403);
         let allowed = service(&[("allowedMethods", "GET")]);

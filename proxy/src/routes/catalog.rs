@@ -232,7 +232,11 @@ pub const CATALOG: &[Param] = &[
         S,
         "is the Swarm Listener's node information, which flowproxy does not need",
     ),
-    harmless("shortName", S, "is read by the Swarm Listener, not the proxy"),
+    harmless(
+        "shortName",
+        S,
+        "is read by the Swarm Listener, not the proxy",
+    ),
     harmless("scrapePort", S, DFM),
     harmless("scrapeNetwork", S, DFM),
     harmless("scrapeInterval", S, DFM),
@@ -336,6 +340,37 @@ mod tests {
         }
     }
 
+    /// The README's migration table lists every entry, with its class, and nothing else.
+    #[test]
+    fn the_readme_table_is_the_catalog() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("<!-- dfp-params -->")
+            .nth(1)
+            .and_then(|t| t.split("<!-- /dfp-params -->").next())
+            .expect("README has the dfp-params table");
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((name.to_owned(), (*cells.get(3)?).to_owned()))
+            })
+            .collect();
+        let expected: Vec<(String, String)> = CATALOG
+            .iter()
+            .map(|p| {
+                let class = match p.class {
+                    Class::Honoured => "honoured",
+                    Class::Refused(_) => "refused",
+                    Class::Harmless(_) => "harmless",
+                };
+                (p.name.to_owned(), class.to_owned())
+            })
+            .collect();
+        assert_eq!(rows, expected);
+    }
+
     #[test]
     fn honoured_parameters_pass_and_harmless_ones_are_named() {
         let ok = check(&params(&[
@@ -345,9 +380,15 @@ mod tests {
             ("checkTcp.2", "true"),
         ]))
         .unwrap();
-        assert_eq!(ok, vec!["checkTcp.2".to_owned(), "connectionMode".to_owned()]);
+        assert_eq!(
+            ok,
+            vec!["checkTcp.2".to_owned(), "connectionMode".to_owned()]
+        );
         let message = harmless_message(&ok);
-        assert!(message.contains("connectionMode tunes HAProxy"), "{message}");
+        assert!(
+            message.contains("connectionMode tunes HAProxy"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -22,6 +22,27 @@ struct ServiceView<'a> {
     users: Vec<UserView<'a>>,
     #[serde(rename = "Replicas")]
     replicas: u32,
+    #[serde(rename = "UsersSecret", skip_serializing_if = "Option::is_none")]
+    users_secret: Option<&'a str>,
+    #[serde(rename = "RedirectWhenHttpProto")]
+    redirect_when_http_proto: bool,
+    #[serde(rename = "AddReqHeader")]
+    add_req_header: Vec<String>,
+    #[serde(rename = "SetReqHeader")]
+    set_req_header: Vec<String>,
+    #[serde(rename = "DelReqHeader")]
+    del_req_header: &'a [String],
+    #[serde(rename = "AddResHeader")]
+    add_res_header: Vec<String>,
+    #[serde(rename = "SetResHeader")]
+    set_res_header: Vec<String>,
+    #[serde(rename = "DelResHeader")]
+    del_res_header: &'a [String],
+}
+
+/// DFP's `Name value` spelling of header rules.
+fn pairs(rules: &[(String, String)]) -> Vec<String> {
+    rules.iter().map(|(n, v)| format!("{n} {v}")).collect()
 }
 
 #[derive(Serialize)]
@@ -53,6 +74,16 @@ struct DestView<'a> {
     https_only: bool,
     #[serde(rename = "HttpsRedirectCode")]
     https_redirect_code: String,
+    #[serde(rename = "ServicePathExclude")]
+    service_path_exclude: &'a [String],
+    #[serde(rename = "AllowedMethods")]
+    allowed_methods: &'a [String],
+    #[serde(rename = "DeniedMethods")]
+    denied_methods: &'a [String],
+    #[serde(rename = "DenyHttp")]
+    deny_http: bool,
+    #[serde(rename = "IgnoreAuthorization")]
+    ignore_authorization: bool,
 }
 
 #[derive(Serialize)]
@@ -74,6 +105,14 @@ impl Serialize for Service {
                 .map(|u| UserView { username: &u.user })
                 .collect(),
             replicas: self.replicas().unwrap_or(0),
+            users_secret: self.users_secret.as_deref(),
+            redirect_when_http_proto: self.redirect_when_http_proto,
+            add_req_header: pairs(&self.request_headers.add),
+            set_req_header: pairs(&self.request_headers.set),
+            del_req_header: &self.request_headers.del,
+            add_res_header: pairs(&self.response_headers.add),
+            set_res_header: pairs(&self.response_headers.set),
+            del_res_header: &self.response_headers.del,
         };
         view.serialize(serializer)
     }
@@ -99,6 +138,11 @@ impl<'a> From<&'a Destination> for DestView<'a> {
             outbound_hostname: d.outbound_hostname.as_deref().unwrap_or(""),
             https_only: d.https_only,
             https_redirect_code: d.https_redirect_code.to_string(),
+            service_path_exclude: &d.path_excludes,
+            allowed_methods: &d.access.allowed_methods,
+            denied_methods: &d.access.denied_methods,
+            deny_http: d.access.deny_http,
+            ignore_authorization: d.access.ignore_authorization,
         }
     }
 }

@@ -11,12 +11,12 @@ use super::catalog;
 use super::error::{MAX_VALUE_LEN, RouteError};
 use super::rules::{HeaderRules, parse_header_names, parse_header_pairs, parse_methods};
 use super::service::{
-    Access, BasicUser, DEFAULT_HTTPS_REDIRECT_CODE, DEFAULT_TIMEOUT_SERVER,
-    DEFAULT_TIMEOUT_TUNNEL, Destination, PathType, ReqMode, Service,
+    Access, BasicUser, DEFAULT_HTTPS_REDIRECT_CODE, DEFAULT_TIMEOUT_SERVER, DEFAULT_TIMEOUT_TUNNEL,
+    Destination, PathType, ReqMode, Service,
 };
 use super::values::{
-    check_name, check_path, check_token, compile_regex, is_digits, parse_bool, parse_domain, parse_go_bool, parse_port,
-    parse_rewrites, parse_secs,
+    check_name, check_path, check_token, compile_regex, is_digits, parse_bool, parse_domain,
+    parse_go_bool, parse_port, parse_rewrites, parse_secs,
 };
 
 /// DFP's highest destination index.
@@ -89,8 +89,12 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
         &["setReqHeader", "setHeader"],
         "delReqHeader",
     )?;
-    let response_headers =
-        header_rules(&params, &["addResHeader"], &["setResHeader"], "delResHeader")?;
+    let response_headers = header_rules(
+        &params,
+        &["addResHeader"],
+        &["setResHeader"],
+        "delResHeader",
+    )?;
     let destinations = destination_indexes(&params)?
         .into_iter()
         .map(|index| {
@@ -116,7 +120,10 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
 }
 
 /// The first of `keys` that is set (DFP reads `addReqHeader` before its `addHeader` alias).
-fn first_of<'a>(params: &'a BTreeMap<String, String>, keys: &[&'a str]) -> Option<(&'a str, &'a str)> {
+fn first_of<'a>(
+    params: &'a BTreeMap<String, String>,
+    keys: &[&'a str],
+) -> Option<(&'a str, &'a str)> {
     keys.iter()
         .find_map(|k| non_empty(params, k).map(|v| (*k, v)))
 }

@@ -24,9 +24,9 @@ impl HeaderRules {
 /// Whether `name` is an HTTP token (RFC 9110 `tchar`s), i.e. a valid header or method name.
 pub(super) fn is_token(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// Parses DFP's `Name value,Name2 value2` list (`addReqHeader`, `setResHeader`, ...).
@@ -134,7 +134,8 @@ mod tests {
 
     #[test]
     fn header_pairs_take_dfp_spelling() {
-        let pairs = parse_header_pairs("addReqHeader", "X-Env prod, X-Team  web team", ',').unwrap();
+        let pairs =
+            parse_header_pairs("addReqHeader", "X-Env prod, X-Team  web team", ',').unwrap();
         assert_eq!(
             pairs,
             vec![

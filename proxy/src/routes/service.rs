@@ -182,7 +182,9 @@ impl PartialEq for Destination {
 impl Destination {
     /// Whether `servicePathExclude` keeps `path` out of this destination.
     pub fn excludes(&self, path: &str) -> bool {
-        self.path_excludes.iter().any(|p| path.starts_with(p.as_str()))
+        self.path_excludes
+            .iter()
+            .any(|p| path.starts_with(p.as_str()))
     }
 
     /// Applies `path_rewrites` to `path`, returning `None` when nothing changed.

@@ -211,3 +211,25 @@ fn two_swarm_services_claiming_one_name_are_refused() {
     assert_eq!(plan.invalid[0].service, "go-demo-copy");
     assert!(plan.invalid[0].to_string().contains("same serviceName"));
 }
+
+#[test]
+fn a_refused_label_keeps_the_service_out_and_names_the_label() {
+    let mut sticky = go_demo();
+    sticky
+        .labels
+        .insert("com.df.sessionType".into(), "sticky-server".into());
+    let plan = plan(&[sticky], NOTIFY, &RouteTable::default());
+    assert!(plan.apply.is_empty());
+    assert_eq!(plan.invalid[0].label, "label com.df.sessionType");
+    assert!(plan.invalid[0].to_string().contains("sticky sessions"));
+    let mut monitored = go_demo();
+    monitored
+        .labels
+        .insert("com.df.alertName.1".into(), "mem".into());
+    let plan = super::plan(&[monitored], NOTIFY, &RouteTable::default());
+    assert_eq!(
+        plan.apply.len(),
+        1,
+        "Docker Flow Monitor labels are harmless"
+    );
+}

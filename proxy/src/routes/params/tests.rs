@@ -244,18 +244,42 @@ fn bad_values_name_their_parameter() {
         "usersPassEncrypted",
     );
     rejects(&with(&[("serviceName", "a\"b")]), 400, "serviceName");
-    rejects(&with(&[("serviceName", "<script>x</script>")]), 400, "serviceName");
+    rejects(
+        &with(&[("serviceName", "<script>x</script>")]),
+        400,
+        "serviceName",
+    );
     rejects(&with(&[("serviceName", "\u{fffd}")]), 400, "serviceName");
-    rejects(&with(&[("servicePath", "/h6/../admin")]), 400, "servicePath");
+    rejects(
+        &with(&[("servicePath", "/h6/../admin")]),
+        400,
+        "servicePath",
+    );
     rejects(&with(&[("servicePath", "/caf\u{e9}")]), 400, "servicePath");
     rejects(&with(&[("servicePath", "/a\u{2028}b")]), 400, "servicePath");
-    rejects(&with(&[("servicePathExclude", "x")]), 400, "servicePathExclude");
+    rejects(
+        &with(&[("servicePathExclude", "x")]),
+        400,
+        "servicePathExclude",
+    );
     rejects(&with(&[("allowedMethods", "G ET")]), 400, "allowedMethods");
     rejects(&with(&[("denyHttp", "sure")]), 400, "denyHttp");
-    rejects(&with(&[("addReqHeader", "X-A %[src]")]), 400, "addReqHeader");
-    rejects(&with(&[("setResHeader", "Bad(Name) v")]), 400, "setResHeader");
+    rejects(
+        &with(&[("addReqHeader", "X-A %[src]")]),
+        400,
+        "addReqHeader",
+    );
+    rejects(
+        &with(&[("setResHeader", "Bad(Name) v")]),
+        400,
+        "setResHeader",
+    );
     rejects(&with(&[("servicepath", "/x")]), 400, "servicepath");
-    rejects(&with(&[("sessionType", "sticky-server")]), 400, "sessionType");
+    rejects(
+        &with(&[("sessionType", "sticky-server")]),
+        400,
+        "sessionType",
+    );
     rejects(&with(&[("aclName.1", "x")]), 400, "aclName.1");
     rejects(
         &with(&[("outboundHostname", "a b")]),
@@ -337,8 +361,14 @@ fn access_and_header_rules_are_parsed() {
     assert_eq!(svc.users[0].password, None);
     assert_eq!(svc.users_secret.as_deref(), Some("team"));
     assert!(svc.users_encrypted && svc.redirect_when_http_proto);
-    assert_eq!(svc.request_headers.add, [("X-Old".to_owned(), "alias".to_owned())]);
-    assert_eq!(svc.request_headers.set, [("X-Env".to_owned(), "prod".to_owned())]);
+    assert_eq!(
+        svc.request_headers.add,
+        [("X-Old".to_owned(), "alias".to_owned())]
+    );
+    assert_eq!(
+        svc.request_headers.set,
+        [("X-Env".to_owned(), "prod".to_owned())]
+    );
     assert_eq!(svc.response_headers.del, ["Server"]);
 }
 

@@ -1,0 +1,251 @@
+//! The DFP rules a migrated stack relies on, each seen from curl: basic auth from every
+//! source, method and plain-HTTP refusals, path exclusions, header rules, forwarded-proto
+//! redirects, `replicas=0` and the first of repeated parameters.
+use std::path::PathBuf;
+
+use flowproxy_tests::{CurlResponse, GoDemo, RunningProxy, curl, proxy::temp_state_dir};
+
+/// A directory for the test's files, removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const SHA512_S3CRET: &str = "$6$abcdefgh$Z7KfoKnKTSZrzo5VZ0YubGLQOj9ov6sHo9TmE3zIU/LHKhpE30zCnZ0mcIXYf9r9rQ4DYaXoxAFSPFlcWdxjB.";
+
+fn reconfigure(proxy: &RunningProxy, query: &str) -> anyhow::Result<CurlResponse> {
+    proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{query}"))
+}
+
+/// Publishes go-demo's replicas as `tasks.<name>` too, as Swarm would for a service of
+/// that name on the same image.
+fn publish(demo: &GoDemo, name: &str) -> anyhow::Result<()> {
+    let addrs: Vec<_> = demo.replicas.iter().map(|r| r.link.host_addr).collect();
+    demo.dns.set(&format!("tasks.{name}"), &addrs)
+}
+
+/// A service named `name` on `/name` that reaches go-demo's `/demo/...`.
+fn add(proxy: &RunningProxy, demo: &GoDemo, name: &str, extra: &str) -> anyhow::Result<()> {
+    publish(demo, name)?;
+    let query = format!(
+        "serviceName={name}&servicePath=/{name}&port=8080\
+         &reqPathSearchReplace=%5E/{name},/demo{extra}"
+    );
+    let resp = reconfigure(proxy, &query)?;
+    anyhow::ensure!(resp.status == 200, "{name}: {}", resp.body);
+    Ok(())
+}
+
+fn status(args: &[&str]) -> anyhow::Result<u16> {
+    Ok(curl(args)?.status)
+}
+
+#[test]
+fn basic_auth_comes_from_users_secrets_hashes_and_global_users() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let secrets = TempDir(temp_state_dir().with_extension("secrets"));
+    std::fs::create_dir_all(&secrets.0)?;
+    std::fs::write(secrets.0.join("dfp_users_team"), "alice:a1\nbob:b1\n")?;
+    let proxy = demo
+        .flowproxy()
+        .arg("--no-ebpf")
+        .arg("--secrets-dir")
+        .arg(secrets.0.to_string_lossy())
+        .arg("--users")
+        .arg("admin:pw,carol:c1")
+        .start()?;
+    add(&proxy, &demo, "global", "")?;
+    add(&proxy, &demo, "own", "&users=dave:d1")?;
+    add(&proxy, &demo, "filled", "&users=carol")?;
+    add(&proxy, &demo, "secret", "&usersSecret=team")?;
+    add(
+        &proxy,
+        &demo,
+        "hashed",
+        &format!(
+            "&users=eve:{}&usersPassEncrypted=true",
+            SHA512_S3CRET.replace('$', "%24")
+        ),
+    )?;
+    add(&proxy, &demo, "open", "&ignoreAuthorization=true")?;
+    let url = |p: &str| proxy.url(p);
+    for (path, user, good) in [
+        ("/global/hello", "admin:pw", true),
+        ("/global/hello", "admin:nope", false),
+        ("/own/hello", "dave:d1", true),
+        ("/own/hello", "admin:pw", false),
+        ("/filled/hello", "carol:c1", true),
+        ("/filled/hello", "admin:pw", false),
+        ("/secret/hello", "bob:b1", true),
+        ("/secret/hello", "admin:pw", false),
+        ("/hashed/hello", "eve:s3cret", true),
+        ("/hashed/hello", "eve:wrong", false),
+    ] {
+        let expected = if good { 200 } else { 401 };
+        assert_eq!(
+            status(&["-u", user, &url(path)])?,
+            expected,
+            "{path} as {user}"
+        );
+        assert_eq!(status(&[&url(path)])?, 401, "{path} without credentials");
+    }
+    assert_eq!(status(&[&url("/open/hello")])?, 200);
+    // The proxy's credentials never reach the replica.
+    let seen = curl(&["-u", "admin:pw", &url("/global/headers")])?;
+    assert_eq!(seen.status, 200);
+    assert!(
+        !seen.body.to_ascii_lowercase().contains("authorization:"),
+        "{}",
+        seen.body
+    );
+    // A change that cannot work is refused, and nothing changes.
+    let missing = reconfigure(
+        &proxy,
+        "serviceName=x&servicePath=/x&port=8080&usersSecret=absent",
+    )?;
+    assert_eq!(missing.status, 400, "{}", missing.body);
+    assert!(
+        missing.body.contains("dfp_users_absent"),
+        "{}",
+        missing.body
+    );
+    Ok(())
+}
+
+#[test]
+fn methods_and_plain_http_are_refused_with_403() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    add(&proxy, &demo, "readonly", "&allowedMethods=GET,HEAD")?;
+    add(&proxy, &demo, "nodelete", "&deniedMethods=DELETE")?;
+    add(&proxy, &demo, "tlsonly", "&denyHttp=true")?;
+    assert_eq!(status(&[&proxy.url("/readonly/hello")])?, 200);
+    assert_eq!(status(&["-X", "POST", &proxy.url("/readonly/hello")])?, 403);
+    assert_eq!(
+        status(&["-X", "DELETE", &proxy.url("/nodelete/hello")])?,
+        403
+    );
+    assert_eq!(status(&["-X", "PUT", &proxy.url("/nodelete/echo")])?, 200);
+    assert_eq!(status(&[&proxy.url("/tlsonly/hello")])?, 403);
+    let https = format!("https://{}/tlsonly/hello", proxy.https_addr);
+    assert_eq!(status(&["-k", &https])?, 200);
+    Ok(())
+}
+
+#[test]
+fn an_excluded_path_goes_to_the_next_route() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    add(&proxy, &demo, "app", "&servicePathExclude=/app/who")?;
+    assert_eq!(status(&[&proxy.url("/app/hello")])?, 200);
+    assert_eq!(status(&[&proxy.url("/app/who")])?, 404);
+    // A catch-all service takes what the first excludes.
+    publish(&demo, "site")?;
+    let site = "serviceName=site&servicePath=/&port=8080\
+                &reqPathSearchReplace=%5E/app,/demo&setResHeader=X-Served-By%20site";
+    assert_eq!(reconfigure(&proxy, site)?.status, 200);
+    let resp = curl(&[&proxy.url("/app/who")])?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    assert_eq!(resp.header("x-served-by"), Some("site"));
+    assert_eq!(
+        curl(&[&proxy.url("/app/hello")])?.header("x-served-by"),
+        None
+    );
+    Ok(())
+}
+
+#[test]
+fn header_rules_rewrite_requests_and_responses() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    add(
+        &proxy,
+        &demo,
+        "hdr",
+        "&addReqHeader=X-Env%20prod,X-Team%20web&setReqHeader=X-Client%20proxy\
+         &delReqHeader=X-Secret&addResHeader=X-Proxy%20flowproxy&delResHeader=Content-Type",
+    )?;
+    let resp = curl(&[
+        "-H",
+        "X-Secret: s",
+        "-H",
+        "X-Client: spoofed",
+        &proxy.url("/hdr/headers"),
+    ])?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let body = resp.body.to_ascii_lowercase();
+    assert!(
+        body.contains("x-env: prod") && body.contains("x-team: web"),
+        "{body}"
+    );
+    assert!(
+        body.contains("x-client: proxy") && !body.contains("spoofed"),
+        "{body}"
+    );
+    assert!(!body.contains("x-secret"), "{body}");
+    assert_eq!(resp.header("x-proxy"), Some("flowproxy"));
+    assert_eq!(resp.header("content-type"), None);
+    // HAProxy expressions cannot be evaluated here: refused by name.
+    let refused = reconfigure(
+        &proxy,
+        "serviceName=x&servicePath=/x&port=8080&addReqHeader=X-Src%20%25%5Bsrc%5D",
+    )?;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("addReqHeader"), "{}", refused.body);
+    Ok(())
+}
+
+#[test]
+fn forwarded_proto_redirects_replicas_zero_and_first_values() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    add(
+        &proxy,
+        &demo,
+        "lb",
+        "&redirectWhenHttpProto=true&httpsRedirectCode=301",
+    )?;
+    let behind_lb = curl(&[
+        "-H",
+        "X-Forwarded-Proto: http",
+        "-H",
+        "Host: a.example",
+        &proxy.url("/lb/hello"),
+    ])?;
+    assert_eq!(behind_lb.status, 301);
+    assert!(
+        behind_lb
+            .header("location")
+            .is_some_and(|l| l.starts_with("https://a.example")),
+        "{:?}",
+        behind_lb.headers
+    );
+    let secure = curl(&["-H", "X-Forwarded-Proto: https", &proxy.url("/lb/hello")])?;
+    assert_eq!(secure.status, 200);
+    // The first of repeated parameters wins, as in DFP.
+    let first = reconfigure(
+        &proxy,
+        "serviceName=go-demo&servicePath=/demo&port=8080&port=9999",
+    )?;
+    assert_eq!(first.status, 200);
+    assert_eq!(status(&[&proxy.url("/demo/hello")])?, 200);
+    // A harmless HAProxy setting is accepted and named.
+    let tuned = reconfigure(
+        &proxy,
+        "serviceName=go-demo&servicePath=/demo&port=8080&connectionMode=http-server-close",
+    )?;
+    assert_eq!(tuned.status, 200);
+    assert!(tuned.body.contains("connectionMode"), "{}", tuned.body);
+    // Scaled to zero: removed.
+    let zero = reconfigure(
+        &proxy,
+        "serviceName=go-demo&servicePath=/demo&port=8080&replicas=0",
+    )?;
+    assert_eq!(zero.status, 200, "{}", zero.body);
+    assert!(zero.body.contains("removed"), "{}", zero.body);
+    assert_eq!(status(&[&proxy.url("/demo/hello")])?, 404);
+    Ok(())
+}
