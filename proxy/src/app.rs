@@ -99,6 +99,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         https_policy,
         Arc::clone(&credentials),
+        Arc::from(args.sticky_secret.as_bytes()),
     ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);

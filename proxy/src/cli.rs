@@ -68,6 +68,15 @@ pub struct RunArgs {
     /// `USERS`. Without it, the Docker secret `dfp_users` is read if present.
     #[arg(long, env = "USERS", hide_env_values = true)]
     pub users: Option<String>,
+    /// Mixed into sticky-session cookies (`sessionType=sticky-server`), so that replica
+    /// addresses cannot be guessed from them; give every proxy replica the same value.
+    #[arg(
+        long,
+        env = "STICKY_SECRET",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub sticky_secret: String,
     /// The passwords in `--users` are crypt hashes (`$6$`, `$5$`, `$1$`).
     #[arg(long, env = "USERS_PASS_ENCRYPTED", num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
     pub users_pass_encrypted: bool,

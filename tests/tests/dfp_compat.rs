@@ -82,7 +82,8 @@ fn honoured_value(param: &str) -> Option<&'static str> {
         "timeoutServer" | "timeoutTunnel" => "30",
         "servicePathExclude" => "/nothing-here",
         "allowedMethods" | "deniedMethods" => "TRACE",
-        "srcPort" => "",
+        "srcPort" | "sessionCookie" => "",
+        "sessionType" => "sticky-server",
         _ => "false",
     })
 }

@@ -249,3 +249,98 @@ fn forwarded_proto_redirects_replicas_zero_and_first_values() -> anyhow::Result<
     assert_eq!(status(&[&proxy.url("/demo/hello")])?, 404);
     Ok(())
 }
+
+/// The `name=value` part of a response's `Set-Cookie`, if it sets `name`.
+fn set_cookie(resp: &CurlResponse, name: &str) -> Option<String> {
+    resp.headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.split(';').next().unwrap_or_default().trim().to_owned())
+        .find(|pair| pair.starts_with(&format!("{name}=")))
+}
+
+fn who(proxy: &RunningProxy, cookie: Option<&str>) -> anyhow::Result<CurlResponse> {
+    let url = proxy.url("/demo/who");
+    match cookie {
+        Some(c) => curl(&["-H", &format!("Cookie: theme=dark; {c}"), &url]),
+        None => curl(&[&url]),
+    }
+}
+
+#[test]
+fn a_sticky_cookie_holds_on_every_proxy_and_survives_its_replica() -> anyhow::Result<()> {
+    let mut demo = GoDemo::start(3)?;
+    let sticky = "serviceName=go-demo&servicePath=/demo&port=8080&sessionType=sticky-server\
+                  &sessionCookie=GODEMO";
+    let a = demo.flowproxy().arg("--no-ebpf").start()?;
+    let b = demo.flowproxy().arg("--no-ebpf").start()?;
+    for proxy in [&a, &b] {
+        assert_eq!(reconfigure(proxy, sticky)?.status, 200);
+    }
+    let first = who(&a, None)?;
+    assert_eq!(first.status, 200);
+    let cookie = set_cookie(&first, "GODEMO").expect("the first answer pins the client");
+    let pinned = first.body.trim().to_owned();
+    let raw = first
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("set-cookie"))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    assert!(
+        raw.contains("HttpOnly") && raw.contains("SameSite=Lax"),
+        "{raw}"
+    );
+    // Both proxies send the cookie's client to the same replica, and set nothing new.
+    for proxy in [&a, &b, &a, &b, &a, &b] {
+        let resp = who(proxy, Some(&cookie))?;
+        assert_eq!(resp.body.trim(), pinned, "the cookie was not honoured");
+        assert_eq!(set_cookie(&resp, "GODEMO"), None);
+    }
+    // Without a cookie, balancing stays round robin.
+    let spread: std::collections::BTreeSet<String> = (0..6)
+        .map(|_| who(&a, None).map(|r| r.body.trim().to_owned()))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(spread.len(), 3, "{spread:?}");
+    // The pinned replica dies mid-session: the next request goes elsewhere, re-pinned.
+    let index = demo
+        .replicas
+        .iter()
+        .position(|r| r.backend.name() == pinned)
+        .expect("the pinned replica is one of ours");
+    demo.replicas[index].backend.kill();
+    demo.replicas.remove(index);
+    demo.publish()?;
+    let moved = flowproxy_tests::eventually(std::time::Duration::from_secs(10), || {
+        let resp = who(&b, Some(&cookie))?;
+        anyhow::ensure!(resp.status == 200, "{}", resp.body);
+        Ok(resp)
+    })?;
+    assert_ne!(moved.body.trim(), pinned);
+    let repinned = set_cookie(&moved, "GODEMO").expect("the cookie is rewritten");
+    for proxy in [&a, &b] {
+        let resp = who(proxy, Some(&repinned))?;
+        assert_eq!(resp.body.trim(), moved.body.trim());
+    }
+    Ok(())
+}
+
+#[test]
+fn the_default_backend_takes_unrouted_requests() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    assert_eq!(status(&[&proxy.url("/demo/hello")])?, 404);
+    let fallback = "serviceName=go-demo&servicePath=/demo&port=8080&isDefaultBackend=true";
+    assert_eq!(reconfigure(&proxy, fallback)?.status, 200);
+    // /demo/hello by its route, /demo/who... and any other path by the default.
+    assert_eq!(status(&[&proxy.url("/demo/hello")])?, 200);
+    let other = curl(&["-H", "Host: elsewhere.example", &proxy.url("/demo/who")])?;
+    assert_eq!(other.status, 200);
+    let unrouted = curl(&[&proxy.url("/not-routed")])?;
+    assert_eq!(
+        unrouted.status, 404,
+        "the replica's own 404, not the proxy's"
+    );
+    assert!(!unrouted.body.contains("no route"), "{}", unrouted.body);
+    Ok(())
+}

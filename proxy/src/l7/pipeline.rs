@@ -24,7 +24,7 @@ use crate::{
     credentials::Credentials,
     metrics::{Metrics, ServiceMetrics},
     routes::Destination,
-    upstream::UpstreamClient,
+    upstream::{UpstreamClient, sticky},
 };
 
 /// How many replicas an idempotent request may try.
@@ -37,6 +37,7 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     https: HttpsPolicy,
     credentials: Arc<Credentials>,
+    sticky_secret: Arc<[u8]>,
 }
 
 /// How plain HTTP relates to HTTPS.
@@ -63,6 +64,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         https: HttpsPolicy,
         credentials: Arc<Credentials>,
+        sticky_secret: Arc<[u8]>,
     ) -> Self {
         Self {
             control,
@@ -70,6 +72,7 @@ impl Proxy {
             metrics,
             https,
             credentials,
+            sticky_secret,
         }
     }
 
@@ -184,12 +187,18 @@ impl Proxy {
                 header::HeaderValue::from_static("chunked"),
             );
         }
+        let pick = sticky::Pick::new(
+            svc.sticky_cookie.as_deref(),
+            &svc.name,
+            &self.sticky_secret,
+            &parts.headers,
+        );
         let mut body = (!bodyless).then_some(body);
         let mut tried = [NO_REPLICA; MAX_ATTEMPTS];
         let attempts = if bodyless { MAX_ATTEMPTS } else { 1 };
         let mut last_error = None;
         for attempt in 0..attempts {
-            let Some((replica, authority)) = replicas.pick_target(&tried[..attempt]) else {
+            let Some((replica, authority)) = pick.target(replicas, &tried[..attempt]) else {
                 break;
             };
             tried[attempt] = replica;
@@ -216,7 +225,9 @@ impl Proxy {
                     });
                 }
                 Ok(Ok(response)) => {
-                    return Ok(relay_response(response, client_upgrade, svc, dest));
+                    let mut response = relay_response(response, client_upgrade, svc, dest);
+                    pick.stamp(response.headers_mut(), replica, peer.tls);
+                    return Ok(response);
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(%service, %replica, error = %e, "replica refused the connection");

@@ -91,18 +91,11 @@ pub const CATALOG: &[Param] = &[
     honoured("addResHeader", S),
     honoured("setResHeader", S),
     honoured("delResHeader", S),
+    honoured("isDefaultBackend", S),
+    honoured("sessionType", S),
+    honoured("sessionCookie", S),
     honoured("proxyInstanceName", S),
     honoured("discoveredFrom", S),
-    refused(
-        "sessionType",
-        S,
-        "sticky sessions are not implemented by flowproxy yet; remove it (requests are balanced round robin over the replicas)",
-    ),
-    refused(
-        "isDefaultBackend",
-        S,
-        "a default backend is not implemented by flowproxy yet; route the service by servicePath=/ instead",
-    ),
     refused(
         "serviceCert",
         S,
@@ -396,9 +389,9 @@ mod tests {
         let err = check(&params(&[("serviceName", "a"), ("servicepath", "/a")])).unwrap_err();
         assert_eq!(err.status(), 400);
         assert!(err.to_string().contains("servicepath"), "{err}");
-        let err = check(&params(&[("sessionType", "sticky-server")])).unwrap_err();
-        assert!(err.to_string().starts_with("sessionType "), "{err}");
-        assert!(err.to_string().contains("sticky sessions"), "{err}");
+        let err = check(&params(&[("compressionAlgo", "gzip")])).unwrap_err();
+        assert!(err.to_string().starts_with("compressionAlgo "), "{err}");
+        assert!(err.to_string().contains("compression"), "{err}");
         let err = check(&params(&[("aclName.2", "x")])).unwrap_err();
         assert!(err.to_string().contains("no .N index"), "{err}");
     }

@@ -82,6 +82,8 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
     };
     let users_encrypted = flag("usersPassEncrypted")?;
     let redirect_when_http_proto = flag("redirectWhenHttpProto")?;
+    let is_default_backend = flag("isDefaultBackend")?;
+    let sticky_cookie = sticky_cookie(&params, name)?;
     let redirect_unless_https_proto = flag("redirectUnlessHttpsProto")?;
     let request_headers = header_rules(
         &params,
@@ -111,6 +113,8 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
         users,
         users_secret,
         users_encrypted,
+        is_default_backend,
+        sticky_cookie,
         redirect_when_http_proto,
         redirect_unless_https_proto,
         request_headers,
@@ -146,6 +150,40 @@ fn header_rules(
             None => Vec::new(),
         },
     })
+}
+
+/// `sessionType=sticky-server` (the one kind DFP has) with `sessionCookie`, flowproxy's
+/// addition, naming the cookie.
+fn sticky_cookie(
+    params: &BTreeMap<String, String>,
+    service: &str,
+) -> Result<Option<String>, RouteError> {
+    let cookie = non_empty(params, "sessionCookie");
+    match non_empty(params, "sessionType") {
+        None if cookie.is_some() => Err(RouteError::invalid(
+            "sessionCookie",
+            cookie.unwrap_or_default(),
+            "needs sessionType=sticky-server",
+        )),
+        None => Ok(None),
+        Some("sticky-server") => {
+            let name = cookie.unwrap_or(service);
+            if super::rules::is_token(name) {
+                Ok(Some(name.to_owned()))
+            } else {
+                Err(RouteError::invalid(
+                    "sessionCookie",
+                    name,
+                    "must be a cookie name (letters, digits, '-', '_')",
+                ))
+            }
+        }
+        Some(other) => Err(RouteError::invalid(
+            "sessionType",
+            other,
+            "must be sticky-server, the one kind of sticky session there is",
+        )),
+    }
 }
 
 /// A secret's name becomes part of a file path: no separators, no `..`.

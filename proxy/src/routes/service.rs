@@ -36,6 +36,11 @@ pub struct Service {
     pub users_secret: Option<String>,
     /// `usersPassEncrypted`: the passwords in `users` (and the secret) are crypt hashes.
     pub users_encrypted: bool,
+    /// `sessionType=sticky-server`: the name of the cookie that pins a client to a replica
+    /// (`sessionCookie`, default the service name).
+    pub sticky_cookie: Option<String>,
+    /// `isDefaultBackend`: requests no route takes go to this service.
+    pub is_default_backend: bool,
     /// `redirectWhenHttpProto`: redirect when `X-Forwarded-Proto` is `http`.
     pub redirect_when_http_proto: bool,
     /// `redirectUnlessHttpsProto`: redirect unless `X-Forwarded-Proto` is `https`.
@@ -347,6 +352,8 @@ mod tests {
             }],
             users_secret: None,
             users_encrypted: false,
+            is_default_backend: false,
+            sticky_cookie: None,
             redirect_when_http_proto: false,
             redirect_unless_https_proto: false,
             request_headers: HeaderRules::default(),

@@ -29,6 +29,8 @@ pub struct RouteTable {
     index: RouteIndex,
     /// TCP destinations by `srcPort`: (service, destination position).
     tcp: OrdMap<u16, (Arc<Service>, usize)>,
+    /// The `isDefaultBackend` service: requests no route takes go to it.
+    default: Option<Arc<Service>>,
 }
 
 /// The result of an HTTP lookup.
@@ -100,11 +102,23 @@ impl RouteTable {
     /// host beats a wildcard one, which beats a route for any host; then
     /// exact beats prefix beats regex; then the service name, destination and
     /// path positions decide.
+    /// A request no route takes goes to the `isDefaultBackend` service, if there is one.
     pub fn lookup<'a>(&'a self, host: Option<&str>, path: &'a str) -> Option<RouteMatch<'a>> {
         let host = host.and_then(normalize_host);
-        let target = self.index.lookup(host.as_deref(), path)?;
-        let service = &*target.service;
-        let destination = service.destinations.get(target.dest)?;
+        let (service, destination) = match self.index.lookup(host.as_deref(), path) {
+            Some(target) => {
+                let service = &*target.service;
+                (service, service.destinations.get(target.dest)?)
+            }
+            None => {
+                let service = self.default.as_deref()?;
+                let dest = service
+                    .destinations
+                    .iter()
+                    .find(|d| d.req_mode == ReqMode::Http)?;
+                (service, dest)
+            }
+        };
         let path = match destination.rewrite_path(path) {
             Some(rewritten) => Cow::Owned(rewritten),
             None => Cow::Borrowed(path),
@@ -142,6 +156,18 @@ impl RouteTable {
     /// names the first one that clashes. Duplicates inside one service are allowed: its
     /// first destination wins.
     fn add(&mut self, service: Arc<Service>) -> Result<(), RouteError> {
+        if service.is_default_backend {
+            match &self.default {
+                Some(owner) if owner.name != service.name => {
+                    return Err(conflict(
+                        "the default backend (isDefaultBackend)".to_owned(),
+                        &owner.name,
+                        &service.name,
+                    ));
+                }
+                _ => self.default = Some(Arc::clone(&service)),
+            }
+        }
         for (pos, dest) in service.destinations.iter().enumerate() {
             for route in routes_of(dest) {
                 match self.index.owner(route.host, route.kind, route.pattern) {
@@ -188,6 +214,13 @@ impl RouteTable {
 
     /// Drops `service`'s routes and ports from the indexes (not from `services`).
     fn unindex(&mut self, service: &Service) {
+        if self
+            .default
+            .as_ref()
+            .is_some_and(|d| d.name == service.name)
+        {
+            self.default = None;
+        }
         for dest in &service.destinations {
             for route in routes_of(dest) {
                 let owned = self

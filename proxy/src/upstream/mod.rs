@@ -4,6 +4,7 @@ mod client;
 mod connector;
 mod replicas;
 mod resolver;
+pub mod sticky;
 
 pub use client::{UpstreamClient, new_client};
 pub use connector::ByteCounters;

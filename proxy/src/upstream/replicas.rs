@@ -164,6 +164,25 @@ impl ReplicaSet {
             .map(|i| (replicas.addrs[i], replicas.authorities[i].clone()))
     }
 
+    /// The replica `wanted` picks, if it is known, not ejected and not in `exclude` (a
+    /// sticky session's): `None` sends the request to [`ReplicaSet::pick_target`].
+    pub fn find_target(
+        &self,
+        exclude: &[SocketAddr],
+        wanted: impl Fn(SocketAddr) -> bool,
+    ) -> Option<(SocketAddr, Authority)> {
+        let replicas = self.current.load();
+        let now = now_ms();
+        (0..replicas.addrs.len())
+            .find(|&i| {
+                let addr = replicas.addrs[i];
+                !exclude.contains(&addr)
+                    && replicas.ejected_until[i].load(Ordering::Relaxed) <= now
+                    && wanted(addr)
+            })
+            .map(|i| (replicas.addrs[i], replicas.authorities[i].clone()))
+    }
+
     /// A replica refused a connection or did not answer: it stays out of rotation for a
     /// while, and DNS is asked again at once (it may be gone).
     pub fn report_failure(self: &Arc<Self>, addr: SocketAddr) {

@@ -214,14 +214,13 @@ fn two_swarm_services_claiming_one_name_are_refused() {
 
 #[test]
 fn a_refused_label_keeps_the_service_out_and_names_the_label() {
-    let mut sticky = go_demo();
-    sticky
-        .labels
-        .insert("com.df.sessionType".into(), "sticky-server".into());
-    let plan = plan(&[sticky], NOTIFY, &RouteTable::default());
+    let mut raw = go_demo();
+    raw.labels
+        .insert("com.df.backendExtra".into(), "option forwardfor".into());
+    let plan = plan(&[raw], NOTIFY, &RouteTable::default());
     assert!(plan.apply.is_empty());
-    assert_eq!(plan.invalid[0].label, "label com.df.sessionType");
-    assert!(plan.invalid[0].to_string().contains("sticky sessions"));
+    assert_eq!(plan.invalid[0].label, "label com.df.backendExtra");
+    assert!(plan.invalid[0].to_string().contains("raw HAProxy"));
     let mut monitored = go_demo();
     monitored
         .labels

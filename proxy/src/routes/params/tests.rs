@@ -276,10 +276,12 @@ fn bad_values_name_their_parameter() {
     );
     rejects(&with(&[("servicepath", "/x")]), 400, "servicepath");
     rejects(
-        &with(&[("sessionType", "sticky-server")]),
+        &with(&[("sessionType", "sticky-client")]),
         400,
         "sessionType",
     );
+    rejects(&with(&[("sessionCookie", "c")]), 400, "sessionCookie");
+    rejects(&with(&[("backendExtra", "option x")]), 400, "backendExtra");
     rejects(&with(&[("aclName.1", "x")]), 400, "aclName.1");
     rejects(
         &with(&[("outboundHostname", "a b")]),

@@ -478,3 +478,27 @@ fn an_excluded_path_falls_through_to_the_next_route() {
     ])]);
     assert_eq!(served_by(&alone, None, "/api/admin"), "-");
 }
+
+#[test]
+fn the_default_backend_takes_what_no_route_does() {
+    let fallback = svc(&[
+        ("serviceName", "fallback"),
+        ("servicePath", "/fallback"),
+        ("isDefaultBackend", "true"),
+        ("port", "8080"),
+    ]);
+    let t = table(vec![http("go-demo", "/demo"), fallback]);
+    assert_eq!(served_by(&t, None, "/demo/x"), "go-demo");
+    assert_eq!(served_by(&t, Some("any.host"), "/elsewhere"), "fallback");
+    let second = svc(&[
+        ("serviceName", "other"),
+        ("servicePath", "/other"),
+        ("isDefaultBackend", "true"),
+        ("port", "8080"),
+    ]);
+    let err = t.with_service(second).unwrap_err();
+    assert_eq!(err.status(), 409);
+    assert!(err.to_string().contains("fallback"), "{err}");
+    let (without, _) = t.without_service("fallback");
+    assert_eq!(served_by(&without, None, "/elsewhere"), "-");
+}
