@@ -82,7 +82,8 @@ fn honoured_value(param: &str) -> Option<&'static str> {
         "timeoutServer" | "timeoutTunnel" => "30",
         "servicePathExclude" => "/nothing-here",
         "allowedMethods" | "deniedMethods" => "TRACE",
-        "srcPort" | "sessionCookie" => "",
+        // Covered by their own tests (a certificate, a cookie with its session type).
+        "srcPort" | "sessionCookie" | "serviceCert" => "",
         "sessionType" => "sticky-server",
         _ => "false",
     })

@@ -3,7 +3,9 @@
 //! redirects, `replicas=0` and the first of repeated parameters.
 use std::path::PathBuf;
 
-use flowproxy_tests::{CurlResponse, GoDemo, RunningProxy, curl, proxy::temp_state_dir};
+use flowproxy_tests::{
+    CurlResponse, GoDemo, RunningProxy, TestCa, TlsClient, curl, proxy::temp_state_dir,
+};
 
 /// A directory for the test's files, removed on drop.
 struct TempDir(PathBuf);
@@ -342,5 +344,87 @@ fn the_default_backend_takes_unrouted_requests() -> anyhow::Result<()> {
         "the replica's own 404, not the proxy's"
     );
     assert!(!unrouted.body.contains("no route"), "{}", unrouted.body);
+    Ok(())
+}
+
+#[test]
+fn an_old_domain_is_redirected_to_the_services_domain() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    let moved = "serviceName=go-demo&servicePath=/demo&port=8080&serviceDomain=new.example\
+                 &redirectFromDomain=old.example,*.legacy.example";
+    assert_eq!(reconfigure(&proxy, moved)?.status, 200);
+    for host in ["old.example", "OLD.example:8000", "www.legacy.example"] {
+        let resp = curl(&[
+            "-H",
+            &format!("Host: {host}"),
+            &proxy.url("/demo/hello?x=1"),
+        ])?;
+        assert_eq!(resp.status, 301, "{host}");
+        assert_eq!(
+            resp.header("location"),
+            Some("http://new.example/demo/hello?x=1")
+        );
+    }
+    let served = curl(&["-H", "Host: new.example", &proxy.url("/demo/hello")])?;
+    assert_eq!(served.status, 200);
+    // The first serviceDomain is where redirects go: a wildcard cannot be.
+    let bad = reconfigure(
+        &proxy,
+        "serviceName=x&servicePath=/x&port=8080&serviceDomain=*.a.example&redirectFromDomain=b.example",
+    )?;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("redirectFromDomain"), "{}", bad.body);
+    Ok(())
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_service_cert_is_served_for_its_domain() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    let ca = TestCa::new()?;
+    let issued = ca.issue(&["shop.example"])?;
+    // DFP's clients send the PEM's newlines as a literal \n.
+    let pem = issued.bundle.trim_end().replace('\n', "\\n");
+    let query = format!(
+        "serviceName=go-demo&servicePath=/demo&port=8080&serviceDomain=shop.example&serviceCert={}",
+        encode(&pem)
+    );
+    let resp = reconfigure(&proxy, &query)?;
+    assert_eq!(resp.status, 200, "{}", resp.body);
+    let mut client = TlsClient::connect(proxy.https_addr, "shop.example", &ca)?;
+    assert_eq!(client.get("/demo/hello")?.0, 200);
+    let certs = proxy.api("/v1/docker-flow-proxy/certs")?.body;
+    assert!(certs.contains("shop.example"), "{certs}");
+    // A PEM that does not parse is refused by name, and the service is not added.
+    let bad = reconfigure(
+        &proxy,
+        "serviceName=other&servicePath=/other&port=8080&serviceCert=not-a-pem",
+    )?;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("serviceCert"), "{}", bad.body);
+    let json = proxy.api("/v1/docker-flow-proxy/config?type=JSON")?.body;
+    assert!(
+        json.contains("go-demo") && !json.contains("\"other\""),
+        "{json}"
+    );
+    assert_eq!(
+        proxy.api("/v1/test")?.body.contains("Test v1"),
+        true,
+        "DFP's API smoke test answers"
+    );
     Ok(())
 }

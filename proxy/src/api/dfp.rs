@@ -1,14 +1,18 @@
 //! The Docker Flow Proxy endpoints. Parameter names, status codes and messages follow DFP.
-use hyper::{Response, header};
+use bytes::Bytes;
+use hyper::{Method, Response, header};
 use serde_json::{Map, Value};
 
-use super::envelope::{self, Reply};
+use super::{
+    ApiContext, certs,
+    envelope::{self, Reply},
+};
 
 use crate::{
     changes::{Applied, Changes},
     control::ControlPlane,
     l7::Body,
-    routes::{catalog, parse_reconfigure, render_haproxy},
+    routes::{Service, catalog, parse_reconfigure, render_haproxy},
 };
 
 type Query = [(String, String)];
@@ -27,17 +31,25 @@ fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
 }
 
 /// `reconfigure`: add or replace a service. A rejected request changes nothing.
-pub async fn reconfigure(changes: &Changes, query: &Query) -> Reply {
+pub async fn reconfigure(ctx: &ApiContext, query: &Query) -> Reply {
+    let changes: &Changes = &ctx.changes;
     let name = param(query, "serviceName");
+    let cert = param(query, "serviceCert").map(str::to_owned);
     let params: Vec<(String, String)> = query
         .iter()
-        .filter(|(k, _)| !REQUEST_PARAMS.contains(&k.as_str()))
+        .filter(|(k, _)| !REQUEST_PARAMS.contains(&k.as_str()) && k != "serviceCert")
         .cloned()
         .collect();
     let service = match parse_reconfigure(&params) {
         Ok(service) => service,
         Err(e) => return envelope::error(e.status(), &e.to_string(), name),
     };
+    if let Some(pem) = cert {
+        let reply = store_service_cert(ctx, &service, &pem).await;
+        if !reply.is_success() {
+            return reply;
+        }
+    }
     // Harmless parameters are named, so nobody believes they did something.
     let harmless = catalog::check(&service.params).unwrap_or_default();
     let message = catalog::harmless_message(&harmless);
@@ -63,6 +75,36 @@ pub async fn reconfigure(changes: &Changes, query: &Query) -> Reply {
             envelope::error(e.status(), &e.to_string(), name)
         }
     }
+}
+
+/// `serviceCert`: the PEM (DFP's clients write its newlines as a literal `\n`), stored and
+/// served like a `PUT /cert`, named after the service's first domain, else the service.
+async fn store_service_cert(ctx: &ApiContext, service: &Service, pem: &str) -> Reply {
+    let domain = service
+        .destinations
+        .first()
+        .and_then(|d| d.domains.first())
+        .map(ToString::to_string)
+        .filter(|d| !d.starts_with('*'));
+    let name = domain.unwrap_or_else(|| service.name.clone());
+    let body = Bytes::from(pem.replace("\\n", "\n"));
+    let mut reply = certs::put(ctx, Some(&name), &Method::PUT, body).await;
+    if !reply.is_success() {
+        let message = reply
+            .body
+            .get("Message")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        reply.body.insert(
+            "Message".into(),
+            format!("serviceCert is refused: {message}").into(),
+        );
+        reply
+            .body
+            .insert("ServiceName".into(), service.name.clone().into());
+    }
+    reply
 }
 
 /// `remove`: drop a service's routes.

@@ -109,7 +109,7 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
         "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
         "/v1/docker-flow-proxy/reconfigure" | "/v1/docker-flow-proxy/remove" => {
             let reply = if path.ends_with("/reconfigure") {
-                dfp::reconfigure(&ctx.changes, &query).await
+                dfp::reconfigure(&ctx, &query).await
             } else {
                 dfp::remove(&ctx.changes, &query).await
             };
@@ -119,6 +119,9 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
         "/v1/docker-flow-proxy/config" => dfp::config(control, &query),
         "/v1/docker-flow-proxy/reload" => dfp::reload(control).await,
         "/v1/docker-flow-proxy/ping" | "/ping" => cluster::ping(&ctx),
+        // DFP's own smoke tests of the API.
+        "/v1/test" => envelope::ok("Test v1", None).into_response(),
+        "/v2/test" => envelope::ok("Test v2", None).into_response(),
         "/v1/docker-flow-proxy/successfulinitreload" => cluster::successful_init_reload(&ctx),
         "/v1/flowproxy/config" => cluster::config(&ctx),
         "/v1/flowproxy/config/version" => cluster::version(&ctx),

@@ -130,9 +130,15 @@ impl Proxy {
             .ok_or(ProxyError::NoRoute)?;
         let service: &str = &route.service.name;
         outcome.service = Some(self.metrics.service(service));
-        // Phase 2: plain HTTP to an https-only service is redirected.
+        // Phase 2: redirects. A `redirectFromDomain` host goes to the service's domain; plain
+        // HTTP to an https-only service goes to HTTPS.
         let dest: &Destination = route.destination;
         let svc = route.service;
+        if let Some(to) = route.redirect_to {
+            let scheme = if peer.tls { "https" } else { "http" };
+            let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
+            return Ok(moved_permanently(&format!("{scheme}://{to}{path}")));
+        }
         if access::redirect_to_https(svc, dest, peer.tls, self.https.only, req.headers()) {
             return Ok(redirect_to_https(
                 &req,
@@ -321,6 +327,19 @@ fn redirect_to_https<B>(
         .unwrap_or_else(|_| {
             let mut bad = Response::new(text_body("the Host header cannot be redirected\n"));
             *bad.status_mut() = StatusCode::BAD_REQUEST;
+            bad
+        })
+}
+
+/// A 301 to `location` (`redirectFromDomain`, as DFP answers it).
+fn moved_permanently(location: &str) -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::MOVED_PERMANENTLY)
+        .header(header::LOCATION, location)
+        .body(text_body(""))
+        .unwrap_or_else(|_| {
+            let mut bad = Response::new(text_body("the redirect cannot be built\n"));
+            *bad.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             bad
         })
 }

@@ -92,15 +92,11 @@ pub const CATALOG: &[Param] = &[
     honoured("setResHeader", S),
     honoured("delResHeader", S),
     honoured("isDefaultBackend", S),
+    honoured("serviceCert", S),
     honoured("sessionType", S),
     honoured("sessionCookie", S),
     honoured("proxyInstanceName", S),
     honoured("discoveredFrom", S),
-    refused(
-        "serviceCert",
-        S,
-        "certificates in a parameter are not supported yet; upload it with PUT /v1/docker-flow-proxy/cert or mount it as a cert-* secret",
-    ),
     refused(
         "serviceDomainAlgo",
         S,
@@ -162,11 +158,7 @@ pub const CATALOG: &[Param] = &[
     honoured("deniedMethods", D),
     honoured("denyHttp", D),
     honoured("ignoreAuthorization", D),
-    refused(
-        "redirectFromDomain",
-        D,
-        "domain redirects are not implemented by flowproxy yet; redirect in the service or list the domain in serviceDomain",
-    ),
+    honoured("redirectFromDomain", D),
     refused(
         "serviceHeader",
         D,

@@ -51,6 +51,15 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
     }
     check_name("serviceName", name)?;
     catalog::check(&params)?;
+    if non_empty(&params, "serviceCert").is_some() {
+        // The API takes it out and stores it as a certificate; anywhere else (labels read
+        // from Docker, a listener's list) there is nothing to store it with.
+        return Err(RouteError::invalid(
+            "serviceCert",
+            "...",
+            "is applied by the reconfigure API only; upload the certificate with PUT /v1/docker-flow-proxy/cert or mount it as a cert-* secret",
+        ));
+    }
     let acl_name = match non_empty(&params, "aclName") {
         Some(acl) => {
             check_name("aclName", acl)?;
@@ -377,6 +386,23 @@ fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, RouteError> {
         .iter()
         .map(|d| parse_domain(&domain_param, d))
         .collect::<Result<Vec<_>, _>>()?;
+    let (redirect_param, raw_redirects) = lookup.list("redirectFromDomain");
+    let redirect_from = raw_redirects
+        .iter()
+        .map(|d| parse_domain(&redirect_param, d))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(first) = raw_redirects.first()
+        && !matches!(
+            domains.first(),
+            Some(super::service::DomainPattern::Exact(_))
+        )
+    {
+        return Err(RouteError::invalid(
+            &redirect_param,
+            first,
+            "redirects go to the first serviceDomain, which must be a host name such as example.com",
+        ));
+    }
 
     Ok(Destination {
         index: lookup.index,
@@ -398,6 +424,7 @@ fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, RouteError> {
         https_redirect_code: optional(lookup, "httpsRedirectCode", parse_redirect_code)?
             .unwrap_or(DEFAULT_HTTPS_REDIRECT_CODE),
         path_excludes: parse_excludes(lookup)?,
+        redirect_from,
         access: Access {
             allowed_methods: optional(lookup, "allowedMethods", |p, v| {
                 parse_methods(p, v, SEPARATOR)

@@ -130,6 +130,9 @@ pub struct Destination {
     pub https_only: bool,
     /// `httpsRedirectCode`: status of that redirect.
     pub https_redirect_code: u16,
+    /// `redirectFromDomain`: hosts routed here only to be redirected (301) to the first
+    /// `serviceDomain`, keeping path and query.
+    pub redirect_from: Vec<DomainPattern>,
     /// `servicePathExclude`: path prefixes this destination does not take (another route
     /// may).
     pub path_excludes: Vec<String>,
@@ -180,6 +183,7 @@ impl PartialEq for Destination {
             && self.https_only == other.https_only
             && self.https_redirect_code == other.https_redirect_code
             && self.path_excludes == other.path_excludes
+            && self.redirect_from == other.redirect_from
             && self.access == other.access
     }
 }
@@ -258,8 +262,8 @@ pub enum DomainPattern {
 
 impl DomainPattern {
     /// Whether `host` (already lower-cased, without port) matches: the rule the route index
-    /// implements with hash look-ups, kept as the reference its tests compare against.
-    #[cfg(test)]
+    /// implements with hash look-ups (its tests compare against this), and how a request's
+    /// host is told to be one of a destination's `redirectFromDomain`s.
     pub fn matches(&self, host: &str) -> bool {
         match self {
             DomainPattern::Exact(d) => host == d,
@@ -337,6 +341,7 @@ mod tests {
             https_only: false,
             https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,
             path_excludes: vec![],
+            redirect_from: vec![],
             access: Access::default(),
         }
     }

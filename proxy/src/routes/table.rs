@@ -42,6 +42,9 @@ pub struct RouteMatch<'a> {
     pub destination: &'a Destination,
     /// The path to send upstream, after `reqPathSearchReplace`.
     pub path: Cow<'a, str>,
+    /// Set when the host is one of the destination's `redirectFromDomain`s: the host to
+    /// redirect to (its first `serviceDomain`).
+    pub redirect_to: Option<&'a str>,
 }
 
 /// One (host pattern, path pattern) pair of one destination.
@@ -123,10 +126,19 @@ impl RouteTable {
             Some(rewritten) => Cow::Owned(rewritten),
             None => Cow::Borrowed(path),
         };
+        let redirect_to = host.as_deref().and_then(|h| {
+            let redirected = destination.redirect_from.iter().any(|d| d.matches(h))
+                && !destination.domains.iter().any(|d| d.matches(h));
+            match destination.domains.first() {
+                Some(DomainPattern::Exact(to)) if redirected => Some(to.as_str()),
+                _ => None,
+            }
+        });
         Some(RouteMatch {
             service,
             destination,
             path,
+            redirect_to,
         })
     }
 
@@ -251,7 +263,12 @@ fn routes_of(dest: &Destination) -> Vec<Route<'_>> {
     let hosts: Vec<Option<&DomainPattern>> = if dest.domains.is_empty() {
         vec![None]
     } else {
-        dest.domains.iter().map(Some).collect()
+        // Redirected hosts are routed here too, so that the redirect is this service's.
+        dest.domains
+            .iter()
+            .chain(&dest.redirect_from)
+            .map(Some)
+            .collect()
     };
     let mut out = Vec::with_capacity(hosts.len() * dest.paths.len());
     for (path_idx, path) in dest.paths.iter().enumerate() {
