@@ -30,6 +30,10 @@ use crate::{
     upstream::ByteCounters,
 };
 
+mod client_errors;
+
+pub use client_errors::{ClientErrorReason, ClientErrors};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     service: String,
@@ -109,6 +113,8 @@ pub struct Metrics {
     open_connections: Gauge,
     config_reloads: Counter,
     handshakes: Family<ResultLabel, Counter>,
+    client_errors: ClientErrors,
+    retries: Family<ServiceLabel, Counter>,
     l4: L4Metrics,
     /// Handles per service, so the request path skips the label look-ups.
     services: RwLock<HashMap<String, Arc<ServiceMetrics>>>,
@@ -120,6 +126,7 @@ pub struct Metrics {
 pub struct ServiceMetrics {
     name: String,
     durations: Histogram,
+    retries: Counter,
     requests: Family<RequestLabels, Counter>,
     backend_requests: Family<BackendRequestLabels, Counter>,
     by_code: RwLock<Vec<(u16, &'static str, Counter)>>,
@@ -140,6 +147,11 @@ impl ServiceMetrics {
         }
         self.request_counter(code, method).inc();
         self.durations.observe(seconds);
+    }
+
+    /// Counts one request sent again to another replica.
+    pub fn retried(&self) {
+        self.retries.inc();
     }
 
     fn request_counter(&self, code: u16, method: &'static str) -> Counter {
@@ -247,6 +259,20 @@ impl Metrics {
             "TLS handshakes on the HTTPS listener, by result",
             handshakes.clone(),
         );
+        let client_errors = ClientErrors::with_all_reasons();
+        registry.register(
+            "flowproxy_client_errors",
+            "Clients refused or cut off for what they sent or failed to send, by reason \
+             (timeout_first_byte, timeout_handshake, timeout_head, timeout_body, \
+             header_too_large, bad_host, bad_framing, upgrade_refused)",
+            client_errors.0.clone(),
+        );
+        let retries = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "flowproxy_service_retries",
+            "Requests sent again to another replica after the first one failed before answering",
+            retries.clone(),
+        );
         let l4 = L4Metrics::default();
         registry.register(
             "flowproxy_l4_connections",
@@ -276,6 +302,8 @@ impl Metrics {
             open_connections,
             config_reloads,
             handshakes,
+            client_errors,
+            retries,
             l4,
             services: RwLock::default(),
         })
@@ -291,6 +319,12 @@ impl Metrics {
             name: service.to_owned(),
             durations: self
                 .durations
+                .get_or_create(&ServiceLabel {
+                    service: service.to_owned(),
+                })
+                .clone(),
+            retries: self
+                .retries
                 .get_or_create(&ServiceLabel {
                     service: service.to_owned(),
                 })
@@ -327,6 +361,11 @@ impl Metrics {
                 .clone()
         };
         (get("ok"), get("error"))
+    }
+
+    /// The client-error counters, for the listeners and the request path.
+    pub fn client_errors(&self) -> ClientErrors {
+        self.client_errors.clone()
     }
 
     /// The counter of TCP-mode connections relayed in user space.
