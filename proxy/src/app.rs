@@ -24,7 +24,7 @@ use crate::{
     },
     l4::L4Listeners,
     l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
-    metrics::Metrics,
+    metrics::{ClientErrors, Metrics},
     state::StateFile,
     tls::{self, CertSources, CertStore},
     upstream::{ReplicaResolver, new_client},
@@ -91,11 +91,15 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         port: Some(https_addr.port()),
         only: args.https_only,
     };
+    let request_limits = args
+        .request_limits()
+        .map_err(|e| anyhow::anyhow!("--allowed-upgrades: {e}"))?;
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
         new_client(metrics.backend_bytes()),
         Arc::clone(&metrics),
         https_policy,
+        request_limits,
     ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);
@@ -146,6 +150,8 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             open: Some(metrics.open_connections()),
             tls: None,
             max_connections: args.max_connections as usize,
+            settings: args.conn_settings(),
+            client_errors: metrics.client_errors(),
         },
         Listener {
             socket: https,
@@ -153,6 +159,8 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             open: Some(metrics.open_connections()),
             tls: Some(tls),
             max_connections: args.max_connections as usize,
+            settings: args.conn_settings(),
+            client_errors: metrics.client_errors(),
         },
         Listener {
             socket: api,
@@ -160,6 +168,10 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             open: None,
             tls: None,
             max_connections: 1024,
+            // The same timeouts guard the API; its refusals are not the proxy's clients'
+            // errors, so they go to counters nobody exports.
+            settings: args.conn_settings(),
+            client_errors: ClientErrors::default(),
         },
     );
     let servers = tokio::spawn({

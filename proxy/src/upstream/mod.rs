@@ -5,7 +5,7 @@ mod connector;
 mod replicas;
 mod resolver;
 
-pub use client::{UpstreamClient, new_client};
+pub use client::{BoxError, UpstreamBody, UpstreamClient, new_client};
 pub use connector::ByteCounters;
 pub use replicas::{ReplicaSet, UpstreamKey};
 pub use resolver::{ReplicaResolver, ResolveError};
