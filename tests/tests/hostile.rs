@@ -69,6 +69,20 @@ fn counted(proxy: &RunningProxy, reason: &str, at_least: u64) -> anyhow::Result<
     })
 }
 
+/// Established TCP connections to go-demo's port inside the replica's `host`.
+fn connections_to_replica(host: &flowproxy_tests::Host) -> anyhow::Result<usize> {
+    let out = host
+        .command("ss")
+        .args(["-Htn", "state", "established", "( sport = :8080 )"])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).lines().count())
+}
+
 fn get(proxy: &RunningProxy, request: &str) -> anyhow::Result<flowproxy_tests::RawResponse> {
     let mut client = RawClient::connect(proxy.http_addr)?;
     client.send(request.as_bytes())?;
@@ -130,6 +144,13 @@ fn a_stalled_upload_gets_408_and_the_replica_connection_is_cancelled() -> anyhow
     client.send(
         b"POST /demo/echo HTTP/1.1\r\nHost: go-demo\r\nContent-Length: 1000000\r\n\r\n0123456789",
     )?;
+    // The upload reached the replica: the proxy holds a connection to it.
+    let replica = &demo.replicas[0];
+    eventually(Duration::from_secs(5), || {
+        let n = connections_to_replica(&replica.host)?;
+        ensure!(n == 1, "{n} connections to the replica");
+        Ok(())
+    })?;
     let started = std::time::Instant::now();
     let answer = client.response(BODY_IDLE + SLACK)?;
     assert_eq!(answer.status, 408, "{answer:?}");
@@ -137,13 +158,14 @@ fn a_stalled_upload_gets_408_and_the_replica_connection_is_cancelled() -> anyhow
     assert!(started.elapsed() >= BODY_IDLE - Duration::from_millis(100));
     client.closed_within(SLACK)?;
     counted(&proxy, "timeout_body", 1)?;
-    // The replica never answered the cut-short upload, and the next request is served.
-    let replica = &demo.replicas[0].backend;
-    assert!(
-        !replica.log().contains("POST /demo/echo 200"),
-        "{}",
-        replica.log()
-    );
+    // The upstream request was cancelled: its connection is gone, the replica never answered.
+    eventually(Duration::from_secs(5), || {
+        let n = connections_to_replica(&replica.host)?;
+        ensure!(n == 0, "{n} connections to the replica");
+        Ok(())
+    })?;
+    let log = replica.backend.log();
+    assert!(!log.contains("POST /demo/echo 200"), "{log}");
     let hello = get(&proxy, "GET /demo/hello HTTP/1.1\r\nHost: go-demo\r\n\r\n")?;
     assert_eq!(hello.status, 200, "{hello:?}");
     Ok(())

@@ -15,8 +15,7 @@ use flowproxy_tests::{
 };
 
 #[test]
-fn a_replica_killed_under_keep_alive_load_fails_no_get_and_repeats_no_post() -> anyhow::Result<()>
-{
+fn a_replica_killed_under_keep_alive_load_fails_no_get_and_repeats_no_post() -> anyhow::Result<()> {
     let mut demo = GoDemo::start(3)?;
     let proxy = demo
         .flowproxy()
@@ -83,7 +82,10 @@ fn a_replica_killed_under_keep_alive_load_fails_no_get_and_repeats_no_post() -> 
     demo.replicas[0].backend.kill();
     let before = ok.load(Ordering::Relaxed);
     eventually(Duration::from_secs(20), || {
-        ensure!(ok.load(Ordering::Relaxed) >= before + 300, "load after the kill");
+        ensure!(
+            ok.load(Ordering::Relaxed) >= before + 300,
+            "load after the kill"
+        );
         Ok(())
     })?;
     stop.store(true, Ordering::Relaxed);
@@ -99,11 +101,16 @@ fn a_replica_killed_under_keep_alive_load_fails_no_get_and_repeats_no_post() -> 
         .iter()
         .map(|r| {
             let log = r.backend.log();
-            log.lines().filter(|l| l.contains(" POST /demo/echo ")).count()
+            log.lines()
+                .filter(|l| l.contains(" POST /demo/echo "))
+                .count()
         })
         .sum();
     assert!(posted > 0, "no POST was sent");
-    assert!(received <= posted, "{received} POSTs received, {posted} sent");
+    assert!(
+        received <= posted,
+        "{received} POSTs received, {posted} sent"
+    );
     let scrape = proxy.api("/metrics")?.body;
     let retries = counter_value(
         &scrape,
