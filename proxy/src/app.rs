@@ -91,9 +91,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         port: Some(https_addr.port()),
         only: args.https_only,
     };
-    let request_limits = args
-        .request_limits()
-        .map_err(|e| anyhow::anyhow!("--allowed-upgrades: {e}"))?;
+    let request_limits = args.request_limits().context("--allowed-upgrades")?;
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
         new_client(metrics.backend_bytes()),

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::{
     dataplane::{FastPathMode, FastPathSettings},
-    l7::{ConnSettings, HeaderLimits, RequestLimits, UpgradeAllowList},
+    l7::{ConnSettings, HeaderLimits, NeverAllowed, RequestLimits, UpgradeAllowList},
 };
 
 /// flowproxy: a reverse proxy for Docker Swarm with an eBPF data plane.
@@ -171,7 +171,7 @@ impl RunArgs {
     }
 
     /// What a request may be; fails if `--allowed-upgrades` names `h2c`.
-    pub fn request_limits(&self) -> Result<RequestLimits, String> {
+    pub fn request_limits(&self) -> Result<RequestLimits, NeverAllowed> {
         Ok(RequestLimits {
             header: self.header_limits(),
             body_idle: Duration::from_secs(self.timeout_client),

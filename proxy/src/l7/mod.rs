@@ -19,4 +19,4 @@ pub use idle::copy_bidirectional_idle;
 pub use limits::HeaderLimits;
 pub use pipeline::{HttpsPolicy, Proxy, RequestLimits};
 pub use server::{Body, ConnSettings, Listener, Peer, TlsListener, serve};
-pub use upgrade::UpgradeAllowList;
+pub use upgrade::{NeverAllowed, UpgradeAllowList};

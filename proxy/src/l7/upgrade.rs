@@ -26,17 +26,20 @@ pub struct UpgradeAllowList(Vec<String>);
 /// Refused in the allow-list itself: an h2c tunnel would carry requests the proxy never sees.
 pub const NEVER_ALLOWED: &str = "h2c";
 
+/// An allow-list naming a protocol that can never be allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{NEVER_ALLOWED} upgrades cannot be allowed: the tunnel would bypass routing and auth")]
+pub struct NeverAllowed;
+
 impl UpgradeAllowList {
     /// The allow-list of `protocols` (case-insensitive); `h2c` is refused.
-    pub fn new<'a>(protocols: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+    pub fn new<'a>(protocols: impl IntoIterator<Item = &'a str>) -> Result<Self, NeverAllowed> {
         let mut names = Vec::new();
         for protocol in protocols {
             let lower = protocol.trim().to_ascii_lowercase();
             let name = lower.split('/').next().unwrap_or_default().to_owned();
             if name == NEVER_ALLOWED {
-                return Err(format!(
-                    "{NEVER_ALLOWED} upgrades cannot be allowed: the tunnel would bypass routing and auth"
-                ));
+                return Err(NeverAllowed);
             }
             if !name.is_empty() {
                 names.push(name);

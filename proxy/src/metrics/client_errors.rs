@@ -54,6 +54,7 @@ impl ClientErrorReason {
     }
 }
 
+/// The label set of `flowproxy_client_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct ReasonLabel {
     reason: &'static str,
