@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use flowproxy_tests::{
-    Flowproxy, GoDemo, RawClient, RunningProxy, TlsClient, curl, eventually, go_demo::RECONFIGURE,
-    raw::counter_value,
+    Flowproxy, GoDemo, Host, RawClient, RunningProxy, StubServer, TlsClient, curl, eventually,
+    go_demo::RECONFIGURE, raw::counter_value,
 };
 
 /// The timeouts every proxy here runs with.
@@ -70,7 +70,7 @@ fn counted(proxy: &RunningProxy, reason: &str, at_least: u64) -> anyhow::Result<
 }
 
 /// Established TCP connections to go-demo's port inside the replica's `host`.
-fn connections_to_replica(host: &flowproxy_tests::Host) -> anyhow::Result<usize> {
+fn connections_to_replica(host: &Host) -> anyhow::Result<usize> {
     let out = host
         .command("ss")
         .args(["-Htn", "state", "established", "( sport = :8080 )"])
@@ -327,6 +327,32 @@ fn an_h2c_upgrade_is_dropped_and_the_request_goes_on() -> anyhow::Result<()> {
     // WebSocket is still allowed.
     let ws = flowproxy_tests::ws_echo(&format!("ws://{}/demo/ws", proxy.http_addr), "hi")?;
     assert_eq!(ws, "hi");
+    Ok(())
+}
+
+#[test]
+fn a_replica_switching_to_h2c_opens_no_tunnel() -> anyhow::Result<()> {
+    // A replica that answers 101 to anything, as one speaking h2c would to the upgrade.
+    let demo = GoDemo::start(1)?;
+    let host = Host::new("h2c-replica")?;
+    let link = host.link_to_root()?;
+    let replica = StubServer::start(&host, 8080)?;
+    replica.route("/h2c", 101, "");
+    demo.dns.set("tasks.h2c", &[link.host_addr])?;
+    let proxy = proxy_for(&demo, &[])?;
+    reconfigure(&proxy, "serviceName=h2c&servicePath=/h2c&port=8080")?;
+    let answer = get(
+        &proxy,
+        "GET /h2c HTTP/1.1\r\nHost: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+         Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+    )?;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    assert!(
+        answer.body.contains("switched protocols"),
+        "{}",
+        answer.body
+    );
+    assert_eq!(replica.requests(), ["GET /h2c HTTP/1.1"]);
     Ok(())
 }
 

@@ -254,7 +254,7 @@ impl Proxy {
                     });
                 }
                 Ok(Ok(response)) => {
-                    return Ok(relay_response(response, client_upgrade, dest, service));
+                    return relay_response(response, client_upgrade, dest, service);
                 }
                 Ok(Err(_)) if let Some(failure) = watch.as_ref().and_then(|w| w.failure()) => {
                     // The client's body broke the request, not the replica.

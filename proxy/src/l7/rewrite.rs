@@ -62,26 +62,32 @@ pub fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Resul
 }
 
 /// Turns the replica's response into the client's: hop-by-hop headers stay behind, and a 101
-/// starts the tunnel.
+/// starts the tunnel, but only for an upgrade the allow-list let through: a replica switching
+/// protocols unasked (to h2c, say) would open a tunnel past routing and auth, so that is a 502.
 pub fn relay_response(
     mut response: Response<Incoming>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     dest: &Destination,
     service: &str,
-) -> Response<Body> {
+) -> Result<Response<Body>, ProxyError> {
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client) = client_upgrade {
-            let upstream = hyper::upgrade::on(&mut response);
-            tunnel::spawn(client, upstream, dest.timeout_tunnel, service.to_owned());
-        }
+        let Some(client) = client_upgrade else {
+            return Err(ProxyError::Upstream {
+                service: service.to_owned(),
+                reason: "it switched protocols without an allowed upgrade".to_owned(),
+            });
+        };
+        let upstream = hyper::upgrade::on(&mut response);
+        tunnel::spawn(client, upstream, dest.timeout_tunnel, service.to_owned());
         let (parts, _) = response.into_parts();
-        return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
+        let empty = Empty::new().map_err(|never| match never {}).boxed();
+        return Ok(Response::from_parts(parts, empty));
     }
     let (mut parts, body) = response.into_parts();
     headers::strip_hop_by_hop(&mut parts.headers, None);
     // The client's connection decides the protocol, not the replica's (which may be HTTP/1.0).
     parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body.boxed())
+    Ok(Response::from_parts(parts, body.boxed()))
 }
 
 #[cfg(test)]
