@@ -19,6 +19,7 @@ pub mod cmd;
 pub mod dns;
 pub mod fake_docker;
 pub mod go_demo;
+pub mod h2c;
 pub mod http;
 pub mod l4_lab;
 pub mod lan;

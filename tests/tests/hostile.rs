@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::ensure;
 use flowproxy_tests::{
     Flowproxy, GoDemo, Host, RawClient, RunningProxy, StubServer, TlsClient, curl, eventually,
-    go_demo::RECONFIGURE, raw::counter_value,
+    go_demo::RECONFIGURE,
+    h2c::{BodyEnd, h2c_request},
+    raw::counter_value,
 };
 
 /// The timeouts every proxy here runs with.
@@ -179,6 +181,18 @@ fn a_stalled_upload_gets_408_and_the_replica_connection_is_cancelled() -> anyhow
     assert!(started.elapsed() >= BODY_IDLE - Duration::from_millis(100));
     client.closed_within(SLACK)?;
     counted(&proxy, "timeout_body", 1)?;
+    // The same over HTTP/2: a stream whose body stops.
+    let (status, body) = h2c_request(
+        proxy.http_addr,
+        "POST",
+        &proxy.url("/demo/echo"),
+        &[("content-length", "1000000")],
+        b"0123456789",
+        BodyEnd::Stall,
+        BODY_IDLE + SLACK,
+    )?;
+    assert_eq!(status, 408, "{body}");
+    counted(&proxy, "timeout_body", 2)?;
     // The upstream request was cancelled: its connection is gone, the replica never answered.
     eventually(Duration::from_secs(5), || {
         let n = connections_to_replica(&replica.host)?;
@@ -311,6 +325,18 @@ fn host_rules_follow_rfc_9112() -> anyhow::Result<()> {
     ])?;
     assert_eq!(h2.status, 200, "{}", h2.body);
     assert!(h2.body.contains("host: a.test\n"), "{}", h2.body);
+    // HTTP/2 with a Host that names another host than `:authority`.
+    let (status, body) = h2c_request(
+        proxy.http_addr,
+        "GET",
+        &format!("http://a.test:{}/demo/hello", proxy.http_addr.port()),
+        &[("host", "b.test")],
+        b"",
+        BodyEnd::Complete,
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("differs from :authority"), "{body}");
     Ok(())
 }
 
