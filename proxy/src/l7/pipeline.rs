@@ -1,5 +1,6 @@
-//! The request path, as named phases: route, authenticate, pick a replica, forward (retrying
-//! idempotent requests on another replica when a connection is refused), relay the response.
+//! The request path, as named phases: admit (head limits, Host rules), route, authenticate,
+//! pick a replica, forward (retrying body-less requests on another replica when a connection is
+//! refused, idempotent ones also when it closed or reset before an answer), relay the response.
 //! It reads the configuration snapshot and never takes a lock.
 use std::{
     borrow::Cow,

@@ -30,7 +30,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
 /// HTTP/2 pings: a peer that stops answering is dropped.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
-/// How long a client may take at each step before it is cut off, and how much hyper may buffer.
+/// How long a client may take at each step before it is cut off, and how much hyper may buffer
+/// (defaults: the flags in `cli.rs`).
 #[derive(Debug, Clone, Copy)]
 pub struct ConnSettings {
     /// From accept (or the end of the TLS handshake) to knowing the protocol, and for the TLS
@@ -42,16 +43,6 @@ pub struct ConnSettings {
     /// The most hyper buffers for a head (HTTP/1.1 `max_buf_size`, HTTP/2
     /// `max_header_list_size`); our own, lower limits are checked per request.
     pub parser_ceiling: usize,
-}
-
-impl Default for ConnSettings {
-    fn default() -> Self {
-        Self {
-            first_byte_timeout: Duration::from_secs(5),
-            head_timeout: Duration::from_secs(15),
-            parser_ceiling: 128 * 1024,
-        }
-    }
 }
 
 /// The client end of a connection, worked out once per connection and shared by its requests.
