@@ -25,7 +25,7 @@ use crate::{
     },
     l4::L4Listeners,
     l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
-    metrics::Metrics,
+    metrics::{ClientErrors, Metrics},
     state::StateFile,
     tls::{self, CertSources, CertStore},
     upstream::{ReplicaResolver, new_client},
@@ -93,11 +93,13 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         only: args.https_only,
     };
     let credentials = Arc::new(global_credentials(&args)?);
+    let request_limits = args.request_limits().context("--allowed-upgrades")?;
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
         new_client(metrics.backend_bytes()),
         Arc::clone(&metrics),
         https_policy,
+        request_limits,
         Arc::clone(&credentials),
         Arc::from(args.sticky_secret.as_bytes()),
     ));
@@ -151,6 +153,8 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             open: Some(metrics.open_connections()),
             tls: None,
             max_connections: args.max_connections as usize,
+            settings: args.conn_settings(),
+            client_errors: metrics.client_errors(),
         },
         Listener {
             socket: https,
@@ -158,6 +162,8 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             open: Some(metrics.open_connections()),
             tls: Some(tls),
             max_connections: args.max_connections as usize,
+            settings: args.conn_settings(),
+            client_errors: metrics.client_errors(),
         },
         Listener {
             socket: api,
@@ -165,6 +171,10 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             open: None,
             tls: None,
             max_connections: 1024,
+            // The same timeouts guard the API; its refusals are not the proxy's clients'
+            // errors, so they go to counters nobody exports.
+            settings: args.conn_settings(),
+            client_errors: ClientErrors::default(),
         },
     );
     let servers = tokio::spawn({

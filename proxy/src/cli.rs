@@ -1,10 +1,13 @@
 //! Command-line flags. Every flag also reads an environment variable, the way Swarm services
 //! are configured (`-e NAME=value`).
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::dataplane::{FastPathMode, FastPathSettings};
+use crate::{
+    dataplane::{FastPathMode, FastPathSettings},
+    l7::{ConnSettings, HeaderLimits, NeverAllowed, RequestLimits, UpgradeAllowList},
+};
 
 /// flowproxy: a reverse proxy for Docker Swarm with an eBPF data plane.
 #[derive(Debug, Parser)]
@@ -83,6 +86,34 @@ pub struct RunArgs {
     /// Most client connections each listener holds at once; more wait in the kernel's backlog.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Seconds a client gets, after connecting (or after its TLS handshake), to send enough
+    /// for its protocol to be known; also the limit for the TLS handshake itself. A silent
+    /// socket is closed after this, so it cannot hold one of `--max-connections`.
+    #[arg(long, env = "CLIENT_FIRST_BYTE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_first_byte_timeout: u64,
+    /// Seconds a client gets to send a request's head; also how long an idle keep-alive
+    /// connection waits for its next request (hyper has one timer for both).
+    #[arg(long, env = "CLIENT_HEAD_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub client_head_timeout: u64,
+    /// Seconds an open request body may send nothing before the request is answered 408 and
+    /// the upstream request cancelled (DFP's `TIMEOUT_CLIENT`, HAProxy's `timeout client`).
+    #[arg(long, env = "TIMEOUT_CLIENT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub timeout_client: u64,
+    /// Largest request head in bytes (request line and every header field); larger gets 431.
+    #[arg(long, env = "MAX_HEADER_BYTES", default_value_t = 32_768, value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    pub max_header_bytes: u64,
+    /// Largest single header value in bytes; larger gets 431.
+    #[arg(long, env = "MAX_HEADER_VALUE_BYTES", default_value_t = 8_192, value_parser = clap::value_parser!(u64).range(256..=1_048_576))]
+    pub max_header_value_bytes: u64,
+    /// Protocols a request may upgrade to (comma-separated); any other `Upgrade` is dropped
+    /// and the request forwarded without it. `h2c` is never allowed.
+    #[arg(
+        long,
+        env = "ALLOWED_UPGRADES",
+        value_delimiter = ',',
+        default_value = "websocket"
+    )]
+    pub allowed_upgrades: Vec<String>,
     /// Address of the reconfigure API (Docker Flow Proxy compatible).
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
     pub api_addr: SocketAddr,
@@ -135,8 +166,34 @@ impl RunArgs {
         FastPathSettings {
             mode: self.l4_fastpath,
             conntrack_size: self.conntrack_size,
-            drain_timeout: std::time::Duration::from_secs(self.l4_drain_timeout),
+            drain_timeout: Duration::from_secs(self.l4_drain_timeout),
         }
+    }
+
+    /// The per-connection timeouts and buffer ceiling of the HTTP(S) listeners.
+    pub fn conn_settings(&self) -> ConnSettings {
+        ConnSettings {
+            first_byte_timeout: Duration::from_secs(self.client_first_byte_timeout),
+            head_timeout: Duration::from_secs(self.client_head_timeout),
+            parser_ceiling: self.header_limits().parser_ceiling(),
+        }
+    }
+
+    /// The head size limits.
+    pub fn header_limits(&self) -> HeaderLimits {
+        HeaderLimits {
+            head_bytes: usize::try_from(self.max_header_bytes).unwrap_or(usize::MAX),
+            value_bytes: usize::try_from(self.max_header_value_bytes).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// What a request may be; fails if `--allowed-upgrades` names `h2c`.
+    pub fn request_limits(&self) -> Result<RequestLimits, NeverAllowed> {
+        Ok(RequestLimits {
+            header: self.header_limits(),
+            body_idle: Duration::from_secs(self.timeout_client),
+            upgrades: UpgradeAllowList::new(self.allowed_upgrades.iter().map(String::as_str))?,
+        })
     }
 
     /// True for `--interface auto`.
@@ -198,6 +255,37 @@ mod tests {
         assert_eq!(cli.run.https_addr.port(), 443);
         assert!(Cli::try_parse_from(["flowproxy", "--dns-refresh", "0"]).is_err());
         assert!(Cli::try_parse_from(["flowproxy", "--http-addr", "nope"]).is_err());
+    }
+
+    #[test]
+    fn client_limits_default_and_read_their_flags() {
+        let cli = Cli::parse_from(["flowproxy"]);
+        let conn = cli.run.conn_settings();
+        assert_eq!(conn.first_byte_timeout, Duration::from_secs(5));
+        assert_eq!(conn.head_timeout, Duration::from_secs(15));
+        let limits = cli.run.request_limits().unwrap();
+        assert_eq!(limits.body_idle, Duration::from_secs(20));
+        assert_eq!(limits.header.head_bytes, 32_768);
+        assert_eq!(limits.header.value_bytes, 8_192);
+        assert_eq!(limits.upgrades, UpgradeAllowList::default());
+        let cli = Cli::parse_from([
+            "flowproxy",
+            "--client-first-byte-timeout",
+            "1",
+            "--timeout-client",
+            "2",
+            "--max-header-bytes",
+            "4096",
+            "--allowed-upgrades",
+            "websocket,h2c",
+        ]);
+        assert_eq!(
+            cli.run.conn_settings().first_byte_timeout,
+            Duration::from_secs(1)
+        );
+        assert_eq!(cli.run.header_limits().head_bytes, 4096);
+        assert!(cli.run.request_limits().is_err(), "h2c is refused");
+        assert!(Cli::try_parse_from(["flowproxy", "--client-first-byte-timeout", "0"]).is_err());
     }
 
     #[test]

@@ -108,8 +108,16 @@ pub const DFP_ENV: &[EnvVar] = &[
     var("TIMEOUT_CONNECT", Refused(TIMEOUTS)),
     var("TIMEOUT_SERVER", Refused(TIMEOUTS)),
     var("TIMEOUT_TUNNEL", Refused(TIMEOUTS)),
-    var("TIMEOUT_HTTP_REQUEST", Refused(TIMEOUTS)),
-    var("TIMEOUT_HTTP_KEEP_ALIVE", Refused(TIMEOUTS)),
+    var(
+        "TIMEOUT_HTTP_REQUEST",
+        Refused("its value is not read; set --client-head-timeout (CLIENT_HEAD_TIMEOUT) instead"),
+    ),
+    var(
+        "TIMEOUT_HTTP_KEEP_ALIVE",
+        Refused(
+            "its value is not read; idle keep-alive connections close after --client-head-timeout (CLIENT_HEAD_TIMEOUT)",
+        ),
+    ),
     var(
         "DEFAULT_PORTS",
         Refused("set the listeners with --http-addr and --https-addr"),

@@ -10,25 +10,23 @@ use std::{
 
 use hyper::Method;
 use prometheus_client::{
-    collector::Collector,
-    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric as _},
+    encoding::EncodeLabelSet,
     metrics::{
-        MetricType,
-        counter::{ConstCounter, Counter},
+        counter::Counter,
         family::Family,
-        gauge::{ConstGauge, Gauge},
+        gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
 };
 
-use proxy_common::BackendCounters;
+use crate::{tls::CertStore, upstream::ByteCounters};
 
-use crate::{
-    dataplane::{BackendStat, read_backend_stats},
-    tls::CertStore,
-    upstream::ByteCounters,
-};
+mod client_errors;
+mod collectors;
+
+pub use client_errors::{ClientErrorReason, ClientErrors};
+use collectors::{BackendCollector, CertCollector};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -109,6 +107,8 @@ pub struct Metrics {
     open_connections: Gauge,
     config_reloads: Counter,
     handshakes: Family<ResultLabel, Counter>,
+    client_errors: ClientErrors,
+    retries: Family<ServiceLabel, Counter>,
     l4: L4Metrics,
     /// Handles per service, so the request path skips the label look-ups.
     services: RwLock<HashMap<String, Arc<ServiceMetrics>>>,
@@ -120,6 +120,7 @@ pub struct Metrics {
 pub struct ServiceMetrics {
     name: String,
     durations: Histogram,
+    retries: Counter,
     requests: Family<RequestLabels, Counter>,
     backend_requests: Family<BackendRequestLabels, Counter>,
     by_code: RwLock<Vec<(u16, &'static str, Counter)>>,
@@ -140,6 +141,11 @@ impl ServiceMetrics {
         }
         self.request_counter(code, method).inc();
         self.durations.observe(seconds);
+    }
+
+    /// Counts one request sent again to another replica.
+    pub fn retried(&self) {
+        self.retries.inc();
     }
 
     fn request_counter(&self, code: u16, method: &'static str) -> Counter {
@@ -247,6 +253,20 @@ impl Metrics {
             "TLS handshakes on the HTTPS listener, by result",
             handshakes.clone(),
         );
+        let client_errors = ClientErrors::with_all_reasons();
+        registry.register(
+            "flowproxy_client_errors",
+            "Clients refused or cut off for what they sent or failed to send, by reason \
+             (timeout_first_byte, timeout_handshake, timeout_head, timeout_body, \
+             header_too_large, bad_host, bad_framing, upgrade_refused)",
+            client_errors.0.clone(),
+        );
+        let retries = Family::<ServiceLabel, Counter>::default();
+        registry.register(
+            "flowproxy_service_retries",
+            "Requests sent again to another replica after the first one failed before answering",
+            retries.clone(),
+        );
         let l4 = L4Metrics::default();
         registry.register(
             "flowproxy_l4_connections",
@@ -276,6 +296,8 @@ impl Metrics {
             open_connections,
             config_reloads,
             handshakes,
+            client_errors,
+            retries,
             l4,
             services: RwLock::default(),
         })
@@ -291,6 +313,12 @@ impl Metrics {
             name: service.to_owned(),
             durations: self
                 .durations
+                .get_or_create(&ServiceLabel {
+                    service: service.to_owned(),
+                })
+                .clone(),
+            retries: self
+                .retries
                 .get_or_create(&ServiceLabel {
                     service: service.to_owned(),
                 })
@@ -329,6 +357,11 @@ impl Metrics {
         (get("ok"), get("error"))
     }
 
+    /// The client-error counters, for the listeners and the request path.
+    pub fn client_errors(&self) -> ClientErrors {
+        self.client_errors.clone()
+    }
+
     /// The counter of TCP-mode connections relayed in user space.
     pub fn l4(&self) -> L4Metrics {
         self.l4.clone()
@@ -359,95 +392,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::PATCH => "PATCH",
         _ => "OTHER",
     }
-}
-
-/// The served certificates' not-after times, read from the store at scrape time.
-#[derive(Debug)]
-struct CertCollector(Arc<CertStore>);
-
-impl Collector for CertCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut family = encoder.encode_descriptor(
-            "flowproxy_tls_cert_not_after_seconds",
-            "When each served certificate expires (unix time)",
-            None,
-            MetricType::Gauge,
-        )?;
-        for info in self.0.list() {
-            let labels = [("name", info.name)];
-            ConstGauge::new(info.not_after).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads `BACKENDS`/`BACKEND_STATS` at scrape time.
-#[derive(Debug)]
-struct BackendCollector {
-    pin_dir: PathBuf,
-}
-
-impl Collector for BackendCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let stats = match read_backend_stats(&self.pin_dir) {
-            Ok(stats) => stats,
-            Err(e) => {
-                tracing::debug!(error = %e, "no kernel counters for this scrape");
-                return Ok(());
-            }
-        };
-        encode_in_out(
-            &mut encoder,
-            "flowproxy_backend_packets",
-            "Packets to and from each backend, counted in the kernel",
-            &stats,
-            |c| (c.packets_in, c.packets_out),
-        )?;
-        encode_in_out(
-            &mut encoder,
-            "flowproxy_backend_bytes",
-            "Bytes (whole frames) to and from each backend, counted in the kernel",
-            &stats,
-            |c| (c.bytes_in, c.bytes_out),
-        )?;
-        let mut family = encoder.encode_descriptor(
-            "flowproxy_backend_connections",
-            "TCP connections opened to each backend, counted in the kernel",
-            None,
-            MetricType::Counter,
-        )?;
-        for s in &stats {
-            let labels = [
-                ("service", s.service.clone()),
-                ("backend", s.backend.to_string()),
-            ];
-            ConstCounter::new(s.counters.connections).encode(family.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-}
-
-/// One counter family with a `direction` label ("in": from the backend, "out": to it).
-fn encode_in_out(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    stats: &[BackendStat],
-    in_out: impl Fn(&BackendCounters) -> (u64, u64),
-) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for s in stats {
-        let (from_backend, to_backend) = in_out(&s.counters);
-        for (direction, value) in [("in", from_backend), ("out", to_backend)] {
-            let labels = [
-                ("service", s.service.clone()),
-                ("backend", s.backend.to_string()),
-                ("direction", direction.to_owned()),
-            ];
-            ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

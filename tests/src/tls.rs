@@ -135,6 +135,28 @@ impl TlsClient {
         })
     }
 
+    /// Waits, sending nothing, until the proxy closes the connection, at most `within`;
+    /// returns how long that took.
+    pub fn closed_within(&mut self, within: Duration) -> anyhow::Result<Duration> {
+        let started = std::time::Instant::now();
+        self.stream.get_mut().sock.set_read_timeout(Some(within))?;
+        let mut byte = [0u8; 1];
+        match self.stream.read(&mut byte) {
+            Ok(0) => Ok(started.elapsed()),
+            Ok(_) => anyhow::bail!("the proxy sent data to an idle connection"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                anyhow::bail!("still open after {within:?}")
+            }
+            // A close without close_notify, or a reset: closed all the same.
+            Err(_) => Ok(started.elapsed()),
+        }
+    }
+
     /// The leaf certificate the proxy presented, DER.
     pub fn peer_certificate(&self) -> anyhow::Result<Vec<u8>> {
         let certs = self

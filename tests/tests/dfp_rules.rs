@@ -421,10 +421,7 @@ fn a_service_cert_is_served_for_its_domain() -> anyhow::Result<()> {
         json.contains("go-demo") && !json.contains("\"other\""),
         "{json}"
     );
-    assert_eq!(
-        proxy.api("/v1/test")?.body.contains("Test v1"),
-        true,
-        "DFP's API smoke test answers"
-    );
+    let smoke = proxy.api("/v1/test")?.body;
+    assert!(smoke.contains("Test v1"), "DFP's API smoke test: {smoke}");
     Ok(())
 }

@@ -1,57 +1,147 @@
-//! A request body that says when it has been sent whole, so `timeoutServer` measures the
-//! replica's time to answer, not the client's upload.
+//! The client's request body on its way to the replica. It says when it was sent whole (so
+//! `timeoutServer` measures the replica's time to answer, not the client's upload), gives up
+//! once the client has sent nothing for `--timeout-client` (HAProxy's `timeout client`), and
+//! records a failure as the client's, so a broken upload is never blamed on the replica.
 use std::{
+    future::Future as _,
     pin::Pin,
+    sync::{Arc, OnceLock},
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
+use http_body_util::BodyExt as _;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Sleep};
 
-use super::Body;
+use crate::upstream::UpstreamBody;
 
-/// Wraps `body`; the receiver completes once the body has been read to its end (or errs if
-/// the body is dropped first).
-pub fn signal_end(body: Body) -> (Body, oneshot::Receiver<()>) {
+/// Why the client's body did not arrive whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyFailure {
+    /// Nothing arrived for this long while the replica waited for more.
+    #[error("the client sent nothing of the request body for {0:?} (--timeout-client)")]
+    Idle(Duration),
+    /// The body's framing did not parse (a bad chunk size, say) or the client went away.
+    #[error("the request body is malformed or cut short: {0}")]
+    Client(String),
+}
+
+/// What the request path learns about the body while it is forwarded.
+pub struct BodyWatch {
+    /// Completes once the body has been read to its end (errs if it is dropped first).
+    pub sent: oneshot::Receiver<()>,
+    failure: Arc<OnceLock<BodyFailure>>,
+}
+
+impl BodyWatch {
+    /// Why the body failed, once it has.
+    pub fn failure(&self) -> Option<&BodyFailure> {
+        self.failure.get()
+    }
+}
+
+/// Wraps the client's `body` for the upstream request.
+pub fn watch<B>(body: B, idle: Duration) -> (UpstreamBody, BodyWatch)
+where
+    B: HttpBody<Data = Bytes> + Send + Sync + Unpin + 'static,
+    B::Error: std::fmt::Display,
+{
     let (tx, rx) = oneshot::channel();
-    let wrapped = SignalEnd {
+    let failure = Arc::new(OnceLock::new());
+    let wrapped = Watched {
         inner: body,
         done: Some(tx),
+        idle,
+        timer: None,
+        failure: Arc::clone(&failure),
     };
-    (Body::new(wrapped), rx)
+    (wrapped.boxed(), BodyWatch { sent: rx, failure })
 }
 
-struct SignalEnd {
-    inner: Body,
+struct Watched<B> {
+    inner: B,
     done: Option<oneshot::Sender<()>>,
+    idle: Duration,
+    /// Armed while the replica waits for the client; `None` until the first wait.
+    timer: Option<(Pin<Box<Sleep>>, bool)>,
+    failure: Arc<OnceLock<BodyFailure>>,
 }
 
-impl SignalEnd {
+impl<B> Watched<B> {
     fn finish(&mut self) {
         if let Some(tx) = self.done.take() {
             let _ = tx.send(());
         }
     }
+
+    fn fail(&mut self, failure: BodyFailure) -> crate::upstream::BoxError {
+        let _ = self.failure.set(failure.clone());
+        Box::new(failure)
+    }
+
+    /// Called when the client had nothing: arms the idle timer (counting from the first
+    /// wait, not from the last frame, so time the replica spent not reading is not the
+    /// client's) and tells whether it ran out.
+    fn idle_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = tokio::time::Instant::now() + self.idle;
+        let (sleep, armed) = self
+            .timer
+            .get_or_insert_with(|| (Box::pin(tokio::time::sleep_until(deadline)), true));
+        if !*armed {
+            sleep.as_mut().reset(deadline);
+            *armed = true;
+        }
+        sleep.as_mut().poll(cx).is_ready()
+    }
+
+    fn disarm(&mut self) {
+        if let Some((_, armed)) = &mut self.timer {
+            *armed = false;
+        }
+    }
 }
 
-impl HttpBody for SignalEnd {
+impl<B> HttpBody for Watched<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = crate::upstream::BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let poll = Pin::new(&mut self.inner).poll_frame(cx);
-        // hyper may stop polling once a sized body is complete, so the end is also the frame
-        // after which the body reports itself finished.
-        match &poll {
-            Poll::Ready(None) => self.finish(),
-            Poll::Ready(Some(_)) if self.inner.is_end_stream() => self.finish(),
-            _ => {}
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                if this.idle_expired(cx) {
+                    let idle = this.idle;
+                    return Poll::Ready(Some(Err(this.fail(BodyFailure::Idle(idle)))));
+                }
+                Poll::Pending
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.disarm();
+                // hyper may stop polling once a sized body is complete, so the end is also
+                // the frame after which the body reports itself finished.
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let failure = BodyFailure::Client(e.to_string());
+                Poll::Ready(Some(Err(this.fail(failure))))
+            }
         }
-        poll
     }
 
     fn is_end_stream(&self) -> bool {
@@ -65,19 +155,54 @@ impl HttpBody for SignalEnd {
 
 #[cfg(test)]
 mod tests {
-    use http_body_util::{BodyExt as _, Full};
+    use std::convert::Infallible;
+
+    use http_body_util::{Full, StreamBody};
 
     use super::*;
 
+    /// A body the test feeds frame by frame.
+    fn fed() -> (
+        tokio::sync::mpsc::Sender<Bytes>,
+        impl HttpBody<Data = Bytes, Error = Infallible> + Send + Sync + Unpin + 'static,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+        });
+        (tx, StreamBody::new(Box::pin(stream)))
+    }
+
     #[tokio::test]
     async fn the_signal_fires_when_the_body_is_read() {
-        let body = Full::new(Bytes::from_static(b"upload"))
-            .map_err(|n| match n {})
-            .boxed();
-        let (body, mut done) = signal_end(body);
-        assert!(done.try_recv().is_err(), "nothing read yet");
+        let body = Full::new(Bytes::from_static(b"upload"));
+        let (body, mut watch) = watch(body, Duration::from_secs(5));
+        assert!(watch.sent.try_recv().is_err(), "nothing read yet");
         let bytes = body.collect().await.unwrap().to_bytes();
         assert_eq!(&bytes[..], b"upload");
-        assert!(done.try_recv().is_ok());
+        assert!(watch.sent.try_recv().is_ok());
+        assert_eq!(watch.failure(), None);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_fails_after_the_idle_time_and_a_steady_one_does_not() {
+        let idle = Duration::from_millis(150);
+        let (tx, inner) = fed();
+        let (mut body, watch) = watch(inner, idle);
+        // A frame every 50 ms for 450 ms: never idle for 150 ms.
+        for _ in 0..9 {
+            tx.send(Bytes::from_static(b"x")).await.unwrap();
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), "x");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let started = std::time::Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
+        assert!(err.to_string().contains("--timeout-client"), "{err}");
+        assert_eq!(watch.failure(), Some(&BodyFailure::Idle(idle)));
+        drop(tx);
     }
 }

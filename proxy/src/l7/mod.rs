@@ -2,15 +2,22 @@
 //! replica through the pooled client, WebSocket tunnels.
 mod access;
 mod body;
+mod client_io;
 mod errors;
+mod header_rules;
 mod headers;
+mod host;
 mod idle;
+mod limits;
 mod pipeline;
 mod rewrite;
 mod server;
 mod tunnel;
+mod upgrade;
 
 pub use errors::text_body;
 pub use idle::copy_bidirectional_idle;
-pub use pipeline::{HttpsPolicy, Proxy};
-pub use server::{Body, Listener, Peer, TlsListener, serve};
+pub use limits::HeaderLimits;
+pub use pipeline::{HttpsPolicy, Proxy, RequestLimits};
+pub use server::{Body, ConnSettings, Listener, Peer, TlsListener, serve};
+pub use upgrade::{NeverAllowed, UpgradeAllowList};

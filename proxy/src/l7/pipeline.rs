@@ -1,5 +1,6 @@
-//! The request path, as named phases: route, authenticate, pick a replica, forward (retrying
-//! idempotent requests on another replica when a connection is refused), relay the response.
+//! The request path, as named phases: admit (head limits, Host rules), route, authenticate,
+//! pick a replica, forward (retrying body-less requests on another replica when a connection is
+//! refused, idempotent ones also when it closed or reset before an answer), relay the response.
 //! It reads the configuration snapshot and never takes a lock.
 use std::{
     borrow::Cow,
@@ -8,23 +9,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http::uri::{Authority, PathAndQuery, Scheme};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{
-    Method, Request, Response, StatusCode, Uri, Version,
+    Method, Request, Response, Version,
     body::{Body as _, Incoming},
-    header::{self, HeaderValue},
+    header,
 };
 
 use super::{
-    Body, Peer, access, body::signal_end, errors::ProxyError, headers, rewrite, text_body, tunnel,
+    Body, Peer, access,
+    body::{self, BodyFailure},
+    errors::{ErrorSource, ProxyError},
+    header_rules, headers, host,
+    limits::{self, HeaderLimits},
+    rewrite::{redirect_to_https, relay_response, upstream_path, upstream_uri},
+    upgrade::{UpgradeAllowList, UpgradeRequest, upgrade_request},
 };
 use crate::{
     control::ControlPlane,
     credentials::Credentials,
-    metrics::{Metrics, ServiceMetrics},
+    metrics::{ClientErrorReason, Metrics, ServiceMetrics},
     routes::Destination,
-    upstream::{UpstreamClient, sticky},
+    upstream::{UpstreamBody, UpstreamClient, sticky},
 };
 
 /// How many replicas an idempotent request may try.
@@ -36,8 +42,21 @@ pub struct Proxy {
     client: UpstreamClient,
     metrics: Arc<Metrics>,
     https: HttpsPolicy,
+    limits: RequestLimits,
     credentials: Arc<Credentials>,
     sticky_secret: Arc<[u8]>,
+}
+
+/// What a client's request may be: its head's size, how long its body may stall, which
+/// upgrades pass.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// `--max-header-bytes`, `--max-header-value-bytes`.
+    pub header: HeaderLimits,
+    /// `--timeout-client`: the longest an open request body may send nothing.
+    pub body_idle: Duration,
+    /// `--allowed-upgrades`.
+    pub upgrades: UpgradeAllowList,
 }
 
 /// How plain HTTP relates to HTTPS.
@@ -63,6 +82,7 @@ impl Proxy {
         client: UpstreamClient,
         metrics: Arc<Metrics>,
         https: HttpsPolicy,
+        limits: RequestLimits,
         credentials: Arc<Credentials>,
         sticky_secret: Arc<[u8]>,
     ) -> Self {
@@ -71,6 +91,7 @@ impl Proxy {
             client,
             metrics,
             https,
+            limits,
             credentials,
             sticky_secret,
         }
@@ -82,13 +103,27 @@ impl Proxy {
         let method = req.method().clone();
         // The access log is usually off under load: its fields are kept only when it is on.
         let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
-            let host = request_host(&req).and_then(|h| h.to_str().ok().map(str::to_owned));
+            let host = host::request_host(req.version(), req.uri(), req.headers())
+                .ok()
+                .flatten()
+                .and_then(|h| h.to_str().ok().map(str::to_owned));
             (req.uri().path().to_owned(), host)
         });
         let mut outcome = Outcome::default();
         let response = match self.forward(req, &peer, &mut outcome).await {
             Ok(response) => response,
-            Err(e) => e.into_response(),
+            Err(e) => {
+                match e.origin() {
+                    ErrorSource::Client => {
+                        if let Some(reason) = client_error_reason(&e) {
+                            self.metrics.client_errors().count(reason);
+                        }
+                    }
+                    ErrorSource::Internal => tracing::warn!(error = %e, "request not forwarded"),
+                    ErrorSource::Upstream => {}
+                }
+                e.into_response()
+            }
         };
         let elapsed = started.elapsed().as_secs_f64();
         let status = response.status().as_u16();
@@ -118,9 +153,13 @@ impl Proxy {
         peer: &Peer,
         outcome: &mut Outcome,
     ) -> Result<Response<Body>, ProxyError> {
+        // Phase 0: admit. A head over a limit or with an ambiguous host goes no further.
+        limits::check_head(&self.limits.header, req.method(), req.uri(), req.headers())
+            .map_err(ProxyError::HeaderTooLarge)?;
+        let host = host::request_host(req.version(), req.uri(), req.headers())
+            .map_err(ProxyError::BadHost)?;
         // Phase 1: route. `load_full` because the snapshot is held across awaits.
         let snapshot = self.control.snapshot_full();
-        let host = request_host(&req);
         let host_str = host.as_ref().and_then(|h| h.to_str().ok());
         // A clone shares the URI's bytes; it frees `req` for the upgrade below.
         let uri = req.uri().clone();
@@ -129,7 +168,8 @@ impl Proxy {
             .lookup(host_str, uri.path())
             .ok_or(ProxyError::NoRoute)?;
         let service: &str = &route.service.name;
-        outcome.service = Some(self.metrics.service(service));
+        let metrics = self.metrics.service(service);
+        outcome.service = Some(Arc::clone(&metrics));
         // Phase 2: redirects. A `redirectFromDomain` host goes to the service's domain; plain
         // HTTP to an https-only service goes to HTTPS.
         let dest: &Destination = route.destination;
@@ -165,7 +205,16 @@ impl Proxy {
             .ok_or_else(|| no_replica(service, "it has no upstream"))?;
         replicas.ensure_resolved().await;
         // Phase 5: the upstream request.
-        let upgrade = headers::upgrade_protocol(req.headers());
+        let upgrade = match upgrade_request(req.headers(), &self.limits.upgrades) {
+            UpgradeRequest::Allowed(protocols) => Some(protocols),
+            UpgradeRequest::None => None,
+            UpgradeRequest::Refused => {
+                self.metrics
+                    .client_errors()
+                    .count(ClientErrorReason::UpgradeRefused);
+                None
+            }
+        };
         let client_upgrade = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         let rewritten = match &route.path {
             Cow::Owned(path) => Some(path.as_str()),
@@ -177,10 +226,10 @@ impl Proxy {
         headers::join_cookies(&mut parts.headers);
         let proto = if peer.tls { "https" } else { "http" };
         headers::add_forwarded(&mut parts.headers, &peer.ip, proto, host.as_ref());
-        rewrite::apply(&mut parts.headers, &svc.request_headers);
+        header_rules::apply(&mut parts.headers, &svc.request_headers);
         // A body-less request can be sent again: to another replica after a refused
-        // connection (nothing was sent), and if idempotent after a pooled connection that the
-        // replica closed just as we reused it.
+        // connection (nothing was sent), and if idempotent after the replica closed or reset
+        // the connection before answering (no byte of a response reached the client).
         let bodyless = body.is_end_stream();
         let idempotent = is_idempotent(&parts.method);
         if !bodyless
@@ -207,12 +256,15 @@ impl Proxy {
             let Some((replica, authority)) = pick.target(replicas, &tried[..attempt]) else {
                 break;
             };
+            if attempt > 0 {
+                metrics.retried();
+            }
             tried[attempt] = replica;
             outcome.replica = Some(replica);
-            let (body, body_sent) = match body.take() {
+            let (body, mut watch) = match body.take() {
                 Some(b) => {
-                    let (b, sent) = signal_end(b.boxed());
-                    (b, Some(sent))
+                    let (b, watch) = body::watch(b, self.limits.body_idle);
+                    (b, Some(watch))
                 }
                 None => (Empty::new().map_err(|never| match never {}).boxed(), None),
             };
@@ -221,6 +273,7 @@ impl Proxy {
             *upstream_req.uri_mut() = upstream_uri(authority, path_and_query.clone())?;
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = parts.headers.clone();
+            let body_sent = watch.as_mut().map(|w| &mut w.sent);
             let sent = send(&self.client, upstream_req, body_sent, dest.timeout_server);
             match sent.await {
                 Err(_) => {
@@ -231,9 +284,14 @@ impl Proxy {
                     });
                 }
                 Ok(Ok(response)) => {
-                    let mut response = relay_response(response, client_upgrade, svc, dest);
+                    let mut response = relay_response(response, client_upgrade, dest, service)?;
+                    header_rules::apply(response.headers_mut(), &svc.response_headers);
                     pick.stamp(response.headers_mut(), replica, peer.tls);
                     return Ok(response);
+                }
+                Ok(Err(_)) if let Some(failure) = watch.as_ref().and_then(|w| w.failure()) => {
+                    // The client's body broke the request, not the replica.
+                    return Err(ProxyError::Body(failure.clone()));
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
@@ -241,7 +299,7 @@ impl Proxy {
                     last_error = Some(e.to_string());
                 }
                 Ok(Err(e)) if idempotent && bodyless && closed_before_answer(&e) => {
-                    tracing::debug!(%service, %replica, error = %e, "reused connection closed; retrying");
+                    tracing::debug!(%service, %replica, error = %e, "connection closed before an answer; retrying");
                     last_error = Some(e.to_string());
                 }
                 Ok(Err(e)) => {
@@ -270,8 +328,8 @@ const NO_REPLICA: SocketAddr =
 /// Sends `req`; `timeout` counts from when the request body has been sent whole.
 async fn send(
     client: &UpstreamClient,
-    req: Request<Body>,
-    body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
+    req: Request<UpstreamBody>,
+    body_sent: Option<&mut tokio::sync::oneshot::Receiver<()>>,
     timeout: Duration,
 ) -> Result<
     Result<Response<Incoming>, hyper_util::client::legacy::Error>,
@@ -288,60 +346,48 @@ async fn send(
     tokio::time::timeout(timeout, request).await
 }
 
-/// True when the replica closed the connection before answering (a pooled connection it had
-/// already given up on).
+/// True when the replica closed or reset the connection before answering: a pooled
+/// connection it had already given up on, or a replica that died (`kill -9`) mid-request.
 fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
     let mut source = std::error::Error::source(error);
     while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message() || h.is_canceled();
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_canceled())
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
         }
         source = e.source();
     }
     false
 }
 
-/// The redirect of a plain request to the same host, path and query over HTTPS.
-fn redirect_to_https<B>(
-    req: &Request<B>,
-    host: Option<&str>,
-    port: Option<u16>,
-    code: u16,
-) -> Response<Body> {
-    let host = host.unwrap_or("localhost");
-    // Drop the plain port; add the HTTPS one unless it is the default.
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
-    let port = port
-        .filter(|p| *p != 443)
-        .map(|p| format!(":{p}"))
-        .unwrap_or_default();
-    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
-    Response::builder()
-        .status(status)
-        .header(header::LOCATION, format!("https://{name}{port}{path}"))
-        .body(text_body(""))
-        .unwrap_or_else(|_| {
-            let mut bad = Response::new(text_body("the Host header cannot be redirected\n"));
-            *bad.status_mut() = StatusCode::BAD_REQUEST;
-            bad
-        })
+/// The `flowproxy_client_errors_total` reason of an error the client caused, if it is one of
+/// the rejections counted there (a 404 or 401 is an answer, not a rejection).
+fn client_error_reason(error: &ProxyError) -> Option<ClientErrorReason> {
+    match error {
+        ProxyError::HeaderTooLarge(_) => Some(ClientErrorReason::HeaderTooLarge),
+        ProxyError::BadHost(_) => Some(ClientErrorReason::BadHost),
+        ProxyError::Body(BodyFailure::Idle(_)) => Some(ClientErrorReason::TimeoutBody),
+        ProxyError::Body(BodyFailure::Client(_)) => Some(ClientErrorReason::BadFraming),
+        _ => None,
+    }
 }
 
 /// A 301 to `location` (`redirectFromDomain`, as DFP answers it).
 fn moved_permanently(location: &str) -> Response<Body> {
     Response::builder()
-        .status(StatusCode::MOVED_PERMANENTLY)
+        .status(hyper::StatusCode::MOVED_PERMANENTLY)
         .header(header::LOCATION, location)
-        .body(text_body(""))
-        .unwrap_or_else(|_| {
-            let mut bad = Response::new(text_body("the redirect cannot be built\n"));
-            *bad.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            bad
-        })
+        .body(super::text_body(""))
+        .unwrap_or_else(|_| ProxyError::Internal("a bad redirect location".into()).into_response())
 }
 
 fn no_replica(service: &str, reason: &str) -> ProxyError {
@@ -349,72 +395,6 @@ fn no_replica(service: &str, reason: &str) -> ProxyError {
         service: service.to_owned(),
         reason: reason.to_owned(),
     }
-}
-
-/// The path and query to send upstream: the client's own when the route keeps the path
-/// (shared, not copied), else the `rewritten` path with the client's query.
-fn upstream_path(uri: &Uri, rewritten: Option<&str>) -> Result<PathAndQuery, ProxyError> {
-    let text = match (rewritten, uri.path_and_query()) {
-        (None, Some(original)) => return Ok(original.clone()),
-        (None, None) => "/".to_owned(),
-        (Some(path), _) => match uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_owned(),
-        },
-    };
-    PathAndQuery::try_from(text).map_err(|e| ProxyError::Upstream {
-        service: uri.to_string(),
-        reason: e.to_string(),
-    })
-}
-
-fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Result<Uri, ProxyError> {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority);
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).map_err(|e| ProxyError::Upstream {
-        service: "-".to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-/// Turns the replica's response into the client's: hop-by-hop headers stay behind, and a 101
-/// starts the tunnel.
-fn relay_response(
-    mut response: Response<Incoming>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
-    service: &crate::routes::Service,
-    dest: &Destination,
-) -> Response<Body> {
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client) = client_upgrade {
-            let upstream = hyper::upgrade::on(&mut response);
-            tunnel::spawn(client, upstream, dest.timeout_tunnel, service.name.clone());
-        }
-        let (parts, _) = response.into_parts();
-        return Response::from_parts(parts, Empty::new().map_err(|never| match never {}).boxed());
-    }
-    let (mut parts, body) = response.into_parts();
-    headers::strip_hop_by_hop(&mut parts.headers, None);
-    rewrite::apply(&mut parts.headers, &service.response_headers);
-    // The client's connection decides the protocol, not the replica's (which may be HTTP/1.0).
-    parts.version = Version::HTTP_11;
-    Response::from_parts(parts, body.boxed())
-}
-
-/// The host the client asked for: the Host header (when it is text), or the HTTP/2
-/// `:authority`.
-fn request_host<B>(req: &Request<B>) -> Option<HeaderValue> {
-    req.headers()
-        .get(header::HOST)
-        .filter(|h| h.to_str().is_ok())
-        .cloned()
-        .or_else(|| {
-            req.uri()
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        })
 }
 
 fn is_idempotent(method: &Method) -> bool {
@@ -426,26 +406,39 @@ fn is_idempotent(method: &Method) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::l7::{host::HostError, limits::HeaderTooLarge};
 
     #[test]
-    fn the_upstream_path_keeps_the_query_and_takes_a_rewrite() {
-        let uri: Uri = "/demo/x?a=1&b=2".parse().unwrap();
-        assert_eq!(upstream_path(&uri, None).unwrap(), "/demo/x?a=1&b=2");
-        assert_eq!(upstream_path(&uri, Some("/x")).unwrap(), "/x?a=1&b=2");
-        let plain: Uri = "/demo".parse().unwrap();
-        assert_eq!(upstream_path(&plain, Some("/")).unwrap(), "/");
-        let authority_only: Uri = "example.com:443".parse().unwrap();
-        assert_eq!(upstream_path(&authority_only, None).unwrap(), "/");
-    }
-
-    #[test]
-    fn the_upstream_uri_addresses_the_replica() {
-        let uri = upstream_uri(
-            Authority::from_static("198.18.0.2:8080"),
-            PathAndQuery::from_static("/x?y=1"),
-        )
-        .unwrap();
-        assert_eq!(uri.to_string(), "http://198.18.0.2:8080/x?y=1");
+    fn rejections_are_counted_by_reason_and_answers_are_not() {
+        let too_large = ProxyError::HeaderTooLarge(HeaderTooLarge::Head { size: 2, limit: 1 });
+        let cases = [
+            (too_large, Some(ClientErrorReason::HeaderTooLarge)),
+            (
+                ProxyError::BadHost(HostError::Missing),
+                Some(ClientErrorReason::BadHost),
+            ),
+            (
+                ProxyError::Body(BodyFailure::Idle(Duration::from_secs(1))),
+                Some(ClientErrorReason::TimeoutBody),
+            ),
+            (
+                ProxyError::Body(BodyFailure::Client("bad chunk".into())),
+                Some(ClientErrorReason::BadFraming),
+            ),
+            (ProxyError::NoRoute, None),
+            (ProxyError::Unauthorized, None),
+            (
+                ProxyError::Timeout {
+                    service: "a".into(),
+                },
+                None,
+            ),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(client_error_reason(&error), reason, "{error:?}");
+        }
     }
 }

@@ -1,39 +1,93 @@
-//! A service's header rules (`addReqHeader`, `setResHeader`, `delReqHeader`, ...), applied
-//! to the request before it goes to the replica and to the response before it goes back.
-use hyper::{
-    HeaderMap,
-    header::{HeaderName, HeaderValue},
-};
+//! How the client's request becomes the replica's and the replica's response the client's:
+//! the upstream target, the HTTPS redirect, hop-by-hop headers on the way back and the start
+//! of a tunnel after a 101.
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::{Request, Response, StatusCode, Uri, Version, body::Incoming, header};
 
-use crate::routes::HeaderRules;
+use super::{Body, errors::ProxyError, headers, text_body, tunnel};
+use crate::routes::Destination;
 
-/// Deletes, then sets, then adds, so that `del` + `add` of one name replaces it and a
-/// `set` is never undone by an `add`'s duplicate. Names and values were validated when the
-/// service was configured; one that still does not convert is skipped.
-pub fn apply(headers: &mut HeaderMap, rules: &HeaderRules) {
-    if rules.is_empty() {
-        return;
-    }
-    for name in &rules.del {
-        headers.remove(name.as_str());
-    }
-    for (name, value) in &rules.set {
-        if let Some((name, value)) = convert(name, value) {
-            headers.insert(name, value);
-        }
-    }
-    for (name, value) in &rules.add {
-        if let Some((name, value)) = convert(name, value) {
-            headers.append(name, value);
-        }
-    }
+/// The redirect of a plain request to the same host, path and query over HTTPS.
+pub fn redirect_to_https<B>(
+    req: &Request<B>,
+    host: Option<&str>,
+    port: Option<u16>,
+    code: u16,
+) -> Response<Body> {
+    let host = host.unwrap_or("localhost");
+    // Drop the plain port; add the HTTPS one unless it is the default.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let port = port
+        .filter(|p| *p != 443)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+    Response::builder()
+        .status(status)
+        .header(header::LOCATION, format!("https://{name}{port}{path}"))
+        .body(text_body(""))
+        .unwrap_or_else(|_| {
+            let mut bad = Response::new(text_body("the Host header cannot be redirected\n"));
+            *bad.status_mut() = StatusCode::BAD_REQUEST;
+            bad
+        })
 }
 
-fn convert(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
-    Some((
-        HeaderName::from_bytes(name.as_bytes()).ok()?,
-        HeaderValue::from_str(value).ok()?,
-    ))
+/// The path and query to send upstream: the client's own when the route keeps the path
+/// (shared, not copied), else the `rewritten` path with the client's query.
+pub fn upstream_path(uri: &Uri, rewritten: Option<&str>) -> Result<PathAndQuery, ProxyError> {
+    let text = match (rewritten, uri.path_and_query()) {
+        (None, Some(original)) => return Ok(original.clone()),
+        (None, None) => "/".to_owned(),
+        (Some(path), _) => match uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        },
+    };
+    PathAndQuery::try_from(text).map_err(|e| ProxyError::Internal(format!("{uri}: {e}")))
+}
+
+/// The URI of the upstream request: the replica's `authority` with the path and query.
+pub fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Result<Uri, ProxyError> {
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(path_and_query);
+    Uri::from_parts(parts).map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// Turns the replica's response into the client's: hop-by-hop headers stay behind, and a 101
+/// starts the tunnel, but only for an upgrade the allow-list let through: a replica switching
+/// protocols unasked (to h2c, say) would open a tunnel past routing and auth, so that is a 502.
+pub fn relay_response(
+    mut response: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    dest: &Destination,
+    service: &str,
+) -> Result<Response<Body>, ProxyError> {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client) = client_upgrade else {
+            return Err(ProxyError::Upstream {
+                service: service.to_owned(),
+                reason: "it switched protocols without an allowed upgrade".to_owned(),
+            });
+        };
+        let upstream = hyper::upgrade::on(&mut response);
+        tunnel::spawn(client, upstream, dest.timeout_tunnel, service.to_owned());
+        let (parts, _) = response.into_parts();
+        let empty = Empty::new().map_err(|never| match never {}).boxed();
+        return Ok(Response::from_parts(parts, empty));
+    }
+    let (mut parts, body) = response.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers, None);
+    // The client's connection decides the protocol, not the replica's (which may be HTTP/1.0).
+    parts.version = Version::HTTP_11;
+    Ok(Response::from_parts(parts, body.boxed()))
 }
 
 #[cfg(test)]
@@ -41,20 +95,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rules_delete_set_and_add() {
-        let mut h = HeaderMap::new();
-        h.insert("x-a", HeaderValue::from_static("old"));
-        h.insert("x-secret", HeaderValue::from_static("s"));
-        h.insert("x-b", HeaderValue::from_static("one"));
-        let rules = HeaderRules {
-            add: vec![("X-B".into(), "two".into())],
-            set: vec![("X-A".into(), "new".into())],
-            del: vec!["X-Secret".into()],
-        };
-        apply(&mut h, &rules);
-        assert_eq!(h["x-a"], "new");
-        assert!(!h.contains_key("x-secret"));
-        let b: Vec<_> = h.get_all("x-b").iter().collect();
-        assert_eq!(b, ["one", "two"]);
+    fn the_upstream_path_keeps_the_query_and_takes_a_rewrite() {
+        let uri: Uri = "/demo/x?a=1&b=2".parse().unwrap();
+        assert_eq!(upstream_path(&uri, None).unwrap(), "/demo/x?a=1&b=2");
+        assert_eq!(upstream_path(&uri, Some("/x")).unwrap(), "/x?a=1&b=2");
+        let plain: Uri = "/demo".parse().unwrap();
+        assert_eq!(upstream_path(&plain, Some("/")).unwrap(), "/");
+        let authority_only: Uri = "example.com:443".parse().unwrap();
+        assert_eq!(upstream_path(&authority_only, None).unwrap(), "/");
+    }
+
+    #[test]
+    fn the_upstream_uri_addresses_the_replica() {
+        let uri = upstream_uri(
+            Authority::from_static("198.18.0.2:8080"),
+            PathAndQuery::from_static("/x?y=1"),
+        )
+        .unwrap();
+        assert_eq!(uri.to_string(), "http://198.18.0.2:8080/x?y=1");
     }
 }

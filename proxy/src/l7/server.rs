@@ -18,19 +18,32 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
+use super::client_io::{Activity, ClientIo};
+use crate::metrics::{ClientErrorReason, ClientErrors};
+
 /// Response body type of every handler.
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// How long open connections get to finish after shutdown starts: below Docker's default
 /// 10 s stop grace period, so the data plane is still torn down before a SIGKILL.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(8);
-/// How long a client may take to send a request's headers, including an idle keep-alive
-/// connection waiting for its next request (DFP's `TIMEOUT_HTTP_KEEP_ALIVE` is 15 s).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 /// HTTP/2 pings: a peer that stops answering is dropped.
 const H2_KEEP_ALIVE: Duration = Duration::from_secs(20);
-/// How long a client may take to complete a TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take at each step before it is cut off, and how much hyper may buffer
+/// (defaults: the flags in `cli.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnSettings {
+    /// From accept (or the end of the TLS handshake) to knowing the protocol, and for the TLS
+    /// handshake itself (`--client-first-byte-timeout`).
+    pub first_byte_timeout: Duration,
+    /// For a request's head, also the longest an idle keep-alive connection waits for its
+    /// next request (`--client-head-timeout`; hyper has one timer for both).
+    pub head_timeout: Duration,
+    /// The most hyper buffers for a head (HTTP/1.1 `max_buf_size`, HTTP/2
+    /// `max_header_list_size`); our own, lower limits are checked per request.
+    pub parser_ceiling: usize,
+}
 
 /// The client end of a connection, worked out once per connection and shared by its requests.
 #[derive(Debug)]
@@ -76,6 +89,10 @@ pub struct Listener<H> {
     /// At most this many connections at once; further clients wait in the kernel's backlog
     /// (HAProxy's `maxconn`), so a flood cannot exhaust file descriptors.
     pub max_connections: usize,
+    /// Timeouts and buffer limits per connection.
+    pub settings: ConnSettings,
+    /// Where refused clients are counted.
+    pub client_errors: ClientErrors,
 }
 
 /// Serves `listener` until `shutdown` turns true, then drains.
@@ -84,7 +101,7 @@ where
     H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = Arc::new(server_builder());
+    let builder = Arc::new(server_builder(&listener.settings));
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
     loop {
@@ -110,6 +127,8 @@ where
                     watcher: graceful.watcher(),
                     peer,
                     open: listener.open.clone(),
+                    settings: listener.settings,
+                    client_errors: listener.client_errors.clone(),
                 };
                 // Two tasks of their own types: a plain connection's task does not carry the
                 // space of a TLS handshake and stream (~7 KiB per idle connection).
@@ -147,7 +166,8 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let peer = conn.peer;
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor.accept(stream));
+    let limit = conn.settings.first_byte_timeout;
+    let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
     match handshake.await {
         Ok(Ok(stream)) => {
             tls.ok.inc();
@@ -159,25 +179,51 @@ where
         }
         Err(_) => {
             tls.failed.inc();
-            tracing::debug!(%peer, "TLS handshake timed out");
+            conn.client_errors
+                .count(ClientErrorReason::TimeoutHandshake);
+            tracing::debug!(%peer, ?limit, "TLS handshake timed out");
         }
     }
 }
 
 /// hyper's server settings. Without a timer hyper enforces no timeout at all, so an idle or
 /// slow client could hold a connection forever.
-fn server_builder() -> auto::Builder<TokioExecutor> {
+fn server_builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(settings.head_timeout)
+        .max_buf_size(settings.parser_ceiling.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEP_ALIVE)
-        .keep_alive_timeout(H2_KEEP_ALIVE);
+        .keep_alive_timeout(H2_KEEP_ALIVE)
+        .max_header_list_size(u32::try_from(settings.parser_ceiling).unwrap_or(u32::MAX));
     builder
+}
+
+/// Why a connection hyper gave up on counts as a client error, if it does: `error` is what
+/// the connection ended with.
+fn refusal(
+    error: Option<&(dyn std::error::Error + 'static)>,
+    activity: &Activity,
+) -> Option<ClientErrorReason> {
+    if activity.timed_out() {
+        return Some(ClientErrorReason::TimeoutFirstByte);
+    }
+    let hyper_error = error?.downcast_ref::<hyper::Error>()?;
+    if hyper_error.is_parse_too_large() {
+        Some(ClientErrorReason::HeaderTooLarge)
+    } else if hyper_error.is_parse() {
+        Some(ClientErrorReason::BadFraming)
+    } else if hyper_error.is_timeout() && activity.mid_request() {
+        // Not an idle keep-alive connection: a head was started and not finished.
+        Some(ClientErrorReason::TimeoutHead)
+    } else {
+        None
+    }
 }
 
 /// One accepted connection, before its protocol is known.
@@ -187,6 +233,8 @@ struct Conn<H> {
     watcher: hyper_util::server::graceful::Watcher,
     peer: SocketAddr,
     open: Option<Gauge>,
+    settings: ConnSettings,
+    client_errors: ClientErrors,
 }
 
 impl<H, F> Conn<H>
@@ -204,7 +252,10 @@ where
             watcher,
             peer,
             open,
+            settings,
+            client_errors,
         } = self;
+        let (stream, activity) = ClientIo::new(stream, settings.first_byte_timeout);
         let client = Arc::new(Peer::new(peer, tls));
         let service = service_fn(move |req: Request<Incoming>| {
             let response = handler(req, Arc::clone(&client));
@@ -216,7 +267,15 @@ where
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
-        if let Err(e) = watcher.watch(conn).await {
+        let ended = watcher.watch(conn).await;
+        let error = ended
+            .as_ref()
+            .err()
+            .map(|e| &**e as &(dyn std::error::Error + 'static));
+        if let Some(reason) = refusal(error, &activity) {
+            client_errors.count(reason);
+        }
+        if let Err(e) = ended {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
         if let Some(gauge) = open {

@@ -8,8 +8,15 @@ use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 use super::connector::CountingConnector;
 use crate::metrics::BackendBytes;
 
+/// Any error a request body may fail with.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body of a request to a replica: the client's, which may fail for reasons of the proxy's
+/// own (an upload gone idle), hence the boxed error.
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+
 /// The client every request to a replica goes through.
-pub type UpstreamClient = Client<CountingConnector<BackendBytes>, BoxBody<Bytes, hyper::Error>>;
+pub type UpstreamClient = Client<CountingConnector<BackendBytes>, UpstreamBody>;
 
 /// How long a TCP connect to a replica may take (DFP's TIMEOUT_CONNECT).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

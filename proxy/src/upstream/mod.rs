@@ -6,7 +6,7 @@ mod replicas;
 mod resolver;
 pub mod sticky;
 
-pub use client::{UpstreamClient, new_client};
+pub use client::{BoxError, UpstreamBody, UpstreamClient, new_client};
 pub use connector::ByteCounters;
 pub use replicas::{ReplicaSet, UpstreamKey};
 pub use resolver::{ReplicaResolver, ResolveError};

@@ -1,0 +1,210 @@
+//! The client's stream as the HTTP server reads it. Two things hyper cannot do for us:
+//! - hyper-util's protocol sniffing reads up to the 24 bytes of the HTTP/2 preface with no
+//!   timeout, and hyper's header timeout starts only after it, so a silent socket (or one
+//!   that sent half a preface) would hold a connection slot forever. Until the protocol is
+//!   known, reads here fail with `TimedOut` once `--client-first-byte-timeout` has passed.
+//! - hyper's header timeout also ends idle keep-alive connections, which is no client error;
+//!   whether bytes arrived since the last response was written tells the two apart.
+use std::{
+    future::Future as _,
+    io,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    time::Sleep,
+};
+
+/// The HTTP/2 connection preface that hyper-util's sniffing compares against.
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What the server learns about a connection once hyper is done with it.
+#[derive(Debug, Default)]
+pub struct Activity {
+    /// The first bytes did not arrive in time.
+    timed_out: AtomicBool,
+    /// Bytes arrived after the last write: the client was sending a request.
+    mid_request: AtomicBool,
+}
+
+impl Activity {
+    /// True when the first-byte deadline passed.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    /// True when the client had sent bytes that no response followed yet.
+    pub fn mid_request(&self) -> bool {
+        self.mid_request.load(Ordering::Relaxed)
+    }
+}
+
+/// A client stream with a deadline on its first bytes.
+pub struct ClientIo<S> {
+    inner: S,
+    sniff: Option<Sniff>,
+    activity: Arc<Activity>,
+}
+
+/// The protocol is not known yet: how much of the preface matched, and the deadline.
+struct Sniff {
+    matched: usize,
+    deadline: Pin<Box<Sleep>>,
+    timeout: Duration,
+}
+
+impl<S> ClientIo<S> {
+    /// Wraps `inner`; its first bytes must arrive within `first_byte_timeout` from now.
+    pub fn new(inner: S, first_byte_timeout: Duration) -> (Self, Arc<Activity>) {
+        let activity = Arc::new(Activity::default());
+        let io = Self {
+            inner,
+            sniff: Some(Sniff {
+                matched: 0,
+                deadline: Box::pin(tokio::time::sleep(first_byte_timeout)),
+                timeout: first_byte_timeout,
+            }),
+            activity: Arc::clone(&activity),
+        };
+        (io, activity)
+    }
+}
+
+/// After `matched` bytes of the preface, `new` arrived: how many match now, and whether the
+/// protocol is known (the whole preface, or a byte that differs from it).
+fn sniffed(matched: usize, new: &[u8]) -> (usize, bool) {
+    let rest = &H2_PREFACE[matched..];
+    let n = new.len().min(rest.len());
+    if new[..n] != rest[..n] {
+        return (matched, true);
+    }
+    let matched = matched + n;
+    (matched, matched == H2_PREFACE.len())
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        match &poll {
+            Poll::Ready(Ok(())) => {
+                let new = &buf.filled()[before..];
+                if !new.is_empty() {
+                    this.activity.mid_request.store(true, Ordering::Relaxed);
+                }
+                if let Some(sniff) = &mut this.sniff {
+                    let (matched, known) = sniffed(sniff.matched, new);
+                    sniff.matched = matched;
+                    // End of stream also ends the sniffing: hyper sees the close itself.
+                    if known || new.is_empty() {
+                        this.sniff = None;
+                    }
+                }
+            }
+            Poll::Pending => {
+                if let Some(sniff) = &mut this.sniff
+                    && sniff.deadline.as_mut().poll(cx).is_ready()
+                {
+                    let timeout = sniff.timeout;
+                    this.sniff = None;
+                    this.activity.timed_out.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("no request within {timeout:?} (--client-first-byte-timeout)"),
+                    )));
+                }
+            }
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.activity.mid_request.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.activity.mid_request.store(false, Ordering::Relaxed);
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+
+    #[test]
+    fn the_protocol_is_known_at_the_first_differing_byte_or_the_whole_preface() {
+        assert_eq!(sniffed(0, b"GET / HTTP/1.1\r\n"), (0, true));
+        assert_eq!(sniffed(0, b"PRI * HT"), (8, false));
+        assert_eq!(sniffed(8, b"TP/2.0\r\n\r\nSM\r\n\r\n"), (24, true));
+        assert_eq!(sniffed(8, b"XX"), (8, true));
+        assert_eq!(sniffed(0, H2_PREFACE), (24, true));
+        assert_eq!(sniffed(0, b""), (0, false));
+    }
+
+    #[tokio::test]
+    async fn half_a_preface_times_out_and_a_request_does_not() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut io, activity) = ClientIo::new(server, Duration::from_millis(100));
+        client.write_all(b"PRI * HT").await.unwrap();
+        let mut buf = [0u8; 24];
+        let n = io.read(&mut buf).await.unwrap();
+        assert_eq!(n, 8);
+        let err = io.read(&mut buf[8..]).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(activity.timed_out());
+
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut io, activity) = ClientIo::new(server, Duration::from_millis(100));
+        client.write_all(b"GET").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 3);
+        assert!(activity.mid_request());
+        // The protocol is known: later silence is hyper's header timeout's business.
+        let later = tokio::time::timeout(Duration::from_millis(300), io.read(&mut buf)).await;
+        assert!(
+            later.is_err(),
+            "a read after sniffing must not time out here"
+        );
+        assert!(!activity.timed_out());
+        io.write_all(b"HTTP/1.1 400").await.unwrap();
+        assert!(!activity.mid_request());
+    }
+}
