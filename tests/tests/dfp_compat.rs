@@ -82,8 +82,9 @@ fn honoured_value(param: &str) -> Option<&'static str> {
         "timeoutServer" | "timeoutTunnel" => "30",
         "servicePathExclude" => "/nothing-here",
         "allowedMethods" | "deniedMethods" => "TRACE",
-        // Covered by their own tests (a certificate, a cookie with its session type).
-        "srcPort" | "sessionCookie" | "serviceCert" => "",
+        // Covered by their own tests (they need a TCP mode, a session type, a certificate
+        // or a serviceDomain).
+        "srcPort" | "sessionCookie" | "serviceCert" | "redirectFromDomain" => "",
         "sessionType" => "sticky-server",
         _ => "false",
     })
