@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::routes::service::DomainPattern;
+use crate::routes::service::{DomainPattern, PathType, ReqMode};
 
 fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
