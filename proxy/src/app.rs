@@ -102,6 +102,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         request_limits,
         Arc::clone(&credentials),
         Arc::from(args.sticky_secret.as_bytes()),
+        Arc::from(args.trusted_proxies.as_slice()),
     ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);

@@ -71,6 +71,11 @@ pub struct RunArgs {
     /// `USERS`. Without it, the Docker secret `dfp_users` is read if present.
     #[arg(long, env = "USERS", hide_env_values = true)]
     pub users: Option<String>,
+    /// Proxies (addresses or CIDRs, comma-separated) whose `X-Forwarded-Proto` and
+    /// `X-Forwarded-Host` are kept and believed (`redirectWhenHttpProto`), as Traefik's
+    /// `forwardedHeaders.trustedIPs`; from anyone else they are replaced.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = ip_net)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Mixed into sticky-session cookies (`sessionType=sticky-server`), so that replica
     /// addresses cannot be guessed from them; give every proxy replica the same value.
     #[arg(
@@ -200,6 +205,15 @@ impl RunArgs {
     pub fn auto_interfaces(&self) -> bool {
         self.interfaces.iter().any(|i| i == "auto")
     }
+}
+
+/// A CIDR, or a single address (as a /32 or /128).
+fn ip_net(value: &str) -> Result<ipnet::IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| format!("{value:?} is neither an address nor a CIDR such as 10.0.0.0/8"))
 }
 
 /// Go's `strconv.ParseBool`, which DFP's variables are read with.

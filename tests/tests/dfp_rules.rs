@@ -425,3 +425,48 @@ fn a_service_cert_is_served_for_its_domain() -> anyhow::Result<()> {
     assert!(smoke.contains("Test v1"), "DFP's API smoke test: {smoke}");
     Ok(())
 }
+
+#[test]
+fn only_trusted_proxies_set_the_forwarded_proto() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let headers_seen = |proxy: &RunningProxy| -> anyhow::Result<String> {
+        let resp = curl(&[
+            "-H",
+            "X-Forwarded-Proto: https",
+            "-H",
+            "X-Forwarded-Host: shop.example",
+            &proxy.url("/demo/headers"),
+        ])?;
+        anyhow::ensure!(resp.status == 200, "{}", resp.body);
+        Ok(resp.body.to_ascii_lowercase())
+    };
+    let route = "serviceName=go-demo&servicePath=/demo&port=8080&redirectUnlessHttpsProto=true";
+    // Behind a load balancer we trust (curl comes from 127.0.0.1): its headers stand.
+    let behind_lb = demo
+        .flowproxy()
+        .arg("--no-ebpf")
+        .arg("--trusted-proxies")
+        .arg("127.0.0.0/8,198.18.0.0/15")
+        .start()?;
+    assert_eq!(reconfigure(&behind_lb, route)?.status, 200);
+    let seen = headers_seen(&behind_lb)?;
+    assert!(seen.contains("x-forwarded-proto: https"), "{seen}");
+    assert!(seen.contains("x-forwarded-host: shop.example"), "{seen}");
+    drop(behind_lb);
+    // Trusting someone else: the client's claim is replaced, and it is redirected.
+    let elsewhere = demo
+        .flowproxy()
+        .arg("--no-ebpf")
+        .arg("--trusted-proxies")
+        .arg("198.18.0.1")
+        .start()?;
+    assert_eq!(reconfigure(&elsewhere, route)?.status, 200);
+    let resp = curl(&["-H", "X-Forwarded-Proto: https", &elsewhere.url("/demo/headers")])?;
+    assert_eq!(resp.status, 302, "an untrusted claim of HTTPS is not believed");
+    let plain = "serviceName=go-demo&servicePath=/demo&port=8080";
+    assert_eq!(reconfigure(&elsewhere, plain)?.status, 200);
+    let seen = headers_seen(&elsewhere)?;
+    assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
+    assert!(!seen.contains("shop.example"), "{seen}");
+    Ok(())
+}

@@ -27,12 +27,13 @@ pub fn redirect_to_https(
     dest: &Destination,
     tls: bool,
     https_only: bool,
+    believe_forwarded: bool,
     headers: &HeaderMap,
 ) -> bool {
     if tls {
         return false;
     }
-    let proto = forwarded_proto(headers);
+    let proto = forwarded_proto(headers).filter(|_| believe_forwarded);
     dest.https_only
         || https_only
         || (service.redirect_when_http_proto
@@ -94,55 +95,25 @@ mod tests {
 
     #[test]
     fn forwarded_proto_redirects() {
+        // (service, tls, https_only, believed, headers) -> redirect?
+        let check = |svc: &Service, tls, only, believed, h: &HeaderMap| {
+            redirect_to_https(svc, &svc.destinations[0], tls, only, believed, h)
+        };
+        let none = HeaderMap::new();
         let when = service(&[("redirectWhenHttpProto", "true")]);
-        let d = &when.destinations[0];
-        assert!(redirect_to_https(&when, d, false, false, &proto("http")));
-        assert!(!redirect_to_https(&when, d, false, false, &proto("https")));
-        assert!(!redirect_to_https(
-            &when,
-            d,
-            false,
-            false,
-            &HeaderMap::new()
-        ));
+        assert!(check(&when, false, false, true, &proto("http")));
+        assert!(!check(&when, false, false, true, &proto("https")));
+        assert!(!check(&when, false, false, true, &none));
+        // An untrusted client's header is not believed when a trusted list is set.
+        assert!(!check(&when, false, false, false, &proto("http")));
         let unless = service(&[("redirectUnlessHttpsProto", "true")]);
-        let d = &unless.destinations[0];
-        assert!(redirect_to_https(
-            &unless,
-            d,
-            false,
-            false,
-            &HeaderMap::new()
-        ));
-        assert!(!redirect_to_https(
-            &unless,
-            d,
-            false,
-            false,
-            &proto("https")
-        ));
-        assert!(!redirect_to_https(
-            &unless,
-            d,
-            true,
-            false,
-            &HeaderMap::new()
-        ));
+        assert!(check(&unless, false, false, true, &none));
+        assert!(!check(&unless, false, false, true, &proto("https")));
+        assert!(check(&unless, false, false, false, &proto("https")));
+        assert!(!check(&unless, true, false, true, &none));
         let plain = service(&[]);
-        assert!(!redirect_to_https(
-            &plain,
-            &plain.destinations[0],
-            false,
-            false,
-            &proto("http")
-        ));
-        assert!(redirect_to_https(
-            &plain,
-            &plain.destinations[0],
-            false,
-            true,
-            &HeaderMap::new()
-        ));
+        assert!(!check(&plain, false, false, true, &proto("http")));
+        assert!(check(&plain, false, true, true, &none));
     }
 
     #[test]

@@ -84,11 +84,15 @@ fn join<'a>(
 
 /// Adds the client (`client`: its IP as text) to X-Forwarded-For and sets X-Forwarded-Proto
 /// and X-Forwarded-Host; `host` becomes the Host header.
+///
+/// From a trusted proxy (`--trusted-proxies`), the `X-Forwarded-Proto` and `-Host` it set are
+/// kept: it terminated TLS and saw the original host, which this hop cannot know.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: &HeaderValue,
     proto: &'static str,
     host: Option<&HeaderValue>,
+    trusted: bool,
 ) {
     // Every earlier hop counts, also when they came as several fields.
     let chain = if headers.contains_key(&X_FORWARDED_FOR) {
@@ -100,9 +104,13 @@ pub fn add_forwarded(
     if let Some(value) = chain {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    }
     if let Some(value) = host {
-        headers.insert(X_FORWARDED_HOST.clone(), value.clone());
+        if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+            headers.insert(X_FORWARDED_HOST.clone(), value.clone());
+        }
         headers.insert(header::HOST, value.clone());
     }
 }
@@ -168,6 +176,7 @@ mod tests {
             &HeaderValue::from_static("198.18.0.2"),
             "http",
             Some(&HeaderValue::from_static("example.com:8000")),
+            false,
         );
         assert_eq!(h["x-forwarded-for"], "203.0.113.9, 198.18.0.2");
         assert_eq!(h["x-forwarded-proto"], "http");
@@ -179,10 +188,32 @@ mod tests {
             &HeaderValue::from_static("198.18.0.2"),
             "https",
             None,
+            false,
         );
         assert_eq!(first["x-forwarded-for"], "198.18.0.2");
         assert_eq!(first["x-forwarded-proto"], "https");
         assert!(!first.contains_key("host"));
+    }
+
+    #[test]
+    fn a_trusted_proxys_proto_and_host_are_kept_and_anyone_elses_replaced() {
+        let incoming = || {
+            map(&[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-host", "shop.example"),
+            ])
+        };
+        let client = HeaderValue::from_static("198.18.0.2");
+        let routed = HeaderValue::from_static("internal:80");
+        let mut trusted = incoming();
+        add_forwarded(&mut trusted, &client, "http", Some(&routed), true);
+        assert_eq!(trusted["x-forwarded-proto"], "https");
+        assert_eq!(trusted["x-forwarded-host"], "shop.example");
+        assert_eq!(trusted["host"], "internal:80");
+        let mut untrusted = incoming();
+        add_forwarded(&mut untrusted, &client, "http", Some(&routed), false);
+        assert_eq!(untrusted["x-forwarded-proto"], "http");
+        assert_eq!(untrusted["x-forwarded-host"], "internal:80");
     }
 
     #[test]
@@ -208,6 +239,7 @@ mod tests {
             &HeaderValue::from_static("198.18.0.9"),
             "http",
             None,
+            false,
         );
         let all: Vec<_> = h.get_all(&X_FORWARDED_FOR).iter().collect();
         assert_eq!(all, ["198.18.0.1, 198.18.0.2, 198.18.0.3, 198.18.0.9"]);

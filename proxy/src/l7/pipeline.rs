@@ -45,6 +45,7 @@ pub struct Proxy {
     limits: RequestLimits,
     credentials: Arc<Credentials>,
     sticky_secret: Arc<[u8]>,
+    trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// What a client's request may be: its head's size, how long its body may stall, which
@@ -85,6 +86,7 @@ impl Proxy {
         limits: RequestLimits,
         credentials: Arc<Credentials>,
         sticky_secret: Arc<[u8]>,
+        trusted_proxies: Arc<[ipnet::IpNet]>,
     ) -> Self {
         Self {
             control,
@@ -94,6 +96,7 @@ impl Proxy {
             limits,
             credentials,
             sticky_secret,
+            trusted_proxies,
         }
     }
 
@@ -179,7 +182,21 @@ impl Proxy {
             let path = uri.path_and_query().map_or("/", |pq| pq.as_str());
             return Ok(moved_permanently(&format!("{scheme}://{to}{path}")));
         }
-        if access::redirect_to_https(svc, dest, peer.tls, self.https.only, req.headers()) {
+        let trusted = self
+            .trusted_proxies
+            .iter()
+            .any(|net| net.contains(&peer.addr.ip()));
+        // Without a trusted list, a client's X-Forwarded-Proto still decides its own redirect,
+        // as in DFP; with one, only a trusted proxy's does.
+        let believed = trusted || self.trusted_proxies.is_empty();
+        if access::redirect_to_https(
+            svc,
+            dest,
+            peer.tls,
+            self.https.only,
+            believed,
+            req.headers(),
+        ) {
             return Ok(redirect_to_https(
                 &req,
                 host_str,
@@ -225,7 +242,7 @@ impl Proxy {
         headers::strip_hop_by_hop(&mut parts.headers, upgrade.clone());
         headers::join_cookies(&mut parts.headers);
         let proto = if peer.tls { "https" } else { "http" };
-        headers::add_forwarded(&mut parts.headers, &peer.ip, proto, host.as_ref());
+        headers::add_forwarded(&mut parts.headers, &peer.ip, proto, host.as_ref(), trusted);
         header_rules::apply(&mut parts.headers, &svc.request_headers);
         // A body-less request can be sent again: to another replica after a refused
         // connection (nothing was sent), and if idempotent after the replica closed or reset
