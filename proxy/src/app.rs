@@ -24,7 +24,7 @@ use crate::{
         Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
     },
     l4::L4Listeners,
-    l7::{self, HttpsPolicy, Listener, Proxy, TlsListener},
+    l7::{self, HttpsPolicy, Listener, Proxy, TlsListener, Trust},
     metrics::{ClientErrors, Metrics},
     state::StateFile,
     tls::{self, CertSources, CertStore},
@@ -100,9 +100,11 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         Arc::clone(&metrics),
         https_policy,
         request_limits,
-        Arc::clone(&credentials),
-        Arc::from(args.sticky_secret.as_bytes()),
-        Arc::from(args.trusted_proxies.as_slice()),
+        Trust {
+            credentials: Arc::clone(&credentials),
+            sticky_secret: Arc::from(args.sticky_secret.as_bytes()),
+            trusted_proxies: Arc::from(args.trusted_proxies.as_slice()),
+        },
     ));
     let proxy_handler = Arc::new(move |req, peer| {
         let proxy = Arc::clone(&proxy);

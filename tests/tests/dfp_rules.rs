@@ -461,8 +461,15 @@ fn only_trusted_proxies_set_the_forwarded_proto() -> anyhow::Result<()> {
         .arg("198.18.0.1")
         .start()?;
     assert_eq!(reconfigure(&elsewhere, route)?.status, 200);
-    let resp = curl(&["-H", "X-Forwarded-Proto: https", &elsewhere.url("/demo/headers")])?;
-    assert_eq!(resp.status, 302, "an untrusted claim of HTTPS is not believed");
+    let resp = curl(&[
+        "-H",
+        "X-Forwarded-Proto: https",
+        &elsewhere.url("/demo/headers"),
+    ])?;
+    assert_eq!(
+        resp.status, 302,
+        "an untrusted claim of HTTPS is not believed"
+    );
     let plain = "serviceName=go-demo&servicePath=/demo&port=8080";
     assert_eq!(reconfigure(&elsewhere, plain)?.status, 200);
     let seen = headers_seen(&elsewhere)?;

@@ -18,6 +18,6 @@ mod upgrade;
 pub use errors::text_body;
 pub use idle::copy_bidirectional_idle;
 pub use limits::HeaderLimits;
-pub use pipeline::{HttpsPolicy, Proxy, RequestLimits};
+pub use pipeline::{HttpsPolicy, Proxy, RequestLimits, Trust};
 pub use server::{Body, ConnSettings, Listener, Peer, TlsListener, serve};
 pub use upgrade::{NeverAllowed, UpgradeAllowList};

@@ -43,9 +43,18 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     https: HttpsPolicy,
     limits: RequestLimits,
-    credentials: Arc<Credentials>,
-    sticky_secret: Arc<[u8]>,
-    trusted_proxies: Arc<[ipnet::IpNet]>,
+    trust: Trust,
+}
+
+/// Whom the proxy believes: basic-auth users, the key of sticky cookies, the proxies whose
+/// forwarded headers stand.
+pub struct Trust {
+    /// The users of `users`, `usersSecret` and `USERS`.
+    pub credentials: Arc<Credentials>,
+    /// `--sticky-secret`.
+    pub sticky_secret: Arc<[u8]>,
+    /// `--trusted-proxies`.
+    pub trusted_proxies: Arc<[ipnet::IpNet]>,
 }
 
 /// What a client's request may be: its head's size, how long its body may stall, which
@@ -84,9 +93,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         https: HttpsPolicy,
         limits: RequestLimits,
-        credentials: Arc<Credentials>,
-        sticky_secret: Arc<[u8]>,
-        trusted_proxies: Arc<[ipnet::IpNet]>,
+        trust: Trust,
     ) -> Self {
         Self {
             control,
@@ -94,9 +101,7 @@ impl Proxy {
             metrics,
             https,
             limits,
-            credentials,
-            sticky_secret,
-            trusted_proxies,
+            trust,
         }
     }
 
@@ -183,12 +188,13 @@ impl Proxy {
             return Ok(moved_permanently(&format!("{scheme}://{to}{path}")));
         }
         let trusted = self
+            .trust
             .trusted_proxies
             .iter()
             .any(|net| net.contains(&peer.addr.ip()));
         // Without a trusted list, a client's X-Forwarded-Proto still decides its own redirect,
         // as in DFP; with one, only a trusted proxy's does.
-        let believed = trusted || self.trusted_proxies.is_empty();
+        let believed = trusted || self.trust.trusted_proxies.is_empty();
         if access::redirect_to_https(
             svc,
             dest,
@@ -206,7 +212,7 @@ impl Proxy {
         }
         // Phase 3: denyHttp, methods, basic auth.
         let authenticated = access::authorize(
-            &self.credentials,
+            &self.trust.credentials,
             svc,
             dest,
             peer.tls,
@@ -262,7 +268,7 @@ impl Proxy {
         let pick = sticky::Pick::new(
             svc.sticky_cookie.as_deref(),
             &svc.name,
-            &self.sticky_secret,
+            &self.trust.sticky_secret,
             &parts.headers,
         );
         let mut body = (!bodyless).then_some(body);
