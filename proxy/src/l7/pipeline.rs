@@ -22,7 +22,7 @@ use super::{
     errors::{ErrorSource, ProxyError},
     header_rules, headers, host,
     limits::{self, HeaderLimits},
-    rewrite::{redirect_to_https, relay_response, upstream_path, upstream_uri},
+    rewrite::{moved_permanently, redirect_to_https, relay_response, upstream_path, upstream_uri},
     upgrade::{UpgradeAllowList, UpgradeRequest, upgrade_request},
 };
 use crate::{
@@ -404,15 +404,6 @@ fn client_error_reason(error: &ProxyError) -> Option<ClientErrorReason> {
     }
 }
 
-/// A 301 to `location` (`redirectFromDomain`, as DFP answers it).
-fn moved_permanently(location: &str) -> Response<Body> {
-    Response::builder()
-        .status(hyper::StatusCode::MOVED_PERMANENTLY)
-        .header(header::LOCATION, location)
-        .body(super::text_body(""))
-        .unwrap_or_else(|_| ProxyError::Internal("a bad redirect location".into()).into_response())
-}
-
 fn no_replica(service: &str, reason: &str) -> ProxyError {
     ProxyError::NoReplica {
         service: service.to_owned(),
@@ -427,41 +418,6 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
+// Tests live in pipeline/tests.rs.
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::*;
-    use crate::l7::{host::HostError, limits::HeaderTooLarge};
-
-    #[test]
-    fn rejections_are_counted_by_reason_and_answers_are_not() {
-        let too_large = ProxyError::HeaderTooLarge(HeaderTooLarge::Head { size: 2, limit: 1 });
-        let cases = [
-            (too_large, Some(ClientErrorReason::HeaderTooLarge)),
-            (
-                ProxyError::BadHost(HostError::Missing),
-                Some(ClientErrorReason::BadHost),
-            ),
-            (
-                ProxyError::Body(BodyFailure::Idle(Duration::from_secs(1))),
-                Some(ClientErrorReason::TimeoutBody),
-            ),
-            (
-                ProxyError::Body(BodyFailure::Client("bad chunk".into())),
-                Some(ClientErrorReason::BadFraming),
-            ),
-            (ProxyError::NoRoute, None),
-            (ProxyError::Unauthorized, None),
-            (
-                ProxyError::Timeout {
-                    service: "a".into(),
-                },
-                None,
-            ),
-        ];
-        for (error, reason) in cases {
-            assert_eq!(client_error_reason(&error), reason, "{error:?}");
-        }
-    }
-}
+mod tests;

@@ -61,6 +61,15 @@ pub fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Resul
     Uri::from_parts(parts).map_err(|e| ProxyError::Internal(e.to_string()))
 }
 
+/// A 301 to `location` (`redirectFromDomain`, as DFP answers it).
+pub fn moved_permanently(location: &str) -> Response<Body> {
+    Response::builder()
+        .status(hyper::StatusCode::MOVED_PERMANENTLY)
+        .header(header::LOCATION, location)
+        .body(text_body(""))
+        .unwrap_or_else(|_| ProxyError::Internal("a bad redirect location".into()).into_response())
+}
+
 /// Turns the replica's response into the client's: hop-by-hop headers stay behind, and a 101
 /// starts the tunnel, but only for an upgrade the allow-list let through: a replica switching
 /// protocols unasked (to h2c, say) would open a tunnel past routing and auth, so that is a 502.
