@@ -37,6 +37,11 @@ const BACKEND_SYNC_FALLBACK: Duration = Duration::from_secs(5);
 /// Runs the proxy until SIGINT or SIGTERM, then stops accepting, drains open connections,
 /// detaches the data plane and (unless `--keep-pins`) removes its pins.
 pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
+    // Before any service is parsed, the saved ones included.
+    crate::routes::set_default_timeouts(crate::routes::DefaultTimeouts {
+        server: Duration::from_secs(args.timeout_server),
+        tunnel: Duration::from_secs(args.timeout_tunnel),
+    });
     let state = StateFile::open(&args.state_dir)?;
     let saved = state.load()?;
     tracing::info!(services = saved.routes.services().len(), file = %state.path().display(), "configuration restored");
@@ -96,7 +101,10 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     let request_limits = args.request_limits().context("--allowed-upgrades")?;
     let proxy = Arc::new(Proxy::new(
         Arc::clone(&control),
-        new_client(metrics.backend_bytes()),
+        new_client(
+            metrics.backend_bytes(),
+            Duration::from_secs(args.timeout_connect),
+        ),
         Arc::clone(&metrics),
         https_policy,
         request_limits,

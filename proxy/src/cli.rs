@@ -76,6 +76,17 @@ pub struct RunArgs {
     /// `forwardedHeaders.trustedIPs`; from anyone else they are replaced.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = ip_net)]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Seconds a replica may take to answer, for services without `timeoutServer` (DFP's
+    /// `TIMEOUT_SERVER`).
+    #[arg(long, env = "TIMEOUT_SERVER", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub timeout_server: u64,
+    /// Seconds an idle WebSocket or TCP-mode connection stays open, for services without
+    /// `timeoutTunnel` (DFP's `TIMEOUT_TUNNEL`).
+    #[arg(long, env = "TIMEOUT_TUNNEL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub timeout_tunnel: u64,
+    /// Seconds a TCP connect to a replica may take (DFP's `TIMEOUT_CONNECT`).
+    #[arg(long, env = "TIMEOUT_CONNECT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_connect: u64,
     /// Mixed into sticky-session cookies (`sessionType=sticky-server`), so that replica
     /// addresses cannot be guessed from them; give every proxy replica the same value.
     #[arg(

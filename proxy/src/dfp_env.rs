@@ -35,7 +35,6 @@ const HAPROXY: &str = "tunes HAProxy's reloads or logs, which flowproxy does not
 const TLS_OPTS: &str =
     "flowproxy's TLS settings are fixed (TLS 1.2 and 1.3, rustls defaults); remove it";
 const STATS: &str = "the HAProxy stats page does not exist here; use /metrics on the API port";
-const TIMEOUTS: &str = "is not configurable yet; per service, use timeoutServer and timeoutTunnel";
 
 /// Every DFP variable, in the order of the README's table.
 pub const DFP_ENV: &[EnvVar] = &[
@@ -105,9 +104,9 @@ pub const DFP_ENV: &[EnvVar] = &[
         Harmless("request logs are the access log (RUST_LOG=access=info)"),
     ),
     var("TIMEOUT_QUEUE", Harmless("flowproxy has no request queue")),
-    var("TIMEOUT_CONNECT", Refused(TIMEOUTS)),
-    var("TIMEOUT_SERVER", Refused(TIMEOUTS)),
-    var("TIMEOUT_TUNNEL", Refused(TIMEOUTS)),
+    var("TIMEOUT_CONNECT", Honoured("--timeout-connect")),
+    var("TIMEOUT_SERVER", Honoured("--timeout-server")),
+    var("TIMEOUT_TUNNEL", Honoured("--timeout-tunnel")),
     var(
         "TIMEOUT_HTTP_REQUEST",
         Refused("its value is not read; set --client-head-timeout (CLIENT_HEAD_TIMEOUT) instead"),
@@ -292,9 +291,9 @@ mod tests {
 
     #[test]
     fn refused_variables_stop_the_start_with_their_name() {
-        let err = check([("PATH", "/bin"), ("TIMEOUT_SERVER", "60")]).unwrap_err();
-        assert_eq!(err.name, "TIMEOUT_SERVER");
-        assert!(err.to_string().contains("timeoutServer"), "{err}");
+        let err = check([("PATH", "/bin"), ("TIMEOUT_HTTP_REQUEST", "5")]).unwrap_err();
+        assert_eq!(err.name, "TIMEOUT_HTTP_REQUEST");
+        assert!(err.to_string().contains("--client-head-timeout"), "{err}");
         let err = check([("DFP_SERVICE_SERVICE_NAME", "x")]).unwrap_err();
         assert!(err.to_string().contains("static services"), "{err}");
         let err = check([("STATS_USER", "admin")]).unwrap_err();

@@ -222,6 +222,7 @@ fn a_migrated_stacks_environment_is_honoured() -> anyhow::Result<()> {
         .env("RELOAD_INTERVAL", "5000")
         .env("CONNECTION_MODE", "http-server-close")
         .env("ENABLE_H2", "true")
+        .env("TIMEOUT_SERVER", "1")
         .start()?;
     assert_eq!(
         proxy.api_addr.port(),
@@ -241,16 +242,19 @@ fn a_migrated_stacks_environment_is_honoured() -> anyhow::Result<()> {
         "the credentials reached the replica: {}",
         ok.body
     );
+    // TIMEOUT_SERVER is the default of services without timeoutServer.
+    let slow = curl(&["-u", "admin:pw", &proxy.url("/demo/slow?ms=3000")])?;
+    assert_eq!(slow.status, 504, "{}", slow.body);
     drop(proxy);
     // A variable that is set but not honoured stops the start, naming it.
     let out = demo
         .flowproxy()
         .arg("--no-ebpf")
-        .env("TIMEOUT_SERVER", "60")
+        .env("BIND_PORTS", "8081")
         .run_to_exit()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && stderr.contains("TIMEOUT_SERVER"),
+        !out.status.success() && stderr.contains("BIND_PORTS"),
         "{stderr}"
     );
     let out = demo

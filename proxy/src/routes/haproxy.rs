@@ -6,9 +6,7 @@
 
 use std::fmt::{self, Write};
 
-use super::service::{
-    DEFAULT_TIMEOUT_SERVER, DEFAULT_TIMEOUT_TUNNEL, Destination, DomainPattern, ReqMode, Service,
-};
+use super::service::{Destination, DomainPattern, ReqMode, Service, default_timeouts};
 use super::table::RouteTable;
 use super::values::haproxy_subst;
 
@@ -186,10 +184,10 @@ fn write_http_backend(out: &mut String, svc: &Service, dest: &Destination) -> fm
 
 /// Like DFP, timeouts appear only when they differ from the global defaults.
 fn write_timeouts(out: &mut String, dest: &Destination) -> fmt::Result {
-    if dest.timeout_server != DEFAULT_TIMEOUT_SERVER {
+    if dest.timeout_server != default_timeouts().server {
         writeln!(out, "    timeout server {}s", dest.timeout_server.as_secs())?;
     }
-    if dest.timeout_tunnel != DEFAULT_TIMEOUT_TUNNEL {
+    if dest.timeout_tunnel != default_timeouts().tunnel {
         writeln!(out, "    timeout tunnel {}s", dest.timeout_tunnel.as_secs())?;
     }
     Ok(())

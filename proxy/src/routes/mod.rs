@@ -18,5 +18,5 @@ pub use error::RouteError;
 pub use haproxy::render_haproxy;
 pub use params::{distribute_requested, parse_params, parse_reconfigure};
 pub use rules::HeaderRules;
-pub use service::{Destination, ReqMode, Service};
+pub use service::{DefaultTimeouts, Destination, ReqMode, Service, set_default_timeouts};
 pub use table::RouteTable;

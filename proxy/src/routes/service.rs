@@ -17,6 +17,31 @@ use super::rules::HeaderRules;
 pub const DEFAULT_TIMEOUT_SERVER: Duration = Duration::from_secs(20);
 /// Tunnel (websocket, tcp) timeout used when `timeoutTunnel` is not given.
 pub const DEFAULT_TIMEOUT_TUNNEL: Duration = Duration::from_secs(3600);
+/// The timeouts of services that set none: DFP's `TIMEOUT_SERVER` and `TIMEOUT_TUNNEL`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultTimeouts {
+    /// For `timeoutServer`.
+    pub server: Duration,
+    /// For `timeoutTunnel`.
+    pub tunnel: Duration,
+}
+
+static DEFAULT_TIMEOUTS: std::sync::OnceLock<DefaultTimeouts> = std::sync::OnceLock::new();
+
+/// Sets the defaults once, at start, before any service is parsed (a saved service without
+/// its own timeouts takes the new defaults at the next start, as in DFP).
+pub fn set_default_timeouts(timeouts: DefaultTimeouts) {
+    let _ = DEFAULT_TIMEOUTS.set(timeouts);
+}
+
+/// The defaults: as set at start, else DFP's 20 s and 3600 s.
+pub fn default_timeouts() -> DefaultTimeouts {
+    DEFAULT_TIMEOUTS.get().copied().unwrap_or(DefaultTimeouts {
+        server: DEFAULT_TIMEOUT_SERVER,
+        tunnel: DEFAULT_TIMEOUT_TUNNEL,
+    })
+}
+
 /// Redirect status used by `httpsOnly` when `httpsRedirectCode` is not given.
 pub const DEFAULT_HTTPS_REDIRECT_CODE: u16 = 302;
 

@@ -18,12 +18,10 @@ pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 /// The client every request to a replica goes through.
 pub type UpstreamClient = Client<CountingConnector<BackendBytes>, UpstreamBody>;
 
-/// How long a TCP connect to a replica may take (DFP's TIMEOUT_CONNECT).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Builds the shared pooled client, counting bytes per backend into `bytes`.
-pub fn new_client(bytes: BackendBytes) -> UpstreamClient {
-    let connector = CountingConnector::new(bytes, CONNECT_TIMEOUT);
+/// Builds the shared pooled client, counting bytes per backend into `bytes`; a TCP connect to
+/// a replica may take `connect_timeout` (DFP's `TIMEOUT_CONNECT`).
+pub fn new_client(bytes: BackendBytes, connect_timeout: Duration) -> UpstreamClient {
+    let connector = CountingConnector::new(bytes, connect_timeout);
     Client::builder(TokioExecutor::new())
         // Shorter than common backend keep-alives (Node: 5 s), so we rarely reuse a connection
         // the replica is closing.

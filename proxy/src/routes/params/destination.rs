@@ -6,8 +6,7 @@ use super::{SEPARATOR, non_empty};
 use crate::routes::error::RouteError;
 use crate::routes::rules::parse_methods;
 use crate::routes::service::{
-    Access, DEFAULT_HTTPS_REDIRECT_CODE, DEFAULT_TIMEOUT_SERVER, DEFAULT_TIMEOUT_TUNNEL,
-    Destination, PathType, ReqMode,
+    Access, DEFAULT_HTTPS_REDIRECT_CODE, Destination, PathType, ReqMode, default_timeouts,
 };
 use crate::routes::values::{
     check_path, check_token, compile_regex, parse_bool, parse_domain, parse_port, parse_rewrites,
@@ -148,9 +147,9 @@ pub(super) fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, Rout
         src_port,
         path_rewrites: parse_path_rewrites(lookup)?,
         timeout_server: optional(lookup, "timeoutServer", parse_secs)?
-            .unwrap_or(DEFAULT_TIMEOUT_SERVER),
+            .unwrap_or(default_timeouts().server),
         timeout_tunnel: optional(lookup, "timeoutTunnel", parse_secs)?
-            .unwrap_or(DEFAULT_TIMEOUT_TUNNEL),
+            .unwrap_or(default_timeouts().tunnel),
         outbound_hostname: optional(lookup, "outboundHostname", |p, v| {
             check_token(p, v).map(|()| v.to_owned())
         })?,
