@@ -477,3 +477,27 @@ fn only_trusted_proxies_set_the_forwarded_proto() -> anyhow::Result<()> {
     assert!(!seen.contains("shop.example"), "{seen}");
     Ok(())
 }
+
+#[test]
+fn a_services_timeout_client_cuts_its_stalled_uploads() -> anyhow::Result<()> {
+    use std::time::{Duration, Instant};
+    let demo = GoDemo::start(1)?;
+    // The global default is long; the service's own is one second.
+    let proxy = demo
+        .flowproxy()
+        .arg("--no-ebpf")
+        .arg("--timeout-client")
+        .arg("30")
+        .start()?;
+    add(&proxy, &demo, "upload", "&timeoutClient=1")?;
+    let mut client = flowproxy_tests::RawClient::connect(proxy.http_addr)?;
+    client.send(
+        b"POST /upload/echo HTTP/1.1\r\nHost: go-demo\r\nContent-Length: 100000\r\n\r\n0123456789",
+    )?;
+    let started = Instant::now();
+    let answer = client.response(Duration::from_secs(10))?;
+    assert_eq!(answer.status, 408, "{answer:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(answer.body.contains("timeoutClient"), "{}", answer.body);
+    Ok(())
+}

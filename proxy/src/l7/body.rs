@@ -21,7 +21,9 @@ use crate::upstream::UpstreamBody;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyFailure {
     /// Nothing arrived for this long while the replica waited for more.
-    #[error("the client sent nothing of the request body for {0:?} (--timeout-client)")]
+    #[error(
+        "the client sent nothing of the request body for {0:?} (--timeout-client, or the service's timeoutClient)"
+    )]
     Idle(Duration),
     /// The body's framing did not parse (a bad chunk size, say) or the client went away.
     #[error("the request body is malformed or cut short: {0}")]

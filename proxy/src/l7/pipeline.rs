@@ -286,7 +286,8 @@ impl Proxy {
             outcome.replica = Some(replica);
             let (body, mut watch) = match body.take() {
                 Some(b) => {
-                    let (b, watch) = body::watch(b, self.limits.body_idle);
+                    let idle = dest.timeout_client.unwrap_or(self.limits.body_idle);
+                    let (b, watch) = body::watch(b, idle);
                     (b, Some(watch))
                 }
                 None => (Empty::new().map_err(|never| match never {}).boxed(), None),

@@ -152,6 +152,7 @@ pub const CATALOG: &[Param] = &[
     honoured("redirectUnlessHttpsProto", D),
     honoured("timeoutServer", D),
     honoured("timeoutTunnel", D),
+    honoured("timeoutClient", D),
     honoured("outboundHostname", D),
     honoured("servicePathExclude", D),
     honoured("allowedMethods", D),
@@ -168,11 +169,6 @@ pub const CATALOG: &[Param] = &[
         "userAgent",
         D,
         "routing on the User-Agent is not implemented by flowproxy yet; route by servicePath or serviceDomain",
-    ),
-    refused(
-        "timeoutClient",
-        D,
-        "a per-service client timeout is not implemented yet; set the global TIMEOUT_CLIENT",
     ),
     refused(
         "httpsPort",

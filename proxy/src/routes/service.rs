@@ -149,6 +149,9 @@ pub struct Destination {
     pub timeout_server: Duration,
     /// `timeoutTunnel`.
     pub timeout_tunnel: Duration,
+    /// `timeoutClient`: how long an open request body may send nothing (else the global
+    /// `--timeout-client`).
+    pub timeout_client: Option<Duration>,
     /// `outboundHostname`: upstream host instead of the service name.
     pub outbound_hostname: Option<String>,
     /// `httpsOnly`: redirect plain-http requests to https.
@@ -204,6 +207,7 @@ impl PartialEq for Destination {
                 .all(|((a, ra), (b, rb))| a.as_str() == b.as_str() && ra == rb)
             && self.timeout_server == other.timeout_server
             && self.timeout_tunnel == other.timeout_tunnel
+            && self.timeout_client == other.timeout_client
             && self.outbound_hostname == other.outbound_hostname
             && self.https_only == other.https_only
             && self.https_redirect_code == other.https_redirect_code
@@ -362,6 +366,7 @@ mod tests {
             path_rewrites: vec![],
             timeout_server: DEFAULT_TIMEOUT_SERVER,
             timeout_tunnel: DEFAULT_TIMEOUT_TUNNEL,
+            timeout_client: None,
             outbound_hostname: None,
             https_only: false,
             https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,

@@ -150,6 +150,7 @@ pub(super) fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, Rout
             .unwrap_or(default_timeouts().server),
         timeout_tunnel: optional(lookup, "timeoutTunnel", parse_secs)?
             .unwrap_or(default_timeouts().tunnel),
+        timeout_client: optional(lookup, "timeoutClient", parse_secs)?,
         outbound_hostname: optional(lookup, "outboundHostname", |p, v| {
             check_token(p, v).map(|()| v.to_owned())
         })?,
