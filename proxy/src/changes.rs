@@ -8,7 +8,8 @@ use crate::{
     control::{ControlError, ControlPlane},
     credentials::{CredentialError, Credentials},
     l4::{L4Error, L4Listeners},
-    routes::{ReqMode, RouteTable, Service},
+    routes::{ReqMode, Service},
+    versioning::Version,
 };
 
 /// Why a change was refused; nothing was applied.
@@ -64,14 +65,7 @@ impl Changes {
         }
         self.credentials.validate(&service)?;
         // A TCP-mode service needs its port: a taken one refuses the change before it applies.
-        for port in service
-            .destinations
-            .iter()
-            .filter(|d| d.req_mode == ReqMode::Tcp)
-            .filter_map(|d| d.src_port)
-        {
-            self.l4.reserve(port)?;
-        }
+        self.reserve_ports(&service)?;
         let result = self.control.reconfigure(service).await;
         self.l4.sync();
         result?;
@@ -85,24 +79,34 @@ impl Changes {
         Ok(result?)
     }
 
-    /// Replaces every service (see [`ControlPlane::adopt`]). A TCP-mode port that cannot be
-    /// listened on here is logged by the listeners rather than refusing the whole table.
-    pub async fn adopt(
+    /// Applies a peer's entry for the service `name` at `version` (`None`: removed there),
+    /// unless the one here is newer; validated as a reconfigure is (credentials, a TCP-mode
+    /// port that can be bound, the route table). Returns whether it applied.
+    pub async fn merge(
         &self,
-        routes: RouteTable,
-        changed_at_ms: u64,
-        expected_changed_at_ms: u64,
+        name: &str,
+        service: Option<Service>,
+        version: Version,
     ) -> Result<bool, ChangeError> {
-        let adopted = self
-            .control
-            .adopt(routes, changed_at_ms, expected_changed_at_ms)
-            .await;
-        self.l4.sync();
-        if matches!(adopted, Ok(true)) {
-            // A peer adopted from may know of replicas this one has not resolved yet (a
-            // service was scaled): look again now.
-            self.control.refresh_all().await;
+        if let Some(service) = &service {
+            self.credentials.validate(service)?;
+            self.reserve_ports(service)?;
         }
-        Ok(adopted?)
+        let result = self.control.merge_service(name, service, version).await;
+        self.l4.sync();
+        Ok(result?)
+    }
+
+    /// Binds every TCP-mode `srcPort` of `service` (a taken one refuses the change).
+    fn reserve_ports(&self, service: &Service) -> Result<(), L4Error> {
+        for port in service
+            .destinations
+            .iter()
+            .filter(|d| d.req_mode == ReqMode::Tcp)
+            .filter_map(|d| d.src_port)
+        {
+            self.l4.reserve(port)?;
+        }
+        Ok(())
     }
 }

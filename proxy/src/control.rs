@@ -1,5 +1,10 @@
 //! Applies configuration changes: validate, build a whole new snapshot, persist it, then swap
 //! it in. The request path only `load()`s the snapshot; a rejected change never touches it.
+//!
+//! Every change to a service or an API certificate gets a version from this replica's hybrid
+//! logical clock, kept in the snapshot beside the routes (`versioning::Versions`); a removal
+//! leaves a tombstone. A peer's entry is applied only if its version wins over the one here,
+//! so replicas merge instead of replacing each other.
 use std::{net::IpAddr, sync::Arc, time::Duration};
 
 use arc_swap::{ArcSwap, Guard};
@@ -10,8 +15,9 @@ use tokio::sync::Notify;
 use crate::{
     dataplane::{Backend, L4Service},
     routes::{Destination, RouteError, RouteTable, Service},
-    state::{Change, Saved, StateError, StateFile},
+    state::{Change, Record, Saved, StateError, StateFile},
     upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
+    versioning::{Hlc, Kind, Stamp, Version, Versions},
 };
 
 /// How long a reconfigure waits for a new service's first DNS answer before replying (the
@@ -27,9 +33,8 @@ const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
 pub struct Snapshot {
     /// The route table.
     pub routes: RouteTable,
-    /// When the configuration last changed (unix milliseconds): here, or on the peer it was
-    /// adopted from.
-    pub changed_at_ms: u64,
+    /// The version of every service (live or removed) and API certificate, and their digest.
+    pub versions: Versions,
     /// Per service, the replica set of each destination (by position).
     sets: imbl::HashMap<String, Arc<[Arc<ReplicaSet>]>>,
     /// Every replica set in use, with the services that use it.
@@ -100,19 +105,19 @@ impl Snapshot {
         backends
     }
 
-    /// The snapshot for `routes`, changed at `changed_at_ms`, which differ from this
-    /// snapshot's in the services named in `changed` only. Replica sets (and what they know)
-    /// are kept for every key still in use; returns the sets created for the change too.
+    /// The snapshot for `routes` and `versions`, whose routes differ from this snapshot's in
+    /// the services named in `changed` only. Replica sets (and what they know) are kept for
+    /// every key still in use; returns the sets created for the change too.
     fn with_changes(
         &self,
         routes: RouteTable,
-        changed_at_ms: u64,
+        versions: Versions,
         changed: &[String],
         make_set: &impl Fn(UpstreamKey) -> Arc<ReplicaSet>,
     ) -> (Snapshot, Vec<Arc<ReplicaSet>>) {
         let mut next = Snapshot {
             routes,
-            changed_at_ms,
+            versions,
             sets: self.sets.clone(),
             upstreams: self.upstreams.clone(),
         };
@@ -212,28 +217,60 @@ pub struct ControlPlane {
     state: StateFile,
     resolver: ReplicaResolver,
     hooks: ControlHooks,
+    clock: Arc<Hlc>,
 }
 
 impl ControlPlane {
-    /// Starts from what the state file held.
+    /// Starts from what the state file held, with `api_certs` the API certificates on disk.
+    /// Entries saved without a version (state written before versions existed, or a
+    /// certificate file saved just before a crash) get one now, at the saved change time so
+    /// that any newer change on a peer still wins, and the state is rewritten with them.
     pub fn new(
         saved: Saved,
+        api_certs: &[String],
         state: StateFile,
         resolver: ReplicaResolver,
         hooks: ControlHooks,
-    ) -> Self {
+        clock: Arc<Hlc>,
+    ) -> Result<Self, StateError> {
         let make_set =
             |key: UpstreamKey| ReplicaSet::new(key, resolver.clone(), Arc::clone(&hooks.changed));
+        let mut versions = saved.versions;
+        let legacy = Stamp {
+            version: Version {
+                ms: saved.changed_at_ms,
+                counter: 0,
+                replica: clock.replica(),
+            },
+            live: true,
+        };
+        let assigned = assign_missing(
+            &mut versions,
+            Kind::Service,
+            saved.routes.services().keys(),
+            legacy,
+        ) + assign_missing(&mut versions, Kind::Cert, api_certs.iter(), legacy);
+        if let Some(max) = versions.max_version() {
+            clock.observe(max);
+        }
+        if assigned > 0 {
+            tracing::info!(
+                entries = assigned,
+                "versions assigned to entries saved without one"
+            );
+            state.save(&saved.routes, &versions)?;
+        }
         let names: Vec<String> = saved.routes.services().keys().cloned().collect();
         let (snapshot, _) =
-            Snapshot::default().with_changes(saved.routes, saved.changed_at_ms, &names, &make_set);
-        Self {
+            Snapshot::default().with_changes(saved.routes, versions, &names, &make_set);
+        Ok(Self {
             current: ArcSwap::from_pointee(snapshot),
             writer: tokio::sync::Mutex::new(()),
             state,
             resolver,
             hooks,
-        }
+            clock,
+        })
     }
 
     /// The current snapshot (lock-free).
@@ -246,67 +283,88 @@ impl ControlPlane {
         self.current.load_full()
     }
 
-    /// Adds or replaces `service`.
+    /// This replica's clock (peers' versions are observed through it).
+    pub fn clock(&self) -> &Hlc {
+        &self.clock
+    }
+
+    /// Adds or replaces `service`, at a new version.
     pub async fn reconfigure(&self, service: Service) -> Result<(), ControlError> {
-        let name = service.name.clone();
-        self.apply(Stamp::Now, |old| {
-            let change = Change::Put(service.params.clone());
-            let routes = old.routes.with_service(service)?;
-            Ok(Some(Edit::One {
-                name,
-                change,
-                routes,
-            }))
-        })
-        .await
-        .map(drop)
+        self.apply(|old| put(old, service, None)).await.map(drop)
     }
 
-    /// Removes the service called `name`; returns whether it existed.
+    /// Removes the service called `name`, leaving a tombstone; returns whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, ControlError> {
-        let mut removed = false;
-        self.apply(Stamp::Now, |old| {
-            let (routes, existed) = old.routes.without_service(name);
-            removed = existed;
-            let (name, change) = (name.to_owned(), Change::Remove(name.to_owned()));
-            Ok(Some(Edit::One {
-                name,
-                change,
-                routes,
-            }))
-        })
-        .await?;
-        Ok(removed)
+        self.apply(|old| Ok(remove(old, name, None))).await
     }
 
-    /// Marks the configuration as changed now without changing the routes (a certificate,
-    /// which is part of what replicas compare, was added).
-    pub async fn touch(&self) -> Result<(), ControlError> {
-        self.apply(Stamp::Now, |old| Ok(Some(Edit::All(old.routes.clone()))))
+    /// Records that the API certificate `name` was added or replaced (its file is written).
+    pub async fn cert_changed(&self, name: &str) -> Result<(), ControlError> {
+        self.apply(|old| Ok(Some(cert(old, name, true, None))))
             .await
             .map(drop)
     }
 
-    /// Replaces every service with `routes`, keeping the change time of the replica they come
-    /// from, unless the configuration changed since `expected_changed_at_ms` (then nothing
-    /// happens and `false` is returned: a newer local change wins over the adoption).
-    pub async fn adopt(
+    /// Applies a peer's entry for the service `name` (`None`: a tombstone) made at `version`,
+    /// unless the entry here is newer. Returns whether it applied.
+    pub async fn merge_service(
         &self,
-        routes: RouteTable,
-        changed_at_ms: u64,
-        expected_changed_at_ms: u64,
+        name: &str,
+        service: Option<Service>,
+        version: Version,
     ) -> Result<bool, ControlError> {
-        self.apply(Stamp::At(changed_at_ms), |old| {
-            Ok((old.changed_at_ms == expected_changed_at_ms).then_some(Edit::All(routes)))
+        self.apply(|old| {
+            if newer_here(old, Kind::Service, name, version) {
+                return Ok(None);
+            }
+            match service {
+                Some(service) => put(old, service, Some(version)),
+                None => Ok(remove(old, name, Some(version))),
+            }
         })
         .await
     }
 
-    /// Makes new routes from the current snapshot with `edit` (`None`: nothing to do), saves
-    /// them, then swaps them in; returns whether anything was applied.
+    /// Records a peer's version of the API certificate `name` (its file is already written
+    /// or removed), unless the one here is newer. Returns whether it applied.
+    pub async fn merge_cert(
+        &self,
+        name: &str,
+        live: bool,
+        version: Version,
+    ) -> Result<bool, ControlError> {
+        self.apply(|old| {
+            Ok((!newer_here(old, Kind::Cert, name, version))
+                .then(|| cert(old, name, live, Some(version))))
+        })
+        .await
+    }
+
+    /// Forgets tombstones made more than `ttl` ago; returns how many.
+    pub async fn collect_tombstones(&self, ttl: Duration) -> Result<usize, ControlError> {
+        let before = self
+            .clock
+            .physical_ms()
+            .saturating_sub(ttl.as_millis() as u64);
+        let mut count = 0;
+        self.apply(|old| {
+            let forget = old.versions.tombstones_before(before);
+            count = forget.len();
+            Ok((!forget.is_empty()).then(|| Edit {
+                routes: old.routes.clone(),
+                changed: Vec::new(),
+                entry: None,
+                forget,
+            }))
+        })
+        .await?;
+        Ok(count)
+    }
+
+    /// Makes new routes and versions from the current snapshot with `edit` (`None`: nothing
+    /// to do), saves them, then swaps them in; returns whether anything was applied.
     async fn apply(
         &self,
-        stamp: Stamp,
         edit: impl FnOnce(&Snapshot) -> Result<Option<Edit>, ControlError>,
     ) -> Result<bool, ControlError> {
         let writer = self.writer.lock().await;
@@ -314,32 +372,27 @@ impl ControlPlane {
         let Some(edit) = edit(&old)? else {
             return Ok(false);
         };
-        let changed_at_ms = match stamp {
-            // Strictly after the previous change, even if the clock went back.
-            Stamp::Now => unix_millis().max(old.changed_at_ms + 1),
-            Stamp::At(ms) => ms,
-        };
-        let (routes, journal, changed) = match edit {
-            Edit::One {
-                name,
-                change,
-                routes,
-            } => (routes, Some(change), vec![name]),
-            Edit::All(routes) => {
-                let changed = changed_services(&old.routes, &routes);
-                (routes, None, changed)
-            }
-        };
-        // An fsync: off the runtime's worker threads. The table is a cheap clone.
+        let mut versions = old.versions.clone();
+        // Taken under the writer lock: versions made here follow the order changes apply in.
+        let record = edit.entry.map(|(change, version)| {
+            let version = version.unwrap_or_else(|| self.clock.now());
+            let (kind, name, live) = change.entry();
+            versions.set(kind, &name, Stamp { version, live });
+            Record { change, version }
+        });
+        for (kind, name) in &edit.forget {
+            versions.forget(*kind, name);
+        }
+        // An fsync: off the runtime's worker threads. The table and versions are cheap clones.
         let state = self.state.clone();
-        let saved = routes.clone();
-        tokio::task::spawn_blocking(move || state.record(journal.as_ref(), &saved, changed_at_ms))
+        let (saved, saved_versions) = (edit.routes.clone(), versions.clone());
+        tokio::task::spawn_blocking(move || state.record(record.as_ref(), &saved, &saved_versions))
             .await
             .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))??;
         let make_set = |key: UpstreamKey| {
             ReplicaSet::new(key, self.resolver.clone(), Arc::clone(&self.hooks.changed))
         };
-        let (snapshot, fresh) = old.with_changes(routes, changed_at_ms, &changed, &make_set);
+        let (snapshot, fresh) = old.with_changes(edit.routes, versions, &edit.changed, &make_set);
         self.current.store(Arc::new(snapshot));
         self.hooks.reloads.inc();
         self.hooks.changed.notify_one();
@@ -375,40 +428,90 @@ fn upstream_key(service: &Service, dest: &Destination) -> UpstreamKey {
     }
 }
 
-/// What a change does to the routes.
-enum Edit {
-    /// One service added, replaced or removed (`change` is what the state journal records).
-    One {
-        name: String,
-        change: Change,
-        routes: RouteTable,
-    },
-    /// Every service replaced at once (the state file is written whole).
-    All(RouteTable),
+/// What a change does: the routes after it, the services whose routes changed, the entry it
+/// records (its version: `None` for a new one from this replica's clock), and the entries it
+/// forgets (collected tombstones; the state file is then written whole).
+struct Edit {
+    routes: RouteTable,
+    changed: Vec<String>,
+    entry: Option<(Change, Option<Version>)>,
+    forget: Vec<(Kind, String)>,
 }
 
-/// The names of the services that differ between `old` and `new`.
-fn changed_services(old: &RouteTable, new: &RouteTable) -> Vec<String> {
-    let (old, new) = (old.services(), new.services());
-    let gone = old.keys().filter(|name| !new.contains_key(*name));
-    let differing = new
-        .iter()
-        .filter(|(name, service)| old.get(*name).is_none_or(|o| o.params != service.params))
-        .map(|(name, _)| name);
-    gone.chain(differing).cloned().collect()
+/// The edit adding or replacing `service`.
+fn put(
+    old: &Snapshot,
+    service: Service,
+    version: Option<Version>,
+) -> Result<Option<Edit>, ControlError> {
+    let name = service.name.clone();
+    let change = Change::Put(service.params.clone());
+    let routes = old.routes.with_service(service)?;
+    Ok(Some(Edit {
+        routes,
+        changed: vec![name],
+        entry: Some((change, version)),
+        forget: Vec::new(),
+    }))
 }
 
-/// The change time a change records.
-enum Stamp {
-    /// This replica's clock.
-    Now,
-    /// The change time of the replica the configuration was adopted from.
-    At(u64),
+/// The edit removing `name`: from this replica's API only if it exists, from a peer always
+/// (its tombstone must be kept even for a service never seen here).
+fn remove(old: &Snapshot, name: &str, version: Option<Version>) -> Option<Edit> {
+    let (routes, existed) = old.routes.without_service(name);
+    (existed || version.is_some()).then(|| Edit {
+        routes,
+        changed: vec![name.to_owned()],
+        entry: Some((Change::Remove(name.to_owned()), version)),
+        forget: Vec::new(),
+    })
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The edit recording an API certificate's new version.
+fn cert(old: &Snapshot, name: &str, live: bool, version: Option<Version>) -> Edit {
+    let change = if live {
+        Change::Cert(name.to_owned())
+    } else {
+        Change::CertRemove(name.to_owned())
+    };
+    Edit {
+        routes: old.routes.clone(),
+        changed: Vec::new(),
+        entry: Some((change, version)),
+        forget: Vec::new(),
+    }
+}
+
+/// Whether the entry here is newer than a peer's at `version` (then the peer's loses).
+fn newer_here(old: &Snapshot, kind: Kind, name: &str, version: Version) -> bool {
+    old.versions
+        .get(kind, name)
+        .is_some_and(|here| here.version > version)
+}
+
+/// Gives `stamp` to each of `names` without a live stamp (and drops live stamps of entries
+/// that are not there); returns how many were given one.
+fn assign_missing<'a>(
+    versions: &mut Versions,
+    kind: Kind,
+    names: impl Iterator<Item = &'a String>,
+    stamp: Stamp,
+) -> usize {
+    let present: std::collections::BTreeSet<&String> = names.collect();
+    let stale: Vec<String> = versions
+        .entries(kind)
+        .filter(|(name, s)| s.live && !present.contains(name))
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in stale {
+        versions.forget(kind, &name);
+    }
+    let mut assigned = 0;
+    for name in present {
+        if !versions.get(kind, name).is_some_and(|s| s.live) {
+            versions.set(kind, name, stamp);
+            assigned += 1;
+        }
+    }
+    assigned
 }

@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::Mutex, time::Duration};
 
 use anyhow::Context as _;
 
-use crate::{CurlResponse, Dns, Flowproxy, Host, RunningProxy, curl, eventually, lan::Lan};
+use crate::{
+    CurlResponse, Dns, Flowproxy, Host, RunningProxy, curl, eventually, http::curl_on, lan::Lan,
+};
 
 /// The API port every replica listens on (peers are called on it).
 pub const API_PORT: u16 = 8080;
@@ -189,14 +191,35 @@ impl ProxyCluster {
         curl(&all)
     }
 
-    /// Node `index`'s configuration hash (`/v1/flowproxy/config/version`).
+    /// An API call to node `index` from inside the node (its own loopback), which works while
+    /// the node is partitioned away from the LAN.
+    pub fn api_on_node(&self, index: usize, path_and_query: &str) -> anyhow::Result<CurlResponse> {
+        let url = format!("http://127.0.0.1:{API_PORT}{path_and_query}");
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}"));
+        let mut all: Vec<&str> = vec!["--max-time", "20"];
+        if let Some(auth) = &auth {
+            all.extend(["-H", auth.as_str()]);
+        }
+        all.push(&url);
+        curl_on(&self.nodes[index].host, &all)
+    }
+
+    /// Cuts node `index` off the LAN (`false`) or connects it again (`true`).
+    pub fn set_connected(&self, index: usize, connected: bool) -> anyhow::Result<()> {
+        self.lan.set_plugged(self.nodes[index].addr, connected)
+    }
+
+    /// Node `index`'s configuration digest (`/v1/flowproxy/config/version`).
     pub fn config_hash(&self, index: usize) -> anyhow::Result<String> {
         let body = self.api(index, "/v1/flowproxy/config/version")?.body;
         let json: serde_json::Value = serde_json::from_str(&body)?;
-        json["Version"]["Hash"]
+        json["Version"]["Digest"]
             .as_str()
             .map(str::to_owned)
-            .with_context(|| format!("no hash in {body}"))
+            .with_context(|| format!("no digest in {body}"))
     }
 
     /// The names of the services node `index` routes (`config?type=json`).

@@ -13,9 +13,7 @@ use crate::{
 
 type Query = [(String, String)];
 
-/// Parameters that steer a request rather than describe a service: never stored, so that a
-/// distributed change leaves the same configuration (and hash) on every replica.
-pub const REQUEST_PARAMS: [&str; 2] = ["distribute", "token"];
+use crate::wire::REQUEST_PARAMS;
 
 /// The first value of `name`, as DFP (Go's `url.Values.Get`) takes it.
 fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {

@@ -11,7 +11,7 @@ use hyper_util::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::api::ApiToken;
+use crate::wire::ApiToken;
 
 /// Largest reply read from a peer: a whole configuration with its certificates.
 const MAX_REPLY: usize = 64 << 20;

@@ -11,7 +11,7 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use super::{Cluster, Mode, PeerLookupError};
-use crate::api::Reply;
+use crate::wire::Reply;
 
 /// A request to repeat on every peer.
 #[derive(Debug, Clone)]
