@@ -124,6 +124,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         control: Arc::clone(&control),
         l4: Arc::clone(&l4),
         credentials,
+        version: None,
     });
     let discovery_args = discovery_settings(&args.cluster)?;
     let cluster = Arc::new(Cluster::new(

@@ -45,6 +45,9 @@ pub struct Changes {
     pub l4: Arc<L4Listeners>,
     /// Basic-auth users, checked before a service is accepted.
     pub credentials: Arc<Credentials>,
+    /// The version changes are made at: `None` for a new one from this replica's clock,
+    /// else the one the replica that distributed the change gave it (see [`Changes::at`]).
+    pub version: Option<Version>,
 }
 
 /// What a reconfigure did.
@@ -58,6 +61,18 @@ pub enum Applied {
 }
 
 impl Changes {
+    /// The same changes, made at `version` (a distributed change keeps the version it got
+    /// where it was first applied, so every replica holds the same entry and digest).
+    pub fn at(&self, version: Version) -> Self {
+        self.control.clock().observe(version);
+        Self {
+            control: Arc::clone(&self.control),
+            l4: Arc::clone(&self.l4),
+            credentials: Arc::clone(&self.credentials),
+            version: Some(version),
+        }
+    }
+
     /// Adds or replaces `service`; a replicated service scaled to 0 is removed, as in DFP.
     pub async fn reconfigure(&self, service: Service) -> Result<Applied, ChangeError> {
         if service.replicas() == Some(0) {
@@ -66,7 +81,16 @@ impl Changes {
         self.credentials.validate(&service)?;
         // A TCP-mode service needs its port: a taken one refuses the change before it applies.
         self.reserve_ports(&service)?;
-        let result = self.control.reconfigure(service).await;
+        let result = match self.version {
+            None => self.control.reconfigure(service).await,
+            Some(version) => {
+                let name = service.name.clone();
+                self.control
+                    .merge_service(&name, Some(service), version)
+                    .await
+                    .map(drop)
+            }
+        };
         self.l4.sync();
         result?;
         Ok(Applied::Configured)
@@ -74,7 +98,16 @@ impl Changes {
 
     /// Removes the service `name`; returns whether it existed.
     pub async fn remove(&self, name: &str) -> Result<bool, ChangeError> {
-        let result = self.control.remove(name).await;
+        let result = match self.version {
+            None => self.control.remove(name).await,
+            Some(version) => {
+                let existed = self.control.snapshot().routes.services().contains_key(name);
+                self.control
+                    .merge_service(name, None, version)
+                    .await
+                    .map(|_| existed)
+            }
+        };
         self.l4.sync();
         Ok(result?)
     }

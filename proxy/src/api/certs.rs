@@ -11,13 +11,21 @@ use super::{
 use crate::{
     l7::Body,
     tls::{parse_certificate, unix_now, valid_cert_name},
+    versioning::Version,
 };
 
 /// Largest accepted certificate body: chains are a few KiB.
 pub const MAX_BODY: usize = 1 << 20;
 
 /// Validates, stores (persistently) and starts serving a certificate.
-pub async fn put(ctx: &ApiContext, name: Option<&str>, method: &Method, body: Bytes) -> Reply {
+/// With `version` (a change distributed by a peer), the certificate gets that version.
+pub async fn put(
+    ctx: &ApiContext,
+    name: Option<&str>,
+    method: &Method,
+    body: Bytes,
+    version: Option<Version>,
+) -> Reply {
     if method != Method::PUT {
         return envelope::error(405, "certificates are uploaded with PUT", None);
     }
@@ -45,7 +53,18 @@ pub async fn put(ctx: &ApiContext, name: Option<&str>, method: &Method, body: By
     tracing::info!(name, sans = ?cert.info.sans, "certificate added through the API");
     ctx.certs.insert([cert]);
     // Certificates are entries replicas merge: this one gets a new version.
-    if let Err(e) = ctx.changes.control.cert_changed(name).await {
+    let recorded = match version {
+        None => ctx.changes.control.cert_changed(name).await,
+        Some(version) => {
+            ctx.changes.control.clock().observe(version);
+            ctx.changes
+                .control
+                .merge_cert(name, true, version)
+                .await
+                .map(drop)
+        }
+    };
+    if let Err(e) = recorded {
         return envelope::error(
             500,
             &format!("certificate {name} is served, but recording the change failed: {e}"),

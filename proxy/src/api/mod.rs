@@ -19,6 +19,8 @@ use crate::{
     metrics::Metrics,
     routes::distribute_requested,
     tls::CertStore,
+    versioning::{Kind, Version},
+    wire::VERSION_HEADER,
 };
 
 // The envelope and the token live in `wire` (replication speaks them too); the endpoints
@@ -69,6 +71,20 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
     }
     // The token is a credential, never a parameter.
     query.retain(|(k, _)| k != "token");
+    // A change distributed by a peer keeps the version it got there.
+    let version = match req.headers().get(VERSION_HEADER).map(|v| v.to_str()) {
+        None => None,
+        Some(text) => match text.map(str::parse::<Version>) {
+            Ok(Ok(version)) => Some(version),
+            _ => {
+                let message =
+                    format!("the {VERSION_HEADER} header is not a version (MS.COUNTER@REPLICA)");
+                return envelope::error(400, &message, None).into_response();
+            }
+        },
+    };
+    let stamped = version.map(|v| ctx.changes.at(v));
+    let changes = stamped.as_ref().unwrap_or(&ctx.changes);
     if CHANGES.contains(&path.as_str()) && !ctx.cluster.is_ready() {
         // A change made now would be merged with the peers' entries anyway, but the operator
         // would see a replica without them; callers (the Swarm Listener, a peer) retry.
@@ -101,15 +117,15 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
                 .find(|(k, _)| k == "certName")
                 .map(|(_, v)| v.clone());
             let name = name.as_deref().filter(|n| !n.is_empty());
-            let reply = certs::put(&ctx, name, &method, body.clone()).await;
+            let reply = certs::put(&ctx, name, &method, body.clone(), version).await;
             distributed(&ctx, method.clone(), path.clone(), query, body, reply).await
         }
         "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
         "/v1/docker-flow-proxy/reconfigure" | "/v1/docker-flow-proxy/remove" => {
             let reply = if path.ends_with("/reconfigure") {
-                dfp::reconfigure(&ctx.changes, &query).await
+                dfp::reconfigure(changes, &query).await
             } else {
-                dfp::remove(&ctx.changes, &query).await
+                dfp::remove(changes, &query).await
             };
             let (method, path) = (method.clone(), path.clone());
             distributed(&ctx, method, path, query, Bytes::new(), reply).await
@@ -147,11 +163,23 @@ async fn distributed(
     if !distribute_requested(&query) {
         return reply.into_response();
     }
+    // The version the change got here, which the peers give it too.
+    let (kind, name_param) = if path.ends_with("/cert") {
+        (Kind::Cert, "certName")
+    } else {
+        (Kind::Service, "serviceName")
+    };
+    let version = query
+        .iter()
+        .find(|(k, v)| k == name_param && !v.is_empty())
+        .and_then(|(_, name)| ctx.changes.control.snapshot().versions.get(kind, name))
+        .map(|stamp| stamp.version);
     let call = Call {
         method,
         path,
         query,
         body,
+        version,
     };
     distribute(&ctx.cluster, &call, reply).await.into_response()
 }

@@ -31,6 +31,26 @@ impl fmt::Display for Version {
     }
 }
 
+/// A version written otherwise than `MS.COUNTER@REPLICA` (replica in hex).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a version (MS.COUNTER@REPLICA, the replica in hex)")]
+pub struct BadVersion(String);
+
+impl std::str::FromStr for Version {
+    type Err = BadVersion;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || BadVersion(text.to_owned());
+        let (time, replica) = text.split_once('@').ok_or_else(bad)?;
+        let (ms, counter) = time.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            ms: ms.parse().map_err(|_| bad())?,
+            counter: counter.parse().map_err(|_| bad())?,
+            replica: u64::from_str_radix(replica, 16).map_err(|_| bad())?,
+        })
+    }
+}
+
 /// The clock of one replica.
 #[derive(Debug)]
 pub struct Hlc {
@@ -142,6 +162,18 @@ mod tests {
         behind.observe(peer);
         let after = behind.now();
         assert!(after > peer, "{after} must follow {peer}");
+    }
+
+    #[test]
+    fn a_version_reads_back_from_its_text() {
+        let v = Version {
+            ms: 1_700_000_000_123,
+            counter: 4,
+            replica: u64::MAX - 1,
+        };
+        assert_eq!(v.to_string().parse::<Version>(), Ok(v));
+        assert!("12.x@ff".parse::<Version>().is_err());
+        assert!("12".parse::<Version>().is_err());
     }
 
     #[test]

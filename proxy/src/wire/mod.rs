@@ -8,6 +8,10 @@ pub mod token;
 pub use envelope::Reply;
 pub use token::ApiToken;
 
+/// The header a distributed change carries to peers: the version the change got where it
+/// was first applied (`MS.COUNTER@REPLICA`), which every peer then gives it too.
+pub const VERSION_HEADER: &str = "x-flowproxy-version";
+
 /// Parameters that steer a request rather than describe a service: never stored, so that a
 /// distributed change leaves the same configuration on every replica.
 pub const REQUEST_PARAMS: [&str; 2] = ["distribute", "token"];
