@@ -2,11 +2,12 @@
 //! three replicas on a LAN (`ProxyCluster`), changes made on different replicas without
 //! `distribute`, and every acknowledged change survives: concurrent changes to different
 //! services, removals against replicas that had not seen them, a re-add after a removal, a
-//! clock ten minutes behind, a partition, and a restart.
+//! clock ten minutes behind, a partition, and a restart. An entry a replica cannot take is
+//! reported, and does not hold back the others.
 use std::time::Duration;
 
 use anyhow::ensure;
-use flowproxy_tests::{ProxyCluster, eventually, proxy::temp_state_dir};
+use flowproxy_tests::{ProxyCluster, StubServer, eventually, proxy::temp_state_dir};
 
 const CONVERGE: Duration = Duration::from_secs(40);
 /// Peers compare every second, and a partitioned one costs a second at most.
@@ -271,5 +272,60 @@ fn a_restarted_replica_bootstraps_by_merging_and_is_ready_only_after() -> anyhow
     );
     cluster.nodes[2].proxy = None;
     std::fs::remove_dir_all(&state)?;
+    Ok(())
+}
+
+#[test]
+fn an_entry_a_replica_refuses_is_reported_and_the_others_still_apply() -> anyhow::Result<()> {
+    let mut cluster = ProxyCluster::new(None)?;
+    for _ in 0..2 {
+        cluster.add_node()?;
+    }
+    cluster.publish_tasks(&[0, 1])?;
+    // On node 1 something else already listens on the port a TCP-mode service wants.
+    let squatter = StubServer::start(&cluster.nodes[1].host, 9500)?;
+    cluster.start_all(&[0, 1], &FAST_SYNC)?;
+    ok(
+        &cluster,
+        0,
+        "/v1/docker-flow-proxy/reconfigure?serviceName=pg&reqMode=tcp&srcPort=9500&port=5432",
+    )?;
+    ok(&cluster, 0, &service("web", "/web"))?;
+
+    eventually(CONVERGE, || {
+        ensure!(
+            cluster.services(1)? == ["web"],
+            "node 1 has {:?}",
+            cluster.services(1)?
+        );
+        let peers: serde_json::Value =
+            serde_json::from_str(&cluster.api(1, "/v1/flowproxy/peers")?.body)?;
+        let refused = peers["Refused"].as_array().cloned().unwrap_or_default();
+        ensure!(
+            refused.iter().any(|r| r["Name"] == "pg"
+                && r["Kind"] == "service"
+                && r["Error"].as_str().is_some_and(|e| e.contains("9500"))),
+            "pg is not reported as refused: {peers}"
+        );
+        Ok(())
+    })?;
+    assert_eq!(sorted(cluster.services(0)?), ["pg", "web"]);
+    let log = cluster.log(1);
+    assert!(
+        log.contains("refused here") && log.contains("pg"),
+        "the refusal is logged:\n{log}"
+    );
+
+    // Once the port is free and the service is changed again, it applies and the report goes.
+    drop(squatter);
+    ok(
+        &cluster,
+        0,
+        "/v1/docker-flow-proxy/reconfigure?serviceName=pg&reqMode=tcp&srcPort=9500&port=5433",
+    )?;
+    converged(&cluster, &[0, 1], &["pg", "web"])?;
+    let peers: serde_json::Value =
+        serde_json::from_str(&cluster.api(1, "/v1/flowproxy/peers")?.body)?;
+    assert_eq!(peers["Refused"], serde_json::json!([]), "{peers}");
     Ok(())
 }
