@@ -99,15 +99,14 @@ impl ProxyCluster {
     }
 
     /// The flowproxy a Swarm service would run on node `index`: swarm mode, no BPF, Docker's
-    /// ports, no Docker socket, the cluster's token; `extra` flags come last.
+    /// ports, no label discovery (`DISCOVERY=none`), the cluster's token; `extra` flags come
+    /// last.
     pub fn flowproxy(&self, index: usize) -> Flowproxy {
         let mut proxy = Flowproxy::new().in_host(&self.nodes[index].host);
         for arg in [
             "--mode",
             "swarm",
             "--no-ebpf",
-            "--discovery",
-            "none",
             "--http-addr",
             "0.0.0.0:80",
             "--https-addr",
@@ -117,6 +116,8 @@ impl ProxyCluster {
             proxy = proxy.arg(arg);
         }
         proxy = proxy.arg(format!("0.0.0.0:{API_PORT}"));
+        // As an env var, so that a test can still turn label discovery on with the flag.
+        proxy = proxy.env("DISCOVERY", "none");
         if let Some(token) = &self.token {
             proxy = proxy.arg("--api-token").arg(token);
         }

@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use flowproxy_tests::{ProxyCluster, StubServer, eventually, proxy::temp_state_dir};
+use flowproxy_tests::{
+    FakeDocker, ProxyCluster, StubServer, eventually, fake_docker::service as swarm_service,
+    proxy::temp_state_dir,
+};
 
 const CONVERGE: Duration = Duration::from_secs(40);
 /// Peers compare every second, and a partitioned one costs a second at most.
@@ -327,5 +330,50 @@ fn an_entry_a_replica_refuses_is_reported_and_the_others_still_apply() -> anyhow
     let peers: serde_json::Value =
         serde_json::from_str(&cluster.api(1, "/v1/flowproxy/peers")?.body)?;
     assert_eq!(peers["Refused"], serde_json::json!([]), "{peers}");
+    Ok(())
+}
+
+#[test]
+fn a_label_made_service_removed_from_docker_is_removed_on_every_replica() -> anyhow::Result<()> {
+    let docker = FakeDocker::start()?;
+    docker.set_services(vec![swarm_service(
+        "labelled",
+        &[
+            ("com.df.notify", "true"),
+            ("com.df.servicePath", "/labelled"),
+            ("com.df.port", "8080"),
+        ],
+        Some(1),
+    )]);
+    let mut cluster = ProxyCluster::new(None)?;
+    for _ in 0..3 {
+        cluster.add_node()?;
+    }
+    cluster.publish_tasks(&[0, 1, 2])?;
+    // Only node 0 is a manager that reads Docker; without periodic checks, what reaches the
+    // workers is what node 0's nudge after each change makes them merge.
+    let mut manager = cluster.flowproxy(0);
+    for arg in [
+        "--discovery",
+        "docker",
+        "--docker-poll-interval",
+        "1",
+        NO_PERIODIC_SYNC[0],
+        NO_PERIODIC_SYNC[1],
+    ] {
+        manager = manager.arg(arg);
+    }
+    manager = manager
+        .arg("--docker-socket")
+        .arg(docker.socket().to_string_lossy());
+    cluster.start(0, manager)?;
+    cluster.start_all(&[1, 2], &NO_PERIODIC_SYNC)?;
+    cluster.wait_ready(0)?;
+    converged(&cluster, &[0, 1, 2], &["labelled"])?;
+
+    // The Swarm service goes: node 0 removes it (a tombstone) and the workers merge that.
+    docker.set_services(Vec::new());
+    docker.emit("remove", "labelled");
+    converged(&cluster, &[0, 1, 2], &[])?;
     Ok(())
 }
