@@ -72,16 +72,9 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
     // The token is a credential, never a parameter.
     query.retain(|(k, _)| k != "token");
     // A change distributed by a peer keeps the version it got there.
-    let version = match req.headers().get(VERSION_HEADER).map(|v| v.to_str()) {
-        None => None,
-        Some(text) => match text.map(str::parse::<Version>) {
-            Ok(Ok(version)) => Some(version),
-            _ => {
-                let message =
-                    format!("the {VERSION_HEADER} header is not a version (MS.COUNTER@REPLICA)");
-                return envelope::error(400, &message, None).into_response();
-            }
-        },
+    let version = match peer_version(&ctx, req.headers()) {
+        Ok(version) => version,
+        Err(refused) => return refused.into_response(),
     };
     let stamped = version.map(|v| ctx.changes.at(v));
     let changes = stamped.as_ref().unwrap_or(&ctx.changes);
@@ -182,6 +175,25 @@ async fn distributed(
         version,
     };
     distribute(&ctx.cluster, &call, reply).await.into_response()
+}
+
+/// The version a distributing peer sent (`x-flowproxy-version`), if any; one that does not
+/// parse, or is more than a day ahead of this replica's clock, is a 400.
+fn peer_version(ctx: &ApiContext, headers: &hyper::HeaderMap) -> Result<Option<Version>, Reply> {
+    let Some(value) = headers.get(VERSION_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::parse::<Version>) {
+        Ok(Ok(version)) if ctx.changes.control.clock().plausible(version) => Ok(Some(version)),
+        _ => Err(envelope::error(
+            400,
+            &format!(
+                "the {VERSION_HEADER} header is not a version (MS.COUNTER@REPLICA) within a day \
+                 of this replica's clock"
+            ),
+            None,
+        )),
+    }
 }
 
 /// Query parameters in order, percent-decoded.

@@ -13,7 +13,7 @@ use super::exchange::{ClusterConfig, LocalConfig, Params, Refusal, without_reque
 use crate::{
     routes::parse_params,
     tls::{parse_certificate, unix_now, valid_cert_name},
-    versioning::{Entry, Kind, Version, changes_from},
+    versioning::{Entries, Entry, Kind, Version, changes_from},
 };
 
 /// What one merge did.
@@ -29,13 +29,17 @@ impl LocalConfig {
     /// Merges `config`, from `peer`, into this replica.
     pub async fn merge(&self, peer: SocketAddr, config: ClusterConfig) -> MergeReport {
         let clock = self.changes.control.clock();
+        let mut config = config;
+        let mut report = MergeReport::default();
+        // A version from a clock more than a day ahead would drag this clock along: refused.
+        self.refuse_implausible("service", &mut config.services, peer, &mut report);
+        self.refuse_implausible("cert", &mut config.certs, peer, &mut report);
         for entry in config.services.values() {
             clock.observe(entry.version);
         }
         for entry in config.certs.values() {
             clock.observe(entry.version);
         }
-        let mut report = MergeReport::default();
         let local = self.service_entries();
         for (name, entry) in changes_from(&local, &config.services) {
             match self.merge_service(name, entry).await {
@@ -60,6 +64,30 @@ impl LocalConfig {
         }
         self.forget_resolved_refusals();
         report
+    }
+
+    /// Drops (and records as refused) the entries whose version is implausibly far ahead.
+    fn refuse_implausible<T>(
+        &self,
+        kind: &'static str,
+        entries: &mut Entries<T>,
+        peer: SocketAddr,
+        report: &mut MergeReport,
+    ) {
+        let clock = self.changes.control.clock();
+        let ahead: Vec<(String, Version)> = entries
+            .iter()
+            .filter(|(_, e)| !clock.plausible(e.version))
+            .map(|(name, e)| (name.clone(), e.version))
+            .collect();
+        for (name, version) in ahead {
+            entries.remove(&name);
+            report.refused += 1;
+            let error =
+                "its version is more than a day ahead of this replica's clock; check the clocks"
+                    .to_owned();
+            self.refuse(kind, &name, version, peer, error);
+        }
     }
 
     async fn merge_service(&self, name: &str, entry: &Entry<Params>) -> Result<bool, String> {

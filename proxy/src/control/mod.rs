@@ -267,3 +267,6 @@ impl ControlPlane {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

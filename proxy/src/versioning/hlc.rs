@@ -9,6 +9,9 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
+/// The furthest ahead of this replica's clock a peer's version may be: a day.
+pub const MAX_SKEW_MS: u64 = 24 * 3600 * 1000;
+
 /// One entry's version. Ordered by physical time, then counter, then replica id (the
 /// tie-break that makes two replicas' concurrent versions differ).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,6 +115,13 @@ impl Hlc {
         }
     }
 
+    /// Whether `seen` could come from a replica whose clock is off by less than
+    /// [`MAX_SKEW_MS`]: a version further ahead is refused rather than observed, since it
+    /// would pull this clock (and every later version) that far into the future.
+    pub fn plausible(&self, seen: Version) -> bool {
+        seen.ms <= self.physical_ms().saturating_add(MAX_SKEW_MS)
+    }
+
     /// Takes `seen` (a peer's, or a restored one) into account: later versions made here are
     /// greater. A clock minutes behind thus never makes a change lose to an older one.
     pub fn observe(&self, seen: Version) {
@@ -174,6 +184,15 @@ mod tests {
         assert_eq!(v.to_string().parse::<Version>(), Ok(v));
         assert!("12.x@ff".parse::<Version>().is_err());
         assert!("12".parse::<Version>().is_err());
+    }
+
+    #[test]
+    fn a_version_a_day_ahead_is_not_plausible() {
+        let clock = Hlc::new(1, 0);
+        let mut seen = clock.now();
+        assert!(clock.plausible(seen));
+        seen.ms += MAX_SKEW_MS + 60_000;
+        assert!(!clock.plausible(seen));
     }
 
     #[test]
