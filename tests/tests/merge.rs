@@ -116,20 +116,27 @@ fn a_remove_is_not_undone_by_a_replica_that_missed_it_and_a_later_re_add_wins() 
     )?;
     converged(&cluster, &[0, 1, 2], &["shop"])?;
 
-    // Removed on node 1 only; node 0 then merges from node 1 (the tombstone) and from node 2,
-    // which still has the service: the removal stands.
+    // Removed on node 1 only; then node 2, which has not seen the removal, makes a later
+    // change of its own. Node 0 merges both: the removal stands (under a whole-configuration
+    // rule, node 2's newer configuration would have brought the service back).
     ok(&cluster, 1, "/v1/docker-flow-proxy/remove?serviceName=shop")?;
-    assert_eq!(cluster.services(2)?, ["shop"], "not distributed");
+    ok(&cluster, 2, &service("other", "/other"))?;
+    assert_eq!(
+        sorted(cluster.services(2)?),
+        ["other", "shop"],
+        "not distributed"
+    );
     sync(0)?;
-    assert!(cluster.services(0)?.is_empty(), "node 2's older copy lost");
+    assert_eq!(cluster.services(0)?, ["other"], "node 2's older copy lost");
+    sync(1)?;
     sync(2)?;
-    converged(&cluster, &[0, 1, 2], &[])?;
+    converged(&cluster, &[0, 1, 2], &["other"])?;
 
     // Added again on node 2: the new entry is later than the tombstone and wins.
     ok(&cluster, 2, &service("shop", "/shop-again"))?;
     sync(0)?;
     sync(1)?;
-    converged(&cluster, &[0, 1, 2], &["shop"])?;
+    converged(&cluster, &[0, 1, 2], &["other", "shop"])?;
     for node in 0..3 {
         assert_eq!(
             service_path(&cluster, node, "shop")?,
