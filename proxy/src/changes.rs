@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::{
-    control::{ControlError, ControlPlane},
+    control::{ControlError, ControlPlane, Dns},
     credentials::{CredentialError, Credentials},
     l4::{L4Error, L4Listeners},
     routes::{ReqMode, Service},
@@ -86,7 +86,7 @@ impl Changes {
             Some(version) => {
                 let name = service.name.clone();
                 self.control
-                    .merge_service(&name, Some(service), version)
+                    .merge_service(&name, Some(service), version, Dns::Wait)
                     .await
                     .map(drop)
             }
@@ -103,7 +103,7 @@ impl Changes {
             Some(version) => {
                 let existed = self.control.snapshot().routes.services().contains_key(name);
                 self.control
-                    .merge_service(name, None, version)
+                    .merge_service(name, None, version, Dns::Wait)
                     .await
                     .map(|_| existed)
             }
@@ -114,7 +114,8 @@ impl Changes {
 
     /// Applies a peer's entry for the service `name` at `version` (`None`: removed there),
     /// unless the one here is newer; validated as a reconfigure is (credentials, a TCP-mode
-    /// port that can be bound, the route table). Returns whether it applied.
+    /// port that can be bound, the route table). Returns whether it applied. New services'
+    /// replicas are not waited for: the caller refreshes once after a batch.
     pub async fn merge(
         &self,
         name: &str,
@@ -125,7 +126,10 @@ impl Changes {
             self.credentials.validate(service)?;
             self.reserve_ports(service)?;
         }
-        let result = self.control.merge_service(name, service, version).await;
+        let result = self
+            .control
+            .merge_service(name, service, version, Dns::Later)
+            .await;
         self.l4.sync();
         Ok(result?)
     }

@@ -63,6 +63,11 @@ impl LocalConfig {
             }
         }
         self.forget_resolved_refusals();
+        if report.applied > 0 {
+            // New services' replicas, and replicas the peer already knew of (a service was
+            // scaled), are looked up once for the whole merge.
+            self.changes.control.refresh_all().await;
+        }
         report
     }
 

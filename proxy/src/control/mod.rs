@@ -28,6 +28,21 @@ use crate::{
 /// article's curl follows the reconfigure at once). A slower answer is not an error.
 const FIRST_RESOLVE_WAIT: Duration = Duration::from_secs(2);
 
+/// Whether applying a change waits for its new services' first DNS answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dns {
+    /// Wait (at most [`FIRST_RESOLVE_WAIT`]): the caller answers a person who curls next.
+    Wait,
+    /// Do not: the caller refreshes every replica set once it has applied a batch.
+    Later,
+}
+
+/// Waits, at most [`FIRST_RESOLVE_WAIT`], for the first answers of `fresh` replica sets.
+async fn first_answers(fresh: Vec<Arc<ReplicaSet>>) {
+    let fresh = fresh.iter().map(|set| set.ensure_resolved());
+    let _ = tokio::time::timeout(FIRST_RESOLVE_WAIT, join_all(fresh)).await;
+}
+
 /// What the control plane tells the rest of the process.
 #[derive(Clone, Default)]
 pub struct ControlHooks {
@@ -154,23 +169,35 @@ impl ControlPlane {
     }
 
     /// Applies a peer's entry for the service `name` (`None`: a tombstone) made at `version`,
-    /// unless the entry here is newer. Returns whether it applied.
+    /// unless the entry here is newer. Returns whether it applied. Like a reconfigure, it
+    /// waits (briefly) for a new service's first DNS answer when `dns` is [`Dns::Wait`].
     pub async fn merge_service(
         &self,
         name: &str,
         service: Option<Service>,
         version: Version,
+        dns: Dns,
     ) -> Result<bool, ControlError> {
-        self.apply(|old| {
-            if newer_here(old, Kind::Service, name, version) {
-                return Ok(None);
-            }
-            match service {
-                Some(service) => put(old, service, Some(version)),
-                None => Ok(remove(old, name, Some(version))),
-            }
-        })
-        .await
+        let fresh = self
+            .apply_edit(|old| {
+                if newer_here(old, Kind::Service, name, version) {
+                    return Ok(None);
+                }
+                match service {
+                    Some(service) => put(old, service, Some(version)),
+                    None => Ok(remove(old, name, Some(version))),
+                }
+            })
+            .await?;
+        let Some(fresh) = fresh else {
+            return Ok(false);
+        };
+        match dns {
+            Dns::Wait => first_answers(fresh).await,
+            // A merge of many entries must not wait for each: the caller refreshes once.
+            Dns::Later => drop(fresh),
+        }
+        Ok(true)
     }
 
     /// Records a peer's version of the API certificate `name` (its file is already written
@@ -209,16 +236,32 @@ impl ControlPlane {
         Ok(count)
     }
 
-    /// Makes new routes and versions from the current snapshot with `edit` (`None`: nothing
-    /// to do), saves them, then swaps them in; returns whether anything was applied.
+    /// [`ControlPlane::apply_edit`], then a brief wait for the first DNS answers of the
+    /// replica sets it made; returns whether anything was applied.
     async fn apply(
         &self,
         edit: impl FnOnce(&Snapshot) -> Result<Option<Edit>, ControlError>,
     ) -> Result<bool, ControlError> {
+        match self.apply_edit(edit).await? {
+            Some(fresh) => {
+                first_answers(fresh).await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Makes new routes and versions from the current snapshot with `edit` (`None`: nothing
+    /// to do), saves them, then swaps them in; returns the replica sets made for it (not yet
+    /// resolved), or `None` if nothing was applied.
+    async fn apply_edit(
+        &self,
+        edit: impl FnOnce(&Snapshot) -> Result<Option<Edit>, ControlError>,
+    ) -> Result<Option<Vec<Arc<ReplicaSet>>>, ControlError> {
         let writer = self.writer.lock().await;
         let old = self.current.load_full();
         let Some(edit) = edit(&old)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut versions = old.versions.clone();
         // Taken under the writer lock: versions made here follow the order changes apply in.
@@ -246,9 +289,7 @@ impl ControlPlane {
         self.hooks.changed.notify_one();
         // The change is in place: later changes need not wait for this one's DNS answers.
         drop(writer);
-        let fresh = fresh.iter().map(|set| set.ensure_resolved());
-        let _ = tokio::time::timeout(FIRST_RESOLVE_WAIT, join_all(fresh)).await;
-        Ok(true)
+        Ok(Some(fresh))
     }
 
     /// Re-resolves every service now (`/reload`).

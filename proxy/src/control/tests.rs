@@ -47,7 +47,7 @@ async fn a_removal_leaves_a_tombstone_that_only_a_later_version_beats() {
     // A peer's copy from before the removal does not bring it back.
     assert!(
         !plane
-            .merge_service("a", Some(http("a", "/a")), added.version)
+            .merge_service("a", Some(http("a", "/a")), added.version, Dns::Later)
             .await
             .unwrap()
     );
@@ -60,7 +60,7 @@ async fn a_removal_leaves_a_tombstone_that_only_a_later_version_beats() {
     };
     assert!(
         plane
-            .merge_service("a", Some(http("a", "/again")), later)
+            .merge_service("a", Some(http("a", "/again")), later, Dns::Wait)
             .await
             .unwrap()
     );
