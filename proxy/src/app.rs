@@ -14,21 +14,24 @@ use tokio::{
 };
 
 use crate::{
-    api::{self, ApiContext, ApiToken},
+    api::{self, ApiContext},
     changes::Changes,
     cli::RunArgs,
-    cluster::{self, Cluster, ClusterArgs, DockerDiscovery, LocalConfig, Mode},
+    cluster::{self, Cluster, ClusterArgs, LocalConfig, Mode},
     control::{ControlHooks, ControlPlane},
     credentials::Credentials,
     dataplane::{
         Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
     },
+    discovery::{self, DockerDiscovery},
     l4::L4Listeners,
     l7::{self, HttpsPolicy, Listener, Proxy, TlsListener, Trust},
     metrics::{ClientErrors, Metrics},
     state::StateFile,
     tls::{self, CertSources, CertStore},
     upstream::{ReplicaResolver, new_client},
+    versioning::Hlc,
+    wire::ApiToken,
 };
 
 /// How often the counted backends are checked against discovery even without a change signal.
@@ -62,7 +65,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         secrets_dir: args.secrets_dir.clone(),
         api_dir: state.certs_dir(),
     };
-    certs.insert(tls::load_all(&sources, api::unix_now(), &provider));
+    certs.insert(tls::load_all(&sources, tls::unix_now(), &provider));
     if certs.is_empty() {
         tracing::warn!(
             certs_dir = %sources.certs_dir.display(),
@@ -85,12 +88,22 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         changed: Arc::new(Notify::new()),
     };
     let api_certs_dir = state.certs_dir();
+    let api_cert_names: Vec<String> = tls::read_api_certs(&api_certs_dir).into_keys().collect();
+    let clock = Arc::new(Hlc::random(args.cluster.clock_offset_ms));
+    if args.cluster.clock_offset_ms != 0 {
+        tracing::warn!(
+            offset_ms = args.cluster.clock_offset_ms,
+            "test hook: this replica's versions use a clock offset from the system's"
+        );
+    }
     let control = Arc::new(ControlPlane::new(
         saved,
+        &api_cert_names,
         state,
         resolver.clone(),
         hooks.clone(),
-    ));
+        clock,
+    )?);
 
     let (stop, stopped) = watch::channel(false);
     let https_policy = HttpsPolicy {
@@ -125,20 +138,22 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         control: Arc::clone(&control),
         l4: Arc::clone(&l4),
         credentials,
+        version: None,
     });
+    let discovery_args = discovery_settings(&args.cluster)?;
     let cluster = Arc::new(Cluster::new(
-        cluster_settings(&args.cluster)?,
+        cluster_settings(&args.cluster),
         &args.cluster.service_name,
         api_addr.port(),
         token.clone(),
         Duration::from_secs(args.cluster.peer_timeout),
         resolver,
-        LocalConfig {
-            changes: Arc::clone(&changes),
-            certs: Arc::clone(&certs),
-            provider: Arc::clone(&provider),
-            api_certs_dir: api_certs_dir.clone(),
-        },
+        LocalConfig::new(
+            Arc::clone(&changes),
+            Arc::clone(&certs),
+            Arc::clone(&provider),
+            api_certs_dir.clone(),
+        ),
     ));
     let api_context = Arc::new(ApiContext {
         changes,
@@ -225,6 +240,10 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     // 503 until it has their configuration.
     cluster.first_look().await;
     background.push(tokio::spawn(Arc::clone(&cluster).run()));
+    background.push(tokio::spawn(discovery::run(
+        Arc::clone(&cluster),
+        discovery_args,
+    )));
     tracing::info!(%http_addr, %https_addr, %api_addr, "flowproxy ready");
 
     wait_for_shutdown_signal().await?;
@@ -267,7 +286,18 @@ fn api_token(args: &ClusterArgs) -> anyhow::Result<Option<ApiToken>> {
 }
 
 /// What the cluster tasks run with.
-fn cluster_settings(args: &ClusterArgs) -> anyhow::Result<cluster::Settings> {
+fn cluster_settings(args: &ClusterArgs) -> cluster::Settings {
+    cluster::Settings {
+        mode: args.mode,
+        peer_sync_interval: Duration::from_secs(args.peer_sync_interval),
+        bootstrap_timeout: Duration::from_secs(args.bootstrap_timeout),
+        tombstone_ttl: Duration::from_secs(args.tombstone_ttl),
+        listener_expected: args.listener_address.iter().any(|a| !a.trim().is_empty()),
+    }
+}
+
+/// What discovery runs with.
+fn discovery_settings(args: &ClusterArgs) -> anyhow::Result<discovery::Settings> {
     let docker = args
         .docker_discovery()
         .map_err(anyhow::Error::msg)?
@@ -276,10 +306,7 @@ fn cluster_settings(args: &ClusterArgs) -> anyhow::Result<cluster::Settings> {
             poll: Duration::from_secs(args.docker_poll_interval),
             notify_label: args.notify_label.clone(),
         });
-    Ok(cluster::Settings {
-        mode: args.mode,
-        peer_sync_interval: Duration::from_secs(args.peer_sync_interval),
-        bootstrap_timeout: Duration::from_secs(args.bootstrap_timeout),
+    Ok(discovery::Settings {
         docker,
         listeners: args.listener_address.clone(),
     })

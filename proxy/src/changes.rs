@@ -5,10 +5,11 @@
 use std::sync::Arc;
 
 use crate::{
-    control::{ControlError, ControlPlane},
+    control::{ControlError, ControlPlane, Dns},
     credentials::{CredentialError, Credentials},
     l4::{L4Error, L4Listeners},
-    routes::{ReqMode, RouteTable, Service},
+    routes::{ReqMode, Service},
+    versioning::Version,
 };
 
 /// Why a change was refused; nothing was applied.
@@ -44,6 +45,9 @@ pub struct Changes {
     pub l4: Arc<L4Listeners>,
     /// Basic-auth users, checked before a service is accepted.
     pub credentials: Arc<Credentials>,
+    /// The version changes are made at: `None` for a new one from this replica's clock,
+    /// else the one the replica that distributed the change gave it (see [`Changes::at`]).
+    pub version: Option<Version>,
 }
 
 /// What a reconfigure did.
@@ -57,6 +61,18 @@ pub enum Applied {
 }
 
 impl Changes {
+    /// The same changes, made at `version` (a distributed change keeps the version it got
+    /// where it was first applied, so every replica holds the same entry and digest).
+    pub fn at(&self, version: Version) -> Self {
+        self.control.clock().observe(version);
+        Self {
+            control: Arc::clone(&self.control),
+            l4: Arc::clone(&self.l4),
+            credentials: Arc::clone(&self.credentials),
+            version: Some(version),
+        }
+    }
+
     /// Adds or replaces `service`; a replicated service scaled to 0 is removed, as in DFP.
     pub async fn reconfigure(&self, service: Service) -> Result<Applied, ChangeError> {
         if service.replicas() == Some(0) {
@@ -64,6 +80,62 @@ impl Changes {
         }
         self.credentials.validate(&service)?;
         // A TCP-mode service needs its port: a taken one refuses the change before it applies.
+        self.reserve_ports(&service)?;
+        let result = match self.version {
+            None => self.control.reconfigure(service).await,
+            Some(version) => {
+                let name = service.name.clone();
+                self.control
+                    .merge_service(&name, Some(service), version, Dns::Wait)
+                    .await
+                    .map(drop)
+            }
+        };
+        self.l4.sync();
+        result?;
+        Ok(Applied::Configured)
+    }
+
+    /// Removes the service `name`; returns whether it existed.
+    pub async fn remove(&self, name: &str) -> Result<bool, ChangeError> {
+        let result = match self.version {
+            None => self.control.remove(name).await,
+            Some(version) => {
+                let existed = self.control.snapshot().routes.services().contains_key(name);
+                self.control
+                    .merge_service(name, None, version, Dns::Wait)
+                    .await
+                    .map(|_| existed)
+            }
+        };
+        self.l4.sync();
+        Ok(result?)
+    }
+
+    /// Applies a peer's entry for the service `name` at `version` (`None`: removed there),
+    /// unless the one here is newer; validated as a reconfigure is (credentials, a TCP-mode
+    /// port that can be bound, the route table). Returns whether it applied. New services'
+    /// replicas are not waited for: the caller refreshes once after a batch.
+    pub async fn merge(
+        &self,
+        name: &str,
+        service: Option<Service>,
+        version: Version,
+    ) -> Result<bool, ChangeError> {
+        if let Some(service) = &service {
+            self.credentials.validate(service)?;
+            self.reserve_ports(service)?;
+        }
+        let result = self
+            .control
+            .merge_service(name, service, version, Dns::Later)
+            .await;
+        self.l4.sync();
+        Ok(result?)
+    }
+
+    /// Binds every TCP-mode `srcPort` of `service` (a taken one refuses the change).
+    fn reserve_ports(&self, service: &Service) -> Result<(), L4Error> {
         for port in service
             .destinations
             .iter()
@@ -72,37 +144,6 @@ impl Changes {
         {
             self.l4.reserve(port)?;
         }
-        let result = self.control.reconfigure(service).await;
-        self.l4.sync();
-        result?;
-        Ok(Applied::Configured)
-    }
-
-    /// Removes the service `name`; returns whether it existed.
-    pub async fn remove(&self, name: &str) -> Result<bool, ChangeError> {
-        let result = self.control.remove(name).await;
-        self.l4.sync();
-        Ok(result?)
-    }
-
-    /// Replaces every service (see [`ControlPlane::adopt`]). A TCP-mode port that cannot be
-    /// listened on here is logged by the listeners rather than refusing the whole table.
-    pub async fn adopt(
-        &self,
-        routes: RouteTable,
-        changed_at_ms: u64,
-        expected_changed_at_ms: u64,
-    ) -> Result<bool, ChangeError> {
-        let adopted = self
-            .control
-            .adopt(routes, changed_at_ms, expected_changed_at_ms)
-            .await;
-        self.l4.sync();
-        if matches!(adopted, Ok(true)) {
-            // A peer adopted from may know of replicas this one has not resolved yet (a
-            // service was scaled): look again now.
-            self.control.refresh_all().await;
-        }
-        Ok(adopted?)
+        Ok(())
     }
 }

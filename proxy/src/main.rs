@@ -8,6 +8,7 @@ mod control;
 mod credentials;
 mod dataplane;
 mod dfp_env;
+mod discovery;
 mod l4;
 mod l7;
 mod metrics;
@@ -16,6 +17,8 @@ mod state;
 mod stats_cmd;
 mod tls;
 mod upstream;
+mod versioning;
+mod wire;
 
 use std::io::IsTerminal as _;
 

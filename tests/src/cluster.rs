@@ -6,7 +6,9 @@ use std::{collections::BTreeMap, net::Ipv4Addr, sync::Mutex, time::Duration};
 
 use anyhow::Context as _;
 
-use crate::{CurlResponse, Dns, Flowproxy, Host, RunningProxy, curl, eventually, lan::Lan};
+use crate::{
+    CurlResponse, Dns, Flowproxy, Host, RunningProxy, curl, eventually, http::curl_on, lan::Lan,
+};
 
 /// The API port every replica listens on (peers are called on it).
 pub const API_PORT: u16 = 8080;
@@ -97,15 +99,14 @@ impl ProxyCluster {
     }
 
     /// The flowproxy a Swarm service would run on node `index`: swarm mode, no BPF, Docker's
-    /// ports, no Docker socket, the cluster's token; `extra` flags come last.
+    /// ports, no label discovery (`DISCOVERY=none`), the cluster's token; `extra` flags come
+    /// last.
     pub fn flowproxy(&self, index: usize) -> Flowproxy {
         let mut proxy = Flowproxy::new().in_host(&self.nodes[index].host);
         for arg in [
             "--mode",
             "swarm",
             "--no-ebpf",
-            "--discovery",
-            "none",
             "--http-addr",
             "0.0.0.0:80",
             "--https-addr",
@@ -115,6 +116,8 @@ impl ProxyCluster {
             proxy = proxy.arg(arg);
         }
         proxy = proxy.arg(format!("0.0.0.0:{API_PORT}"));
+        // As an env var, so that a test can still turn label discovery on with the flag.
+        proxy = proxy.env("DISCOVERY", "none");
         if let Some(token) = &self.token {
             proxy = proxy.arg("--api-token").arg(token);
         }
@@ -189,14 +192,35 @@ impl ProxyCluster {
         curl(&all)
     }
 
-    /// Node `index`'s configuration hash (`/v1/flowproxy/config/version`).
+    /// An API call to node `index` from inside the node (its own loopback), which works while
+    /// the node is partitioned away from the LAN.
+    pub fn api_on_node(&self, index: usize, path_and_query: &str) -> anyhow::Result<CurlResponse> {
+        let url = format!("http://127.0.0.1:{API_PORT}{path_and_query}");
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}"));
+        let mut all: Vec<&str> = vec!["--max-time", "20"];
+        if let Some(auth) = &auth {
+            all.extend(["-H", auth.as_str()]);
+        }
+        all.push(&url);
+        curl_on(&self.nodes[index].host, &all)
+    }
+
+    /// Cuts node `index` off the LAN (`false`) or connects it again (`true`).
+    pub fn set_connected(&self, index: usize, connected: bool) -> anyhow::Result<()> {
+        self.lan.set_plugged(self.nodes[index].addr, connected)
+    }
+
+    /// Node `index`'s configuration digest (`/v1/flowproxy/config/version`).
     pub fn config_hash(&self, index: usize) -> anyhow::Result<String> {
         let body = self.api(index, "/v1/flowproxy/config/version")?.body;
         let json: serde_json::Value = serde_json::from_str(&body)?;
-        json["Version"]["Hash"]
+        json["Version"]["Digest"]
             .as_str()
             .map(str::to_owned)
-            .with_context(|| format!("no hash in {body}"))
+            .with_context(|| format!("no digest in {body}"))
     }
 
     /// The names of the services node `index` routes (`config?type=json`).

@@ -3,8 +3,12 @@
 //! is what the proxy's replicas share in Swarm (an overlay network): every member reaches
 //! every other directly, without routing through the root namespace.
 use std::{
+    collections::BTreeMap,
     net::Ipv4Addr,
-    sync::atomic::{AtomicU32, Ordering},
+    sync::{
+        Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
 };
 
 use anyhow::{Context as _, ensure};
@@ -22,6 +26,8 @@ pub struct Lan {
     network: Ipv4Addr,
     prefix: u8,
     next_member: AtomicU32,
+    /// Each member's port on the bridge (the switch's end of its veth), by address.
+    ports: Mutex<BTreeMap<Ipv4Addr, String>>,
     /// The namespace holding the bridge (dropped last).
     switch: Host,
 }
@@ -41,6 +47,7 @@ impl Lan {
             network,
             prefix,
             next_member: AtomicU32::new(1),
+            ports: Mutex::new(BTreeMap::new()),
             switch,
         })
     }
@@ -53,6 +60,21 @@ impl Lan {
     /// Connects the root namespace (where the test runs) and returns its address.
     pub fn join_root(&self) -> anyhow::Result<Ipv4Addr> {
         self.attach(None)
+    }
+
+    /// Unplugs (`false`) or plugs back (`true`) the member at `addr`: its port on the bridge
+    /// goes down, so it reaches nobody on the segment and nobody reaches it (a partition).
+    pub fn set_plugged(&self, addr: Ipv4Addr, plugged: bool) -> anyhow::Result<()> {
+        let port = self
+            .ports
+            .lock()
+            .expect("not poisoned")
+            .get(&addr)
+            .cloned()
+            .with_context(|| format!("{addr} is not on this LAN"))?;
+        let state = if plugged { "up" } else { "down" };
+        self.switch.run("ip", &["link", "set", &port, state])?;
+        Ok(())
     }
 
     fn attach(&self, host: Option<&Host>) -> anyhow::Result<Ipv4Addr> {
@@ -80,6 +102,10 @@ impl Lan {
             .context("creating a LAN veth pair")?;
         self.switch
             .run("ip", &["link", "set", &switch_if, "master", BRIDGE, "up"])?;
+        self.ports
+            .lock()
+            .expect("not poisoned")
+            .insert(addr, switch_if.clone());
         let cidr = format!("{addr}/{}", self.prefix);
         match host {
             Some(host) => {

@@ -49,7 +49,7 @@ fn the_api_token_is_required_when_set() -> anyhow::Result<()> {
     assert_eq!(ok.status, 200, "{}", ok.body);
     let exported = curl(&["-H", &bearer, &proxy.api_url("/v1/flowproxy/config")])?.body;
     let exported = json(&exported)?;
-    let params = &exported["Services"][0];
+    let params = &exported["Services"]["go-demo"]["Value"];
     assert_eq!(params["serviceName"], "go-demo");
     assert!(params.get("token").is_none(), "{exported}");
     assert!(!exported.to_string().contains(TOKEN));

@@ -140,7 +140,7 @@ fn a_new_replica_has_the_whole_configuration_before_ping_says_ready() -> anyhow:
     let certs = cluster.api(3, "/v1/docker-flow-proxy/certs")?.body;
     assert!(certs.contains("shop.example.com"), "{certs}");
     assert!(
-        cluster.log(3).contains("configuration adopted from a peer"),
+        cluster.log(3).contains("entries merged from a peer"),
         "{}",
         cluster.log(3)
     );
@@ -198,7 +198,7 @@ fn ping_answers_503_until_the_peers_configuration_arrives() -> anyhow::Result<()
     let exported: serde_json::Value = json(&exported)?;
     assert_eq!(
         cluster.config_hash(newcomer)?,
-        exported["Version"]["Hash"].as_str().unwrap_or_default()
+        exported["Version"]["Digest"].as_str().unwrap_or_default()
     );
     Ok(())
 }
@@ -277,7 +277,7 @@ fn diverged_replicas_converge_on_the_newest_configuration() -> anyhow::Result<()
     assert_eq!(reply.status, 200, "{}", reply.body);
     converged(&cluster, &["go-demo"])?;
     assert!(
-        cluster.log(0).contains("configuration adopted from a peer"),
+        cluster.log(0).contains("entries merged from a peer"),
         "{}",
         cluster.log(0)
     );
@@ -366,7 +366,7 @@ fn sync_pulls_a_newer_configuration_without_waiting_for_the_periodic_check() -> 
     assert_eq!(sync.status, 200, "{}", sync.body);
     let message = json(&sync.body)?["Message"].to_string();
     assert!(
-        message.contains(&format!("adopted from {}:8080", cluster.nodes[0].addr)),
+        message.contains(&format!("merged from {}:8080", cluster.nodes[0].addr)),
         "{message}"
     );
     assert_eq!(cluster.services(1)?, ["go-demo"]);

@@ -8,24 +8,24 @@ use super::{
     ApiContext,
     envelope::{self, Reply},
 };
-use crate::{l7::Body, tls::parse_certificate};
+use crate::{
+    l7::Body,
+    tls::{parse_certificate, unix_now, valid_cert_name},
+    versioning::Version,
+};
 
 /// Largest accepted certificate body: chains are a few KiB.
 pub const MAX_BODY: usize = 1 << 20;
 
-/// Whether `name` may name a certificate file: letters, digits, `.`, `-`, `_`, at most 128
-/// bytes, not starting with `.` (so it can never leave the certificate directory).
-pub fn valid_cert_name(name: &str) -> bool {
-    name.len() <= 128
-        && !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-        && !name.starts_with('.')
-}
-
 /// Validates, stores (persistently) and starts serving a certificate.
-pub async fn put(ctx: &ApiContext, name: Option<&str>, method: &Method, body: Bytes) -> Reply {
+/// With `version` (a change distributed by a peer), the certificate gets that version.
+pub async fn put(
+    ctx: &ApiContext,
+    name: Option<&str>,
+    method: &Method,
+    body: Bytes,
+    version: Option<Version>,
+) -> Reply {
     if method != Method::PUT {
         return envelope::error(405, "certificates are uploaded with PUT", None);
     }
@@ -52,8 +52,19 @@ pub async fn put(ctx: &ApiContext, name: Option<&str>, method: &Method, body: By
     }
     tracing::info!(name, sans = ?cert.info.sans, "certificate added through the API");
     ctx.certs.insert([cert]);
-    // Certificates are part of the configuration replicas compare: mark it changed.
-    if let Err(e) = ctx.changes.control.touch().await {
+    // Certificates are entries replicas merge: this one gets a new version.
+    let recorded = match version {
+        None => ctx.changes.control.cert_changed(name).await,
+        Some(version) => {
+            ctx.changes.control.clock().observe(version);
+            ctx.changes
+                .control
+                .merge_cert(name, true, version)
+                .await
+                .map(drop)
+        }
+    };
+    if let Err(e) = recorded {
         return envelope::error(
             500,
             &format!("certificate {name} is served, but recording the change failed: {e}"),
@@ -71,11 +82,4 @@ pub fn list(ctx: &ApiContext) -> Response<Body> {
         200,
         &json!({"Status": "OK", "Message": "", "Certs": ctx.certs.list()}),
     )
-}
-
-/// Seconds since the epoch.
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -1,10 +1,11 @@
 //! flowproxy's own endpoints for replicas (under `/v1/flowproxy/`), and the readiness DFP's
 //! health checks see:
-//! - `GET /v1/flowproxy/config`: the whole configuration (services as reconfigure parameters,
-//!   API certificates with their keys) and its version; what a peer adopts;
-//! - `GET /v1/flowproxy/config/version`: the version alone, for the periodic comparison;
-//! - `GET /v1/flowproxy/peers`: the other replicas and their versions, for operators;
-//! - `POST /v1/flowproxy/sync`: compare with the peers now (and adopt a newer configuration);
+//! - `GET /v1/flowproxy/config`: every entry (services as reconfigure parameters, API
+//!   certificates with their keys, tombstones as `null`) with its version; what a peer merges;
+//! - `GET /v1/flowproxy/config/version`: the digest alone, for the periodic comparison;
+//! - `GET /v1/flowproxy/peers`: the other replicas and their digests, and the peers' entries
+//!   this replica refused, for operators;
+//! - `POST /v1/flowproxy/sync`: compare with the peers now (and merge where digests differ);
 //! - `/v1/docker-flow-proxy/ping`: 503 until the start-up bootstrap is over;
 //! - `/v1/docker-flow-proxy/successfulinitreload`: 200 once the Swarm Listener's services are
 //!   applied (always, without LISTENER_ADDRESS), else 500, as in DFP.
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::{ApiContext, envelope};
 use crate::{
-    cluster::{ConfigVersion, VERSION_PATH, converge_once},
+    cluster::{VERSION_PATH, VersionAnswer, converge_once},
     l7::Body,
 };
 
@@ -34,16 +35,17 @@ pub fn version(ctx: &ApiContext) -> Response<Body> {
         200,
         &json!({
             "Status": "OK",
-            "Version": ctx.cluster.local.version(),
+            "Version": ctx.cluster.local.digest(),
             "Ready": ctx.cluster.is_ready(),
         }),
     )
 }
 
-/// `GET /v1/flowproxy/peers`: asks every peer for its version now.
+/// `GET /v1/flowproxy/peers`: asks every peer for its digest now.
 pub async fn peers(ctx: &ApiContext) -> Response<Body> {
     let cluster = &ctx.cluster;
-    let own = cluster.local.version();
+    let own = cluster.local.digest();
+    let refused = cluster.local.refusals();
     let tasks = cluster.peers.tasks_name();
     let peers = match cluster.peers.lookup().await {
         Ok(peers) => peers,
@@ -51,24 +53,21 @@ pub async fn peers(ctx: &ApiContext) -> Response<Body> {
             return envelope::json_response(
                 200,
                 &json!({"Status": "OK", "Message": e.to_string(), "Tasks": tasks,
-                        "Version": own, "Peers": []}),
+                        "Version": own, "Peers": [], "Refused": refused}),
             );
         }
     };
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        #[serde(rename = "Version")]
-        version: ConfigVersion,
-        #[serde(rename = "Ready", default)]
-        ready: bool,
-    }
     let rows = join_all(peers.iter().map(|addr| async {
-        match cluster.client.get_json::<Answer>(*addr, VERSION_PATH).await {
+        match cluster
+            .client
+            .get_json::<VersionAnswer>(*addr, VERSION_PATH)
+            .await
+        {
             Ok(a) => json!({
                 "Address": addr.to_string(),
+                "InSync": a.version.digest == own.digest,
                 "Version": a.version,
                 "Ready": a.ready,
-                "InSync": a.version.hash == own.hash,
             }),
             Err(e) => json!({"Address": addr.to_string(), "Error": e.to_string()}),
         }
@@ -76,34 +75,46 @@ pub async fn peers(ctx: &ApiContext) -> Response<Body> {
     .await;
     envelope::json_response(
         200,
-        &json!({"Status": "OK", "Message": "", "Tasks": tasks, "Version": own, "Peers": rows}),
+        &json!({"Status": "OK", "Message": "", "Tasks": tasks, "Version": own, "Peers": rows,
+                "Refused": refused}),
     )
 }
 
 /// `/v1/flowproxy/sync`: one comparison with the peers now.
 pub async fn sync(ctx: &ApiContext) -> Response<Body> {
-    let adopted = converge_once(&ctx.cluster).await;
+    let merged = converge_once(&ctx.cluster).await;
+    let message = if merged.is_empty() {
+        "every peer has the same entries".to_owned()
+    } else {
+        merged
+            .iter()
+            .map(|(peer, r)| {
+                format!(
+                    "merged from {peer}: {} applied, {} refused",
+                    r.applied, r.refused
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     envelope::json_response(
         200,
         &json!({
             "Status": "OK",
-            "Message": match adopted {
-                Some(peer) => format!("configuration adopted from {peer}"),
-                None => "no peer has a newer configuration".to_owned(),
-            },
-            "Version": ctx.cluster.local.version(),
+            "Message": message,
+            "Version": ctx.cluster.local.digest(),
         }),
     )
 }
 
-/// `ping`: 200 once ready, 503 while the configuration is still being taken from peers.
+/// `ping`: 200 once ready, 503 while the peers' entries are still being merged.
 pub fn ping(ctx: &ApiContext) -> Response<Body> {
     if ctx.cluster.is_ready() {
         envelope::ok("", None).into_response()
     } else {
         envelope::error(
             503,
-            "starting: taking the configuration from peer replicas",
+            "starting: merging the configuration of peer replicas",
             None,
         )
         .into_response()

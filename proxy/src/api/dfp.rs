@@ -17,9 +17,7 @@ use crate::{
 
 type Query = [(String, String)];
 
-/// Parameters that steer a request rather than describe a service: never stored, so that a
-/// distributed change leaves the same configuration (and hash) on every replica.
-pub const REQUEST_PARAMS: [&str; 2] = ["distribute", "token"];
+use crate::{versioning::Version, wire::REQUEST_PARAMS};
 
 /// The first value of `name`, as DFP (Go's `url.Values.Get`) takes it.
 fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
@@ -31,8 +29,15 @@ fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
 }
 
 /// `reconfigure`: add or replace a service. A rejected request changes nothing.
-pub async fn reconfigure(ctx: &ApiContext, query: &Query) -> Reply {
-    let changes: &Changes = &ctx.changes;
+///
+/// `changes` carries the version a distributing peer gave the change (`version`), which a
+/// `serviceCert` keeps too.
+pub async fn reconfigure(
+    ctx: &ApiContext,
+    changes: &Changes,
+    query: &Query,
+    version: Option<Version>,
+) -> Reply {
     let name = param(query, "serviceName");
     let cert = param(query, "serviceCert").map(str::to_owned);
     let params: Vec<(String, String)> = query
@@ -45,7 +50,7 @@ pub async fn reconfigure(ctx: &ApiContext, query: &Query) -> Reply {
         Err(e) => return envelope::error(e.status(), &e.to_string(), name),
     };
     if let Some(pem) = cert {
-        let reply = store_service_cert(ctx, &service, &pem).await;
+        let reply = store_service_cert(ctx, &service, &pem, version).await;
         if !reply.is_success() {
             return reply;
         }
@@ -79,7 +84,12 @@ pub async fn reconfigure(ctx: &ApiContext, query: &Query) -> Reply {
 
 /// `serviceCert`: the PEM (DFP's clients write its newlines as a literal `\n`), stored and
 /// served like a `PUT /cert`, named after the service's first domain, else the service.
-async fn store_service_cert(ctx: &ApiContext, service: &Service, pem: &str) -> Reply {
+async fn store_service_cert(
+    ctx: &ApiContext,
+    service: &Service,
+    pem: &str,
+    version: Option<Version>,
+) -> Reply {
     let domain = service
         .destinations
         .first()
@@ -88,7 +98,7 @@ async fn store_service_cert(ctx: &ApiContext, service: &Service, pem: &str) -> R
         .filter(|d| !d.starts_with('*'));
     let name = domain.unwrap_or_else(|| service.name.clone());
     let body = Bytes::from(pem.replace("\\n", "\n"));
-    let mut reply = certs::put(ctx, Some(&name), &Method::PUT, body).await;
+    let mut reply = certs::put(ctx, Some(&name), &Method::PUT, body, version).await;
     if !reply.is_success() {
         let message = reply
             .body

@@ -4,8 +4,6 @@
 mod certs;
 mod cluster;
 mod dfp;
-mod envelope;
-mod token;
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -21,12 +19,14 @@ use crate::{
     metrics::Metrics,
     routes::distribute_requested,
     tls::CertStore,
+    versioning::{Kind, Version},
+    wire::VERSION_HEADER,
 };
 
-pub use certs::{unix_now, valid_cert_name};
-pub use dfp::REQUEST_PARAMS;
-pub use envelope::Reply;
-pub use token::ApiToken;
+// The envelope and the token live in `wire` (replication speaks them too); the endpoints
+// here keep naming the envelope `super::envelope`.
+pub use crate::wire::ApiToken;
+use crate::wire::{Reply, envelope};
 
 /// Endpoints that change the configuration: refused until the start-up bootstrap is over.
 const CHANGES: [&str; 3] = [
@@ -71,9 +71,16 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
     }
     // The token is a credential, never a parameter.
     query.retain(|(k, _)| k != "token");
+    // A change distributed by a peer keeps the version it got there.
+    let version = match peer_version(&ctx, req.headers()) {
+        Ok(version) => version,
+        Err(refused) => return refused.into_response(),
+    };
+    let stamped = version.map(|v| ctx.changes.at(v));
+    let changes = stamped.as_ref().unwrap_or(&ctx.changes);
     if CHANGES.contains(&path.as_str()) && !ctx.cluster.is_ready() {
-        // A change made now would be newer than the peers' whole configuration and would
-        // replace it everywhere; callers (the Swarm Listener, a distributing peer) retry.
+        // A change made now would be merged with the peers' entries anyway, but the operator
+        // would see a replica without them; callers (the Swarm Listener, a peer) retry.
         return envelope::error(
             503,
             "this replica is starting and taking the configuration from its peers; retry in a moment",
@@ -103,15 +110,15 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
                 .find(|(k, _)| k == "certName")
                 .map(|(_, v)| v.clone());
             let name = name.as_deref().filter(|n| !n.is_empty());
-            let reply = certs::put(&ctx, name, &method, body.clone()).await;
+            let reply = certs::put(&ctx, name, &method, body.clone(), version).await;
             distributed(&ctx, method.clone(), path.clone(), query, body, reply).await
         }
         "/v1/docker-flow-proxy/certs" => certs::list(&ctx),
         "/v1/docker-flow-proxy/reconfigure" | "/v1/docker-flow-proxy/remove" => {
             let reply = if path.ends_with("/reconfigure") {
-                dfp::reconfigure(&ctx, &query).await
+                dfp::reconfigure(&ctx, changes, &query, version).await
             } else {
-                dfp::remove(&ctx.changes, &query).await
+                dfp::remove(changes, &query).await
             };
             let (method, path) = (method.clone(), path.clone());
             distributed(&ctx, method, path, query, Bytes::new(), reply).await
@@ -152,13 +159,44 @@ async fn distributed(
     if !distribute_requested(&query) {
         return reply.into_response();
     }
+    // The version the change got here, which the peers give it too.
+    let (kind, name_param) = if path.ends_with("/cert") {
+        (Kind::Cert, "certName")
+    } else {
+        (Kind::Service, "serviceName")
+    };
+    let version = query
+        .iter()
+        .find(|(k, v)| k == name_param && !v.is_empty())
+        .and_then(|(_, name)| ctx.changes.control.snapshot().versions.get(kind, name))
+        .map(|stamp| stamp.version);
     let call = Call {
         method,
         path,
         query,
         body,
+        version,
     };
     distribute(&ctx.cluster, &call, reply).await.into_response()
+}
+
+/// The version a distributing peer sent (`x-flowproxy-version`), if any; one that does not
+/// parse, or is more than a day ahead of this replica's clock, is a 400.
+fn peer_version(ctx: &ApiContext, headers: &hyper::HeaderMap) -> Result<Option<Version>, Reply> {
+    let Some(value) = headers.get(VERSION_HEADER) else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::parse::<Version>) {
+        Ok(Ok(version)) if ctx.changes.control.clock().plausible(version) => Ok(Some(version)),
+        _ => Err(envelope::error(
+            400,
+            &format!(
+                "the {VERSION_HEADER} header is not a version (MS.COUNTER@REPLICA) within a day \
+                 of this replica's clock"
+            ),
+            None,
+        )),
+    }
 }
 
 /// Query parameters in order, percent-decoded.

@@ -39,6 +39,20 @@ pub struct ClusterArgs {
     /// with its own (saved) configuration.
     #[arg(long, env = "BOOTSTRAP_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub bootstrap_timeout: u64,
+    /// Seconds a removed service's or certificate's tombstone is kept at least (so that a
+    /// replica that missed the removal does not bring the entry back); longer than any
+    /// partition should last.
+    #[arg(long, env = "TOMBSTONE_TTL", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tombstone_ttl: u64,
+    /// Test hook: milliseconds added to this replica's clock for the versions it makes.
+    #[arg(
+        long,
+        env = "CLOCK_OFFSET_MS",
+        default_value_t = 0,
+        allow_hyphen_values = true,
+        hide = true
+    )]
+    pub clock_offset_ms: i64,
     /// Where services come from besides the API: `docker` reads Swarm services labelled
     /// `com.df.notify=true` through --docker-socket; `auto` does so in swarm mode when the
     /// socket exists; `none` never does.

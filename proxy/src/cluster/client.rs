@@ -11,7 +11,7 @@ use hyper_util::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::api::ApiToken;
+use crate::wire::ApiToken;
 
 /// Largest reply read from a peer: a whole configuration with its certificates.
 const MAX_REPLY: usize = 64 << 20;
@@ -93,7 +93,22 @@ impl PeerClient {
         let uri: Uri = format!("http://{addr}{path_and_query}")
             .parse()
             .map_err(|e| CallError::Http(format!("bad peer URL: {e}")))?;
-        self.call(method, uri, None, body, true).await
+        self.call(method, uri, None, body, true, None).await
+    }
+
+    /// [`PeerClient::send`] with one more header.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        addr: SocketAddr,
+        path_and_query: &str,
+        body: Bytes,
+        header: Option<(&str, String)>,
+    ) -> Result<Answer, CallError> {
+        let uri: Uri = format!("http://{addr}{path_and_query}")
+            .parse()
+            .map_err(|e| CallError::Http(format!("bad peer URL: {e}")))?;
+        self.call(method, uri, None, body, true, header).await
     }
 
     /// GETs JSON from the peer at `addr`; anything but 2xx is an error.
@@ -118,7 +133,7 @@ impl PeerClient {
             .parse()
             .map_err(|e| CallError::Http(format!("bad URL: {e}")))?;
         let answer = self
-            .call(Method::GET, uri, Some(host), Bytes::new(), false)
+            .call(Method::GET, uri, Some(host), Bytes::new(), false, None)
             .await?;
         decode(answer)
     }
@@ -130,8 +145,12 @@ impl PeerClient {
         host: Option<&str>,
         body: Bytes,
         with_token: bool,
+        extra: Option<(&str, String)>,
     ) -> Result<Answer, CallError> {
         let mut request = Request::builder().method(method).uri(uri);
+        if let Some((name, value)) = extra {
+            request = request.header(name, value);
+        }
         if let Some(host) = host {
             request = request.header(header::HOST, host);
         }

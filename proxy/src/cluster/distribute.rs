@@ -11,7 +11,10 @@ use hyper::Method;
 use serde_json::{Value, json};
 
 use super::{Cluster, Mode, PeerLookupError};
-use crate::api::Reply;
+use crate::{
+    versioning::Version,
+    wire::{Reply, VERSION_HEADER},
+};
 
 /// A request to repeat on every peer.
 #[derive(Debug, Clone)]
@@ -24,6 +27,8 @@ pub struct Call {
     pub query: Vec<(String, String)>,
     /// Its body.
     pub body: Bytes,
+    /// The version the change got here, sent along so that every peer gives it the same.
+    pub version: Option<Version>,
 }
 
 impl Call {
@@ -71,7 +76,13 @@ pub async fn distribute(cluster: &Cluster, call: &Call, local: Reply) -> Reply {
         async move {
             let outcome = match cluster
                 .client
-                .send(call.method.clone(), addr, path, call.body.clone())
+                .send_with(
+                    call.method.clone(),
+                    addr,
+                    path,
+                    call.body.clone(),
+                    call.version.map(|v| (VERSION_HEADER, v.to_string())),
+                )
                 .await
             {
                 Ok(answer) if (200..300).contains(&answer.status) => Ok(()),
@@ -174,6 +185,7 @@ mod tests {
                 ("token".into(), "s3cret".into()),
             ],
             body: Bytes::new(),
+            version: None,
         };
         assert_eq!(
             call.peer_path_and_query(),

@@ -1,21 +1,21 @@
-//! Everything between proxy replicas, and discovery beyond the API:
+//! Replication between proxy replicas:
 //! - peers (`peers.rs`): the other replicas are the addresses of `tasks.<SERVICE_NAME>`;
 //! - `distribute=true` (`distribute.rs`): a change sent to every peer, results per peer;
-//! - bootstrap and convergence (`sync.rs`): a starting replica takes the newest configuration
-//!   before it reports ready, and replicas compare versions (`version.rs`) periodically;
-//! - the exchanged configuration (`export.rs`): services and API certificates with a version;
-//! - Docker label discovery (`labels.rs` pure, `docker.rs` through bollard);
-//! - the Swarm Listener's services at start (`listener.rs`, `LISTENER_ADDRESS`).
+//! - what replicas exchange (`exchange.rs`): every service and API certificate with its
+//!   version (tombstones for removals) and the digest of them all;
+//! - the merge of a peer's entries (`apply.rs`), validated like a reconfigure;
+//! - bootstrap and convergence (`sync.rs`): a starting replica merges its peers' entries
+//!   before it reports ready; replicas compare digests periodically and merge on a difference.
+//!
+//! Discovery (Docker labels, the Swarm Listener) is `crate::discovery`; it feeds changes
+//! through `Changes` like the API and nudges peers through [`nudge_peers`].
+mod apply;
 mod args;
 mod client;
 mod distribute;
-mod docker;
-mod export;
-mod labels;
-mod listener;
+mod exchange;
 mod peers;
 mod sync;
-mod version;
 
 use std::{
     sync::{
@@ -28,13 +28,11 @@ use std::{
 pub use args::{ClusterArgs, Mode};
 pub use client::PeerClient;
 pub use distribute::{Call, distribute};
-pub use docker::DockerDiscovery;
-pub use export::LocalConfig;
+pub use exchange::LocalConfig;
 pub use peers::{PeerLookupError, Peers};
-pub use sync::{VERSION_PATH, converge_once};
-pub use version::ConfigVersion;
+pub use sync::{VERSION_PATH, VersionAnswer, converge_once, nudge_peers};
 
-use crate::{api::ApiToken, upstream::ReplicaResolver};
+use crate::{upstream::ReplicaResolver, wire::ApiToken};
 
 /// What the cluster tasks run with, taken from the flags once.
 #[derive(Debug, Clone)]
@@ -45,10 +43,10 @@ pub struct Settings {
     pub peer_sync_interval: Duration,
     /// The longest wait for a peer's configuration at start.
     pub bootstrap_timeout: Duration,
-    /// Label discovery, when on.
-    pub docker: Option<DockerDiscovery>,
-    /// Swarm Listener addresses.
-    pub listeners: Vec<String>,
+    /// How long a tombstone is kept at least.
+    pub tombstone_ttl: Duration,
+    /// Whether Swarm Listener services are to be fetched (`successfulinitreload` waits).
+    pub listener_expected: bool,
 }
 
 /// This replica among its peers.
@@ -64,9 +62,8 @@ pub struct Cluster {
     /// Looks up the listener's address.
     pub resolver: ReplicaResolver,
     settings: Settings,
-    ready: AtomicBool,
-    /// Set once the Swarm Listener's services were applied (DFP's `successfulinitreload`).
-    pub listener_fetched: AtomicBool,
+    ready: tokio::sync::watch::Sender<bool>,
+    listener_fetched: AtomicBool,
 }
 
 impl Cluster {
@@ -86,20 +83,32 @@ impl Cluster {
             client: PeerClient::new(token, peer_timeout),
             local,
             resolver,
-            listener_fetched: AtomicBool::new(settings.listeners.is_empty()),
+            listener_fetched: AtomicBool::new(!settings.listener_expected),
             settings,
-            ready: AtomicBool::new(false),
+            ready: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// Whether the start-up bootstrap is over (`/v1/docker-flow-proxy/ping` answers 200).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
+    }
+
+    /// Waits until the start-up bootstrap is over.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.subscribe();
+        // The sender lives as long as `self`, so this only ends once ready.
+        let _ = ready.wait_for(|r| *r).await;
     }
 
     /// Whether the Swarm Listener's services were applied (always, without a listener).
     pub fn listener_fetched(&self) -> bool {
         self.listener_fetched.load(Ordering::Acquire)
+    }
+
+    /// Records that the Swarm Listener's services were applied.
+    pub fn set_listener_fetched(&self) {
+        self.listener_fetched.store(true, Ordering::Release);
     }
 
     /// Looks for peers once; with none, this replica is ready before this returns (so a
@@ -116,17 +125,19 @@ impl Cluster {
         }
     }
 
-    /// Bootstraps (unless already ready), then runs the peer checks, the listener fetch and
-    /// label discovery until aborted.
+    /// Bootstraps (unless already ready), then runs the peer checks until aborted.
     pub async fn run(self: Arc<Self>) {
         if !self.is_ready() {
             let outcome = sync::bootstrap(&self, self.settings.bootstrap_timeout).await;
             let why = match outcome {
                 sync::Bootstrap::NoPeers => "no other replica".to_owned(),
-                sync::Bootstrap::Current => "this replica's configuration is current".to_owned(),
-                sync::Bootstrap::Adopted(peer) => format!("configuration taken from {peer}"),
-                sync::Bootstrap::Refused(peer) => {
-                    format!("the configuration of {peer} was refused; serving the one saved here")
+                sync::Bootstrap::Merged(peers) => {
+                    let applied: usize = peers.iter().map(|(_, r)| r.applied).sum();
+                    let refused: usize = peers.iter().map(|(_, r)| r.refused).sum();
+                    format!(
+                        "merged the entries of {} peer(s): {applied} applied, {refused} refused",
+                        peers.len()
+                    )
                 }
                 sync::Bootstrap::NoAnswer => {
                     tracing::warn!(
@@ -138,20 +149,16 @@ impl Cluster {
             };
             self.mark_ready(&why);
         }
-        let docker = async {
-            if let Some(settings) = self.settings.docker.clone() {
-                docker::run(&self, settings).await;
-            }
-        };
-        tokio::join!(
-            sync::converge_periodically(&self, self.settings.peer_sync_interval),
-            listener::fetch_services(&self, &self.settings.listeners),
-            docker,
-        );
+        sync::converge_periodically(
+            &self,
+            self.settings.peer_sync_interval,
+            self.settings.tombstone_ttl,
+        )
+        .await;
     }
 
     fn mark_ready(&self, why: &str) {
-        if !self.ready.swap(true, Ordering::AcqRel) {
+        if !self.ready.send_replace(true) {
             tracing::info!(
                 reason = why,
                 "ready: /v1/docker-flow-proxy/ping answers 200"

@@ -1,9 +1,9 @@
-//! Keeping replicas equal. A starting replica takes the newest configuration its peers have
-//! before it reports ready (bounded by --bootstrap-timeout; without an answer it serves what
-//! its state directory held). Then, every --peer-sync-interval, it compares its version with
-//! every peer's and adopts the newest one that supersedes its own (`version.rs` has the rule).
-//! Replicas only ever pull, so a replica that missed changes repairs itself and a replica
-//! with the newest configuration is copied by all the others.
+//! Keeping replicas equal by merging. A starting replica merges the entries of every peer
+//! that answers before it reports ready (bounded by --bootstrap-timeout; without an answer it
+//! serves what its state directory held). Then, every --peer-sync-interval, it compares its
+//! digest with every peer's and merges the entries of each peer whose digest differs.
+//! Replicas only ever pull and merge never drops a winning entry, so a replica that missed
+//! changes repairs itself and no replica's acknowledged change is lost to another's.
 use std::{
     net::SocketAddr,
     time::{Duration, Instant},
@@ -14,13 +14,13 @@ use serde::Deserialize;
 
 use super::{
     Cluster,
-    export::ClusterConfig,
-    version::{ConfigVersion, newest},
+    apply::MergeReport,
+    exchange::{ClusterConfig, ConfigDigest},
 };
 
-/// Path of the whole configuration.
+/// Path of every entry.
 pub const CONFIG_PATH: &str = "/v1/flowproxy/config";
-/// Path of the version alone.
+/// Path of the digest alone.
 pub const VERSION_PATH: &str = "/v1/flowproxy/config/version";
 /// Path that makes a replica compare with its peers now.
 pub const SYNC_PATH: &str = "/v1/flowproxy/sync";
@@ -29,9 +29,13 @@ const BOOTSTRAP_RETRY: Duration = Duration::from_secs(1);
 
 /// The answer of [`VERSION_PATH`].
 #[derive(Debug, Deserialize)]
-struct VersionAnswer {
+pub struct VersionAnswer {
+    /// The peer's digest.
     #[serde(rename = "Version")]
-    version: ConfigVersion,
+    pub version: ConfigDigest,
+    /// Whether the peer's bootstrap is over.
+    #[serde(rename = "Ready", default)]
+    pub ready: bool,
 }
 
 /// How a bootstrap ended.
@@ -39,33 +43,26 @@ struct VersionAnswer {
 pub enum Bootstrap {
     /// No other replica exists.
     NoPeers,
-    /// Peers answered; this replica's configuration was the newest (or equal).
-    Current,
-    /// The configuration of this peer was adopted.
-    Adopted(SocketAddr),
-    /// The newest configuration, this peer's, could not be adopted (the error is logged).
-    Refused(SocketAddr),
+    /// These peers answered and their entries were merged.
+    Merged(Vec<(SocketAddr, MergeReport)>),
     /// No peer answered in time: the saved configuration is served.
     NoAnswer,
 }
 
-/// Takes the newest configuration from the peers, retrying until `timeout`.
+/// Merges every answering peer's entries, retrying until one answers or `timeout` passes.
 pub async fn bootstrap(cluster: &Cluster, timeout: Duration) -> Bootstrap {
     let deadline = Instant::now() + timeout;
     loop {
-        let outcome = match cluster.peers.lookup().await {
+        match cluster.peers.lookup().await {
             Ok(peers) if peers.is_empty() => return Bootstrap::NoPeers,
-            Ok(peers) => adopt_newest(cluster, &peers).await,
-            Err(e) => {
-                tracing::debug!("bootstrap: {e}");
-                match e {
-                    super::PeerLookupError::NoSuchService { .. } => return Bootstrap::NoPeers,
-                    super::PeerLookupError::Dns { .. } => None,
+            Ok(peers) => {
+                let merged = merge_from(cluster, &peers, "bootstrap").await;
+                if !merged.is_empty() {
+                    return Bootstrap::Merged(merged);
                 }
             }
-        };
-        if let Some(done) = outcome {
-            return done;
+            Err(super::PeerLookupError::NoSuchService { .. }) => return Bootstrap::NoPeers,
+            Err(e) => tracing::debug!("bootstrap: {e}"),
         }
         if Instant::now() + BOOTSTRAP_RETRY > deadline {
             return Bootstrap::NoAnswer;
@@ -74,60 +71,81 @@ pub async fn bootstrap(cluster: &Cluster, timeout: Duration) -> Bootstrap {
     }
 }
 
-/// Asks every peer for its whole configuration and adopts the newest; `None` when no peer
-/// answered, so the caller tries again.
-async fn adopt_newest(cluster: &Cluster, peers: &[SocketAddr]) -> Option<Bootstrap> {
+/// Fetches every entry of each of `peers` and merges them; returns the peers that answered.
+async fn merge_from(
+    cluster: &Cluster,
+    peers: &[SocketAddr],
+    why: &str,
+) -> Vec<(SocketAddr, MergeReport)> {
     let answers = join_all(peers.iter().map(|addr| async move {
-        let config = cluster.client.get_json::<ClusterConfig>(*addr, CONFIG_PATH).await;
-        if let Err(e) = &config {
-            tracing::info!(peer = %addr, "bootstrap: the peer's configuration is not available: {e}");
+        match cluster
+            .client
+            .get_json::<ClusterConfig>(*addr, CONFIG_PATH)
+            .await
+        {
+            Ok(config) => Some((*addr, config)),
+            Err(e) => {
+                tracing::info!(peer = %addr, "{why}: the peer's entries are not available: {e}");
+                None
+            }
         }
-        Some((*addr, config.ok()?))
     }))
     .await;
-    let answered: Vec<(SocketAddr, ClusterConfig)> = answers.into_iter().flatten().collect();
-    if answered.is_empty() {
-        return None;
+    let mut merged = Vec::new();
+    // One peer after the other: each merge is applied through the serialised control plane.
+    for (addr, config) in answers.into_iter().flatten() {
+        let entries = config.services.len() + config.certs.len();
+        let report = cluster.local.merge(addr, config).await;
+        if report.applied > 0 || report.refused > 0 {
+            tracing::info!(
+                peer = %addr,
+                entries,
+                applied = report.applied,
+                refused = report.refused,
+                "entries merged from a peer"
+            );
+        }
+        merged.push((addr, report));
     }
-    let own = cluster.local.version();
-    let Some((_, index)) = newest(
-        &own,
-        answered
-            .iter()
-            .enumerate()
-            .map(|(i, (_, c))| (&c.version, i)),
-    ) else {
-        return Some(Bootstrap::Current);
-    };
-    let (addr, config) = answered.into_iter().nth(index)?;
-    Some(if adopt(cluster, addr, config, &own).await {
-        Bootstrap::Adopted(addr)
-    } else {
-        Bootstrap::Refused(addr)
-    })
+    merged
 }
 
-/// Compares with every peer every `interval`, forever.
-pub async fn converge_periodically(cluster: &Cluster, interval: Duration) {
+/// Compares with every peer every `interval` and collects tombstones older than
+/// `tombstone_ttl`, forever.
+pub async fn converge_periodically(cluster: &Cluster, interval: Duration, tombstone_ttl: Duration) {
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         converge_once(cluster).await;
+        match cluster
+            .local
+            .changes
+            .control
+            .collect_tombstones(tombstone_ttl)
+            .await
+        {
+            Ok(0) => {}
+            Ok(collected) => {
+                tracing::info!(collected, ttl = ?tombstone_ttl, "old tombstones collected")
+            }
+            Err(e) => tracing::error!("collecting tombstones failed: {e}"),
+        }
     }
 }
 
-/// One comparison: adopts the newest peer configuration that supersedes this replica's.
-/// Returns the peer adopted from.
-pub async fn converge_once(cluster: &Cluster) -> Option<SocketAddr> {
+/// One comparison: merges the entries of every peer whose digest differs from this
+/// replica's. Returns those peers with what each merge did.
+pub async fn converge_once(cluster: &Cluster) -> Vec<(SocketAddr, MergeReport)> {
     let peers = match cluster.peers.lookup().await {
         Ok(peers) => peers,
         Err(e) => {
             tracing::debug!("peer check skipped: {e}");
-            return None;
+            return Vec::new();
         }
     };
-    let versions = join_all(peers.iter().map(|addr| async move {
+    let own = cluster.local.digest();
+    let digests = join_all(peers.iter().map(|addr| async move {
         match cluster
             .client
             .get_json::<VersionAnswer>(*addr, VERSION_PATH)
@@ -135,38 +153,23 @@ pub async fn converge_once(cluster: &Cluster) -> Option<SocketAddr> {
         {
             Ok(answer) => Some((answer.version, *addr)),
             Err(e) => {
-                tracing::debug!(peer = %addr, "peer check: no version: {e}");
+                tracing::debug!(peer = %addr, "peer check: no digest: {e}");
                 None
             }
         }
     }))
     .await;
-    let versions: Vec<(ConfigVersion, SocketAddr)> = versions.into_iter().flatten().collect();
-    let own = cluster.local.version();
-    let (newer, addr) = newest(&own, versions.iter().map(|(v, a)| (v, *a)))?;
-    tracing::info!(
-        peer = %addr,
-        own_changed_at = own.changed_at_ms,
-        own_hash = %own.hash,
-        peer_changed_at = newer.changed_at_ms,
-        peer_hash = %newer.hash,
-        "a peer has a newer configuration"
-    );
-    let config = match cluster
-        .client
-        .get_json::<ClusterConfig>(addr, CONFIG_PATH)
-        .await
-    {
-        Ok(config) => config,
-        Err(e) => {
-            tracing::warn!(peer = %addr, "fetching the peer's newer configuration failed: {e}");
-            return None;
-        }
-    };
-    if !config.version.supersedes(&own) {
-        return None;
+    let differing: Vec<SocketAddr> = digests
+        .into_iter()
+        .flatten()
+        .filter(|(digest, _)| digest.digest != own.digest)
+        .map(|(_, addr)| addr)
+        .collect();
+    if differing.is_empty() {
+        return Vec::new();
     }
-    adopt(cluster, addr, config, &own).await.then_some(addr)
+    tracing::debug!(peers = ?differing, own = %own.digest, "peers with other entries");
+    merge_from(cluster, &differing, "peer check").await
 }
 
 /// Asks every peer to compare with its peers now (after a change made here, such as one from
@@ -186,35 +189,4 @@ pub async fn nudge_peers(cluster: &Cluster) {
         }
     }))
     .await;
-}
-
-/// Adopts `config` from `addr`; logs the outcome.
-async fn adopt(
-    cluster: &Cluster,
-    addr: SocketAddr,
-    config: ClusterConfig,
-    own: &ConfigVersion,
-) -> bool {
-    let version = config.version.clone();
-    let services = config.services.len();
-    match cluster.local.adopt(config, own).await {
-        Ok(true) => {
-            tracing::info!(
-                peer = %addr,
-                services,
-                changed_at = version.changed_at_ms,
-                hash = %version.hash,
-                "configuration adopted from a peer"
-            );
-            true
-        }
-        Ok(false) => {
-            tracing::info!(peer = %addr, "a local change came first; the peer's configuration was not adopted");
-            false
-        }
-        Err(e) => {
-            tracing::error!(peer = %addr, "the peer's configuration was not adopted: {e}");
-            false
-        }
-    }
 }

@@ -1,5 +1,6 @@
 //! TLS on `--https-addr`: certificates from files, Docker secrets and the API, chosen by SNI,
 //! swapped without dropping connections. One crypto provider (ring) is installed at start.
+mod api_certs;
 mod cert;
 mod sources;
 mod store;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use rustls::{ServerConfig, crypto::CryptoProvider};
 use tokio_rustls::TlsAcceptor;
 
+pub use api_certs::{read_api_certs, unix_now, valid_cert_name};
 pub use cert::{Certificate, parse_certificate};
 pub use sources::{CertSources, load_all, save_api_cert};
 pub use store::CertStore;

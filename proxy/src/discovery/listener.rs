@@ -6,8 +6,7 @@ use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use serde_json::Value;
 
-use super::Cluster;
-use crate::{api::REQUEST_PARAMS, routes::parse_params};
+use crate::{cluster::Cluster, routes::parse_params, wire::REQUEST_PARAMS};
 
 /// The listener's endpoint listing its services.
 pub const GET_SERVICES: &str = "/v1/docker-flow-swarm-listener/get-services";
@@ -141,9 +140,7 @@ async fn apply(cluster: &Cluster, listener: &str, services: Vec<Value>) {
         refused,
         "services fetched from the Swarm Listener"
     );
-    cluster
-        .listener_fetched
-        .store(true, std::sync::atomic::Ordering::Release);
+    cluster.set_listener_fetched();
 }
 
 #[cfg(test)]

@@ -18,11 +18,11 @@ use bollard::{
 };
 use futures_util::{Stream, StreamExt as _};
 
-use super::{
-    Cluster,
-    labels::{LabelError, SwarmService, plan},
+use super::labels::{LabelError, SwarmService, plan};
+use crate::{
+    changes::Applied,
+    cluster::{Cluster, nudge_peers},
 };
-use crate::changes::Applied;
 
 /// Seconds bollard waits for the Docker daemon's response headers.
 const DOCKER_TIMEOUT_SECS: u64 = 30;
@@ -208,7 +208,7 @@ async fn resync(
     }
     // Workers cannot list services: tell the peers to take the change now.
     if changed {
-        super::sync::nudge_peers(cluster).await;
+        nudge_peers(cluster).await;
     }
     Ok(())
 }

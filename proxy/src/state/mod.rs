@@ -1,5 +1,6 @@
 //! Persistence of the running configuration in `--state-dir`: the reconfigure parameters of
-//! every service, read back at start.
+//! every service and the version of every entry replicas share (services, removed services'
+//! tombstones, API certificates), read back at start.
 //!
 //! `services.json` holds every service, written atomically (temporary file, fsync, rename) so
 //! a crash never leaves a half-written file. Rewriting it on every change would cost O(n) per
@@ -17,7 +18,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::routes::{RouteTable, Service, parse_params};
+use crate::{
+    routes::{RouteTable, Service, parse_params},
+    versioning::{Kind, Stamp, Version, Versions},
+};
 
 /// The file name inside the state directory.
 const FILE_NAME: &str = "services.json";
@@ -68,6 +72,13 @@ struct Document {
     #[serde(default)]
     changed_at_ms: u64,
     services: Vec<BTreeMap<String, String>>,
+    /// Each service's stamp, tombstones included. Files written before versions existed
+    /// have none: the control plane assigns them at start.
+    #[serde(default)]
+    stamps: BTreeMap<String, Stamp>,
+    /// Each API certificate's stamp (the certificate itself is a file in `certs/`).
+    #[serde(default)]
+    certs: BTreeMap<String, Stamp>,
 }
 
 /// What a state file holds.
@@ -77,6 +88,8 @@ pub struct Saved {
     pub routes: RouteTable,
     /// When they last changed (unix milliseconds; 0 when unknown).
     pub changed_at_ms: u64,
+    /// The stamps saved (an entry without one gets one at start).
+    pub versions: Versions,
 }
 
 /// One change, as the journal records it.
@@ -87,13 +100,46 @@ pub enum Change {
     Put(BTreeMap<String, String>),
     /// A service removed, by name.
     Remove(String),
+    /// An API certificate added or replaced, by name (its content is its file).
+    Cert(String),
+    /// An API certificate removed, by name.
+    #[serde(rename = "cert_remove")]
+    CertRemove(String),
 }
 
-/// One line of the journal: a change and when it was made (unix milliseconds).
+impl Change {
+    /// The entry this change is to, and whether it leaves it live.
+    pub fn entry(&self) -> (Kind, String, bool) {
+        match self {
+            Self::Put(params) => (
+                Kind::Service,
+                params.get("serviceName").cloned().unwrap_or_default(),
+                true,
+            ),
+            Self::Remove(name) => (Kind::Service, name.clone(), false),
+            Self::Cert(name) => (Kind::Cert, name.clone(), true),
+            Self::CertRemove(name) => (Kind::Cert, name.clone(), false),
+        }
+    }
+}
+
+/// A change and the version it was made at, as the control plane records it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// The change.
+    pub change: Change,
+    /// Its version.
+    pub version: Version,
+}
+
+/// One line of the journal: a change, when it was made (unix milliseconds) and its version
+/// (absent in lines written before versions existed).
 #[derive(Serialize, Deserialize)]
 struct JournalLine {
     at: u64,
     change: Change,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<Version>,
 }
 
 /// The state file of one flowproxy.
@@ -138,6 +184,7 @@ impl StateFile {
         };
         let mut saved = BTreeMap::new();
         let mut changed_at_ms = 0;
+        let mut versions = Versions::default();
         if let Some(text) = read_if_present(&file)? {
             let doc: Document = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
             if doc.version != FORMAT_VERSION {
@@ -147,12 +194,18 @@ impl StateFile {
                 )));
             }
             changed_at_ms = doc.changed_at_ms;
+            for (name, stamp) in doc.stamps {
+                versions.set(Kind::Service, &name, stamp);
+            }
+            for (name, stamp) in doc.certs {
+                versions.set(Kind::Cert, &name, stamp);
+            }
             for params in doc.services {
                 let name = params.get("serviceName").cloned().unwrap_or_default();
                 saved.insert(name, params);
             }
         }
-        let lines = self.replay_journal(&mut saved, &mut changed_at_ms)?;
+        let lines = self.replay_journal(&mut saved, &mut changed_at_ms, &mut versions)?;
         *lock(&self.journal_lines) = lines;
         let mut services = BTreeMap::new();
         for params in saved.into_values() {
@@ -164,16 +217,18 @@ impl StateFile {
         Ok(Saved {
             routes,
             changed_at_ms,
+            versions,
         })
     }
 
-    /// Applies the journal's changes to `saved` (parameters by service name) and
-    /// `changed_at_ms`; returns its line count. A last line cut short by a crash (no newline) is ignored: its change was
-    /// never acknowledged.
+    /// Applies the journal's changes to `saved` (parameters by service name), `changed_at_ms`
+    /// and `versions`; returns its line count. A last line cut short by a crash (no newline)
+    /// is ignored: its change was never acknowledged.
     fn replay_journal(
         &self,
         saved: &mut BTreeMap<String, BTreeMap<String, String>>,
         changed_at_ms: &mut u64,
+        versions: &mut Versions,
     ) -> Result<usize, StateError> {
         let journal = self.journal_path();
         let Some(text) = read_if_present(&journal)? else {
@@ -188,6 +243,12 @@ impl StateFile {
                     reason: format!("line {}: {e}", number + 1),
                 })?;
             *changed_at_ms = entry.at;
+            let (kind, name, live) = entry.change.entry();
+            match entry.version {
+                Some(version) => versions.set(kind, &name, Stamp { version, live }),
+                // A line from before versions: the entry gets one at start (if live).
+                None => versions.forget(kind, &name),
+            }
             match entry.change {
                 Change::Put(params) => {
                     let name = params.get("serviceName").cloned().unwrap_or_default();
@@ -196,6 +257,7 @@ impl StateFile {
                 Change::Remove(name) => {
                     saved.remove(&name);
                 }
+                Change::Cert(_) | Change::CertRemove(_) => {}
             }
             lines += 1;
         }
@@ -207,19 +269,19 @@ impl StateFile {
         self.dir.join("certs")
     }
 
-    /// Records `change`, made at `changed_at_ms`, after which the configuration is `table`:
-    /// appended to the journal, or by writing `table` whole and emptying the journal when the
-    /// journal has grown long or the change is not one service's (`None`).
+    /// Records `record`, after which the configuration is `table` with `versions`: appended
+    /// to the journal, or by writing everything and emptying the journal when the journal has
+    /// grown long or the change is not one entry's (`None`).
     pub fn record(
         &self,
-        change: Option<&Change>,
+        record: Option<&Record>,
         table: &RouteTable,
-        changed_at_ms: u64,
+        versions: &Versions,
     ) -> Result<(), StateError> {
         let mut lines = lock(&self.journal_lines);
-        let change = change.filter(|_| *lines < self.min_journal_lines.max(table.services().len()));
-        let Some(change) = change else {
-            self.save(table, changed_at_ms)?;
+        let record = record.filter(|_| *lines < self.min_journal_lines.max(table.services().len()));
+        let Some(record) = record else {
+            self.save(table, versions)?;
             let journal = self.journal_path();
             truncate(&journal).map_err(|source| StateError::Write {
                 file: journal,
@@ -230,8 +292,9 @@ impl StateFile {
         };
         let journal = self.journal_path();
         let entry = JournalLine {
-            at: changed_at_ms,
-            change: change.clone(),
+            at: record.version.ms,
+            change: record.change.clone(),
+            version: Some(record.version),
         };
         let mut line = serde_json::to_vec(&entry).expect("string maps always serialise");
         line.push(b'\n');
@@ -243,16 +306,24 @@ impl StateFile {
         Ok(())
     }
 
-    /// Writes `table`, changed at `changed_at_ms`, atomically.
-    pub fn save(&self, table: &RouteTable, changed_at_ms: u64) -> Result<(), StateError> {
+    /// Writes `table` and `versions` atomically.
+    pub fn save(&self, table: &RouteTable, versions: &Versions) -> Result<(), StateError> {
+        let stamps = |kind| {
+            versions
+                .entries(kind)
+                .map(|(name, stamp)| (name.clone(), *stamp))
+                .collect()
+        };
         let doc = Document {
             version: FORMAT_VERSION,
-            changed_at_ms,
+            changed_at_ms: versions.max_version().map_or(0, |v| v.ms),
             services: table
                 .services()
                 .values()
                 .map(|s| s.params.clone())
                 .collect(),
+            stamps: stamps(Kind::Service),
+            certs: stamps(Kind::Cert),
         };
         let file = self.path();
         let text = serde_json::to_vec_pretty(&doc).expect("string maps always serialise");
@@ -328,145 +399,4 @@ pub fn write_atomic(file: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::routes::parse_reconfigure;
-
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("flowproxy-state-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
-    fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn a_saved_table_loads_back_the_same() {
-        let dir = temp_dir("roundtrip");
-        let state = StateFile::open(&dir).unwrap();
-        assert!(
-            state.load().unwrap().routes.services().is_empty(),
-            "no file yet"
-        );
-        let svc = parse_reconfigure(&query(&[
-            ("serviceName", "go-demo"),
-            ("servicePath", "/demo"),
-            ("port", "8080"),
-        ]))
-        .unwrap();
-        let table = RouteTable::default().with_service(svc).unwrap();
-        state.save(&table, 42).unwrap();
-        let loaded = state.load().unwrap();
-        assert_eq!(loaded.routes.services(), table.services());
-        assert_eq!(loaded.changed_at_ms, 42);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    fn http(name: &str) -> Service {
-        parse_reconfigure(&query(&[
-            ("serviceName", name),
-            ("servicePath", &format!("/{name}")),
-            ("port", "8080"),
-        ]))
-        .unwrap()
-    }
-
-    /// Applies `service` to `table` and records it, as the control plane does.
-    fn put(state: &StateFile, table: RouteTable, service: Service) -> RouteTable {
-        let change = Change::Put(service.params.clone());
-        let table = table.with_service(service).unwrap();
-        let at = table.services().len() as u64;
-        state.record(Some(&change), &table, at).unwrap();
-        table
-    }
-
-    #[test]
-    fn recorded_changes_load_back_and_the_journal_is_folded_when_long() {
-        let dir = temp_dir("journal");
-        let mut state = StateFile::open(&dir).unwrap();
-        state.min_journal_lines = 3;
-        let mut table = RouteTable::default();
-        for name in ["a", "b", "c"] {
-            table = put(&state, table, http(name));
-        }
-        assert!(!state.path().exists(), "three lines: all in the journal");
-        let loaded = StateFile::open(&dir).unwrap().load().unwrap();
-        assert_eq!(loaded.routes.services(), table.services());
-        assert_eq!(loaded.changed_at_ms, 3, "the last line's change time");
-        // The fourth change folds the journal into services.json.
-        let (table, _) = table.without_service("b");
-        let remove = Change::Remove("b".into());
-        state.record(Some(&remove), &table, 7).unwrap();
-        assert!(state.path().exists());
-        assert_eq!(fs::read_to_string(state.journal_path()).unwrap(), "");
-        let table = put(&state, table, http("d"));
-        let loaded = StateFile::open(&dir).unwrap().load().unwrap();
-        assert_eq!(loaded.routes.services(), table.services());
-        assert_eq!(loaded.routes.services().len(), 3);
-        assert_eq!(loaded.changed_at_ms, 3);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_change_cut_short_by_a_crash_is_ignored_and_a_broken_line_is_not() {
-        let dir = temp_dir("torn");
-        let state = StateFile::open(&dir).unwrap();
-        let table = put(&state, RouteTable::default(), http("a"));
-        let mut journal = fs::OpenOptions::new()
-            .append(true)
-            .open(state.journal_path())
-            .unwrap();
-        journal
-            .write_all(br#"{"at":9,"change":{"put":{"serviceName":"b""#)
-            .unwrap();
-        let loaded = state.load().unwrap();
-        assert_eq!(loaded.routes.services(), table.services());
-        journal.write_all(b"\n").unwrap();
-        let err = state.load().unwrap_err().to_string();
-        assert!(
-            err.contains("services.journal") && err.contains("line 2"),
-            "{err}"
-        );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn the_file_is_private_to_its_owner() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = temp_dir("private");
-        fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("secret.json");
-        write_atomic(&file, b"{}").unwrap();
-        assert_eq!(
-            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_file_without_a_change_time_reads_as_the_oldest() {
-        let dir = temp_dir("old-format");
-        let state = StateFile::open(&dir).unwrap();
-        fs::write(state.path(), r#"{"version":1,"services":[]}"#).unwrap();
-        assert_eq!(state.load().unwrap().changed_at_ms, 0);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_corrupt_file_is_named_and_kept() {
-        let dir = temp_dir("corrupt");
-        let state = StateFile::open(&dir).unwrap();
-        fs::write(state.path(), "{not json").unwrap();
-        let err = state.load().unwrap_err().to_string();
-        assert!(err.contains("services.json"), "{err}");
-        assert!(state.path().exists(), "never silently discarded");
-        fs::remove_dir_all(&dir).unwrap();
-    }
-}
+mod tests;

@@ -1,0 +1,40 @@
+//! Where services come from besides the API, applied through `Changes` as the API applies
+//! them (so they carry versions and replicate like any change):
+//! - Docker label discovery (`labels.rs` pure, `docker.rs` through bollard): a label-made
+//!   service whose Swarm service is gone is removed, leaving a tombstone that peers merge;
+//! - the Swarm Listener's services at start (`listener.rs`, `LISTENER_ADDRESS`).
+//!
+//! Both start once the replica's bootstrap is over, so that what they change is merged on
+//! top of what the peers had.
+mod docker;
+mod labels;
+mod listener;
+
+use std::sync::Arc;
+
+pub use docker::DockerDiscovery;
+
+use crate::cluster::Cluster;
+
+/// What discovery runs with, taken from the flags once.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Label discovery, when on.
+    pub docker: Option<DockerDiscovery>,
+    /// Swarm Listener addresses.
+    pub listeners: Vec<String>,
+}
+
+/// Runs discovery once `cluster` is ready, until aborted.
+pub async fn run(cluster: Arc<Cluster>, settings: Settings) {
+    cluster.wait_ready().await;
+    let docker = async {
+        if let Some(docker) = settings.docker.clone() {
+            docker::run(&cluster, docker).await;
+        }
+    };
+    tokio::join!(
+        listener::fetch_services(&cluster, &settings.listeners),
+        docker
+    );
+}
