@@ -79,7 +79,7 @@ fn honoured_value(param: &str) -> Option<&'static str> {
         "reqMode" => "http",
         "pathType" => "path_beg",
         "httpsRedirectCode" => "301",
-        "timeoutServer" | "timeoutTunnel" => "30",
+        "timeoutServer" | "timeoutTunnel" | "timeoutClient" => "30",
         "servicePathExclude" => "/nothing-here",
         "allowedMethods" | "deniedMethods" => "TRACE",
         // Covered by their own tests (they need a TCP mode, a session type, a certificate
