@@ -1,30 +1,13 @@
 //! The `flowproxy` binary: parses flags, sets up logging and hands over to the proxy or a command.
-mod api;
-mod app;
-mod changes;
-mod cli;
-mod cluster;
-mod control;
-mod credentials;
-mod dataplane;
-mod dfp_env;
-mod discovery;
-mod l4;
-mod l7;
-mod metrics;
-mod routes;
-mod state;
-mod stats_cmd;
-mod tls;
-mod upstream;
-mod versioning;
-mod wire;
-
 use std::io::IsTerminal as _;
 
 use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
 
-use cli::{Cli, Command, LogFormat};
+use flowproxy::{
+    app,
+    cli::{self, Cli, Command, LogFormat},
+    dfp_env, stats_cmd,
+};
 
 fn main() -> anyhow::Result<()> {
     let matches = Cli::command().get_matches();

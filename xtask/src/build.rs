@@ -110,6 +110,7 @@ pub fn test(extra: &[String]) -> anyhow::Result<()> {
     .env("FLOWPROXY_DEMO_BIN", demo_backend_binary());
     let mut totals = run_counting_tests(&mut cmd)?;
     swarm_checks(extra, &mut totals);
+    fuzz_checks(extra, &mut totals);
     // One closing line for the whole workspace: the last `test result:` line cargo prints is
     // a doc-test run, which says nothing about the rest.
     println!("tests: {} passed, {} failed", totals.passed, totals.failed);
@@ -137,6 +138,19 @@ fn swarm_checks(extra: &[String], totals: &mut Totals) {
             totals.failed += 1;
         }
     }
+}
+
+/// Adds the fuzz targets (each run for [`crate::fuzz::TEST_SECONDS`], one test each) to the
+/// totals; like the Swarm test, only without a test filter.
+fn fuzz_checks(extra: &[String], totals: &mut Totals) {
+    if !extra.is_empty() {
+        println!("fuzz: not run (a test filter was given); run `cargo xtask fuzz`");
+        return;
+    }
+    let (passed, failed) = crate::fuzz::test_checks();
+    println!("fuzz: {passed} targets passed, {failed} failed");
+    totals.passed += passed;
+    totals.failed += failed;
 }
 
 /// Passed and failed tests summed over every `test result:` line.

@@ -3,6 +3,7 @@
 mod bench;
 mod build;
 mod demo;
+mod fuzz;
 mod image;
 mod setup;
 mod shell;
@@ -20,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Install what is missing: nightly rust-src, LLVM 22, bpf-linker, bpftool, bpffs.
+    /// Install what is missing: nightly rust-src, LLVM 22, bpf-linker, cargo-fuzz, bpftool, bpffs.
     Setup,
     /// Build the BPF object (nightly, bpfel-unknown-none).
     BuildEbpf,
@@ -41,6 +42,14 @@ enum Task {
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+    /// Build the fuzz targets (nightly, cargo-fuzz) and run each in turn.
+    Fuzz {
+        /// Seconds each target runs.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Run only these targets (default: all of `fuzz/fuzz_targets/`).
+        targets: Vec<String>,
     },
     /// Benchmark flowproxy against HAProxy, nginx and a direct connection (release build, as root).
     Bench {
@@ -96,6 +105,10 @@ fn main() -> anyhow::Result<()> {
         Task::Test { args } => {
             setup::setup()?;
             build::test(&args)
+        }
+        Task::Fuzz { seconds, targets } => {
+            setup::setup()?;
+            fuzz::fuzz(seconds, &targets)
         }
         Task::Bench {
             quick,

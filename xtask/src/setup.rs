@@ -29,6 +29,7 @@ pub fn setup() -> anyhow::Result<()> {
     debian_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     bpffs()?;
     eprintln!("setup: everything is in place");
     Ok(())
@@ -140,6 +141,17 @@ fn bpf_linker() -> anyhow::Result<()> {
         bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
     }
     Ok(())
+}
+
+/// cargo-fuzz, which builds and runs the fuzz targets in `fuzz/` (with nightly).
+fn cargo_fuzz() -> anyhow::Result<()> {
+    if output(cargo().args(["fuzz", "--version"])).is_some() {
+        eprintln!("setup: cargo-fuzz present");
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-fuzz (a minute or two, once)");
+    run(cargo().args(["install", "cargo-fuzz", "--locked"]))
+        .context("fix: cargo install cargo-fuzz --locked")
 }
 
 /// PATH with LLVM 22's tools first, as bpf-linker's build expects.

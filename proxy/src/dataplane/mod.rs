@@ -3,7 +3,7 @@
 //!
 //! Links are not pinned: they belong to this process, so when it dies (even by `kill -9`) the
 //! kernel detaches the programs and the interfaces keep working without us.
-mod backends;
+pub mod backends;
 mod bpffs;
 mod error;
 pub mod fastpath;

@@ -5,7 +5,7 @@ mod body;
 mod client_io;
 mod errors;
 mod header_rules;
-mod headers;
+pub mod headers;
 mod host;
 mod idle;
 mod limits;

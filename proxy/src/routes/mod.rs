@@ -20,3 +20,6 @@ pub use params::{distribute_requested, parse_params, parse_reconfigure};
 pub use rules::HeaderRules;
 pub use service::{DefaultTimeouts, Destination, ReqMode, Service, set_default_timeouts};
 pub use table::RouteTable;
+/// The slow model the route index is checked against (tests and fuzz targets only).
+#[cfg(any(test, fuzzing))]
+pub use table::reference;

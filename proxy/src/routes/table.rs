@@ -15,6 +15,8 @@ use super::error::RouteError;
 use super::service::{Destination, DomainPattern, PathType, ReqMode, Service};
 
 mod index;
+#[cfg(any(test, fuzzing))]
+pub mod reference;
 
 use index::{Kind, RouteIndex, Target};
 

@@ -304,46 +304,9 @@ fn indexed_destinations_route_independently() {
     assert_eq!(t.lookup(None, "/admin").unwrap().destination.port, 9090);
 }
 
-/// The rank order `lookup` documents, applied by scanning every route: what the index must
-/// agree with.
+/// The index must agree with the scan of every route in rank order.
 fn reference_lookup<'a>(t: &'a RouteTable, host: Option<&str>, path: &str) -> Option<&'a str> {
-    let host = host.and_then(normalize_host);
-    let mut best: Option<(_, &str)> = None;
-    for (name, svc) in t.services() {
-        for (pos, dest) in svc.destinations.iter().enumerate() {
-            for route in routes_of(dest) {
-                let host_rank = match route.host {
-                    None => (0, 0),
-                    Some(p) if host.as_deref().is_some_and(|h| p.matches(h)) => match p {
-                        DomainPattern::Exact(d) => (2, d.len()),
-                        DomainPattern::Wildcard(s) => (1, s.len()),
-                    },
-                    Some(_) => continue,
-                };
-                let (matched, kind) = match (route.kind, route.regex) {
-                    (Kind::Exact, _) => (path == route.pattern, 2),
-                    (Kind::Prefix, _) => (path.starts_with(route.pattern), 1),
-                    (Kind::Regex, Some(re)) => (re.is_match(path), 0),
-                    (Kind::Regex, None) => continue,
-                };
-                if !matched {
-                    continue;
-                }
-                let key = (
-                    std::cmp::Reverse(route.pattern.len()),
-                    std::cmp::Reverse(host_rank),
-                    std::cmp::Reverse(kind),
-                    name.clone(),
-                    pos,
-                    route.path_idx,
-                );
-                if best.as_ref().is_none_or(|(b, _)| key < *b) {
-                    best = Some((key, name.as_str()));
-                }
-            }
-        }
-    }
-    best.map(|(_, name)| name)
+    super::reference::lookup(t, host, path).map(|(service, _)| service.name.as_str())
 }
 
 /// A small deterministic generator, so the comparison below is repeatable.
