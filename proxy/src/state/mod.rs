@@ -205,15 +205,41 @@ impl StateFile {
                 saved.insert(name, params);
             }
         }
+        let from_file = saved.clone();
         let lines = self.replay_journal(&mut saved, &mut changed_at_ms, &mut versions)?;
         *lock(&self.journal_lines) = lines;
+        // An invalid service is blamed on the file its parameters came from: the journal when
+        // a line put them there, else services.json.
+        let origin = |name: &str| {
+            if saved.get(name) == from_file.get(name) {
+                self.path()
+            } else {
+                self.journal_path()
+            }
+        };
         let mut services = BTreeMap::new();
-        for params in saved.into_values() {
-            let service: Service = parse_params(params)
-                .map_err(|e| corrupt(format!("a saved service is invalid: {e}")))?;
+        for (name, params) in &saved {
+            let service: Service =
+                parse_params(params.clone()).map_err(|e| StateError::Corrupt {
+                    file: origin(name),
+                    reason: format!("a saved service is invalid: {e}"),
+                })?;
             services.insert(service.name.clone(), service);
         }
-        let routes = RouteTable::build(services).map_err(|e| corrupt(e.to_string()))?;
+        let routes = RouteTable::build(services).map_err(|e| {
+            let file = match &e {
+                crate::routes::RouteError::Conflict { service, owner, .. }
+                    if origin(service) != self.path() || origin(owner) != self.path() =>
+                {
+                    self.journal_path()
+                }
+                _ => self.path(),
+            };
+            StateError::Corrupt {
+                file,
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Saved {
             routes,
             changed_at_ms,

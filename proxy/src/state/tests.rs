@@ -213,3 +213,22 @@ fn a_corrupt_file_is_named_and_kept() {
     assert!(state.path().exists(), "never silently discarded");
     fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Found by the `state_load` fuzz target: a journal line that puts an invalid service was
+/// blamed on services.json (which need not even exist).
+#[test]
+fn an_invalid_service_from_the_journal_names_the_journal() {
+    let dir = temp_dir("journal-invalid");
+    let state = StateFile::open(&dir).unwrap();
+    fs::write(
+        state.journal_path(),
+        "{\"at\":6,\"change\":{\"put\":{\"serviceName\":\"b\",\"servicePath\":\"/b\",\"port\":\"0\"}}}\n",
+    )
+    .unwrap();
+    let err = state.load().unwrap_err();
+    match &err {
+        StateError::Corrupt { file, .. } => assert_eq!(file, &state.journal_path(), "{err}"),
+        other => panic!("{other}"),
+    }
+    fs::remove_dir_all(&dir).unwrap();
+}
