@@ -269,3 +269,29 @@ fn a_migrated_stacks_environment_is_honoured() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_query_that_is_not_utf8_is_refused_by_name() -> anyhow::Result<()> {
+    let proxy = Flowproxy::new().arg("--no-ebpf").start()?;
+    for (query, param) in [
+        (
+            "serviceName=go%FFdemo&servicePath=/demo&port=8080",
+            "serviceName",
+        ),
+        (
+            "serviceName=go-demo&servicePath=/demo&port=8080&users=u:%FF",
+            "users",
+        ),
+    ] {
+        let resp = reconfigure(&proxy, query)?;
+        assert_eq!(resp.status, 400, "{query}: {}", resp.body);
+        assert!(
+            resp.body.contains(param) && resp.body.contains("UTF-8"),
+            "{}",
+            resp.body
+        );
+    }
+    let json = proxy.api("/v1/docker-flow-proxy/config?type=json")?.body;
+    assert!(!json.contains("go-demo"), "nothing was configured: {json}");
+    Ok(())
+}

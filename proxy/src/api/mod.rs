@@ -55,6 +55,14 @@ pub struct ApiContext {
 
 /// Routes one API request to its endpoint.
 pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
+    if let Some(param) = non_utf8_param(req.uri().query()) {
+        return envelope::error(
+            400,
+            &format!("{param} is not valid UTF-8 once percent-decoded; encode the value as UTF-8"),
+            None,
+        )
+        .into_response();
+    }
     let mut query = parse_query(req.uri().query());
     let path = req.uri().path().trim_end_matches('/').to_owned();
     let method = req.method().clone();
@@ -206,9 +214,33 @@ fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// The first parameter whose name or value is not UTF-8 after percent-decoding (decoding
+/// would silently turn it into U+FFFD), unless the query spells U+FFFD itself.
+fn non_utf8_param(query: Option<&str>) -> Option<String> {
+    let query = query?;
+    if query.to_ascii_uppercase().contains("%EF%BF%BD") {
+        return None;
+    }
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, v)| k.contains('\u{FFFD}') || v.contains('\u{FFFD}'))
+        .map(|(k, _)| k.replace('\u{FFFD}', "?"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_query_that_is_not_utf8_is_named() {
+        assert_eq!(
+            non_utf8_param(Some("serviceName=a&users=u:%FF")).as_deref(),
+            Some("users")
+        );
+        assert_eq!(non_utf8_param(Some("%C3%28=x")).as_deref(), Some("?("));
+        assert_eq!(non_utf8_param(Some("servicePath=/caf%C3%A9")), None);
+        assert_eq!(non_utf8_param(Some("x=%EF%BF%BD")), None);
+        assert_eq!(non_utf8_param(None), None);
+    }
 
     #[test]
     fn queries_are_decoded_in_order() {
