@@ -73,28 +73,39 @@ pub(super) fn parse_header_pairs(
         .collect()
 }
 
+/// Splits a comma-separated list of HTTP tokens, refusing an item that is not one.
+fn parse_tokens(
+    param: &str,
+    value: &str,
+    separator: char,
+    reason: &str,
+) -> Result<Vec<String>, RouteError> {
+    value
+        .split(separator)
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            if is_token(item) {
+                Ok(item.to_owned())
+            } else {
+                Err(RouteError::invalid(param, item, reason))
+            }
+        })
+        .collect()
+}
+
 /// Parses `delReqHeader`/`delResHeader`: header names separated by commas.
 pub(super) fn parse_header_names(
     param: &str,
     value: &str,
     separator: char,
 ) -> Result<Vec<String>, RouteError> {
-    value
-        .split(separator)
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|name| {
-            if is_token(name) {
-                Ok(name.to_owned())
-            } else {
-                Err(RouteError::invalid(
-                    param,
-                    name,
-                    "must be header names separated by commas",
-                ))
-            }
-        })
-        .collect()
+    parse_tokens(
+        param,
+        value,
+        separator,
+        "must be header names separated by commas",
+    )
 }
 
 /// Parses `allowedMethods`/`deniedMethods`: method names, compared case-sensitively as HTTP
@@ -104,22 +115,16 @@ pub(super) fn parse_methods(
     value: &str,
     separator: char,
 ) -> Result<Vec<String>, RouteError> {
-    value
-        .split(separator)
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
-        .map(|m| {
-            if is_token(m) {
-                Ok(m.to_ascii_uppercase())
-            } else {
-                Err(RouteError::invalid(
-                    param,
-                    m,
-                    "must be HTTP methods separated by commas, e.g. GET,HEAD",
-                ))
-            }
-        })
-        .collect()
+    let methods = parse_tokens(
+        param,
+        value,
+        separator,
+        "must be HTTP methods separated by commas, e.g. GET,HEAD",
+    )?;
+    Ok(methods
+        .into_iter()
+        .map(|m| m.to_ascii_uppercase())
+        .collect())
 }
 
 /// Whether a destination admits `method`: not denied, and allowed when an allow-list is set.
