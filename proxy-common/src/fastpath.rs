@@ -124,6 +124,15 @@ impl Flow {
     }
 }
 
+/// Which fast-path program runs on an interface (`IFACE_HOOKS` values). A flow is fast-pathed
+/// only when its client's and its replica's interfaces run the same one.
+pub mod hook {
+    /// The XDP program (physical NICs).
+    pub const XDP: u32 = 1;
+    /// The TC ingress program (veths and other virtual devices).
+    pub const TC: u32 = 2;
+}
+
 /// Slots of `FLOW_BUDGET`.
 pub mod budget {
     /// Flows created by the programs (atomically incremented).
@@ -151,7 +160,7 @@ pub struct FastPathConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct ServiceCounters {
-    /// Flows forwarded by XDP from their SYN on.
+    /// Flows forwarded by the fast path (XDP or TC) from their SYN on.
     pub fast_flows: u64,
     /// SYNs passed on because the conntrack budget (`--conntrack-size`) was used up.
     pub slow_conntrack_full: u64,
@@ -166,6 +175,10 @@ pub struct ServiceCounters {
     pub slow_no_neighbour: u64,
     /// Packets of established fast-path flows whose neighbour was gone (handed to the stack).
     pub neighbour_misses: u64,
+    /// SYNs passed on because the replica's interface (where replies arrive) does not run the
+    /// same fast-path program as the client's: not attached there, or XDP on one side and TC
+    /// on the other (an XDP frame cannot be redirected into any device).
+    pub slow_return_path: u64,
 }
 
 impl crate::Counters for ServiceCounters {
@@ -177,6 +190,7 @@ impl crate::Counters for ServiceCounters {
         self.slow_no_replica = self.slow_no_replica.wrapping_add(o.slow_no_replica);
         self.slow_no_neighbour = self.slow_no_neighbour.wrapping_add(o.slow_no_neighbour);
         self.neighbour_misses = self.neighbour_misses.wrapping_add(o.neighbour_misses);
+        self.slow_return_path = self.slow_return_path.wrapping_add(o.slow_return_path);
     }
 }
 
@@ -185,12 +199,14 @@ impl crate::Counters for ServiceCounters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct GlobalCounters {
-    /// IPv6 frames passed to the stack untouched (the fast path is IPv4 only for now).
+    /// IPv6 packets passed to the stack untouched (the fast path is IPv4 only for now).
     pub ipv6_passed: u64,
     /// Packets rewritten by a conntrack entry.
     pub translated: u64,
-    /// Of those, packets redirected out of an interface by XDP.
+    /// Of those, packets redirected out of an interface (by XDP or TC).
     pub redirected: u64,
+    /// Packets the TC program dropped because a kernel helper refused to rewrite them.
+    pub rewrite_failed: u64,
 }
 
 impl crate::Counters for GlobalCounters {
@@ -198,6 +214,7 @@ impl crate::Counters for GlobalCounters {
         self.ipv6_passed = self.ipv6_passed.wrapping_add(o.ipv6_passed);
         self.translated = self.translated.wrapping_add(o.translated);
         self.redirected = self.redirected.wrapping_add(o.redirected);
+        self.rewrite_failed = self.rewrite_failed.wrapping_add(o.rewrite_failed);
     }
 }
 

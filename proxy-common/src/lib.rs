@@ -9,10 +9,11 @@ extern crate std;
 
 pub mod csum;
 pub mod fastpath;
+pub mod nat;
 
 /// Version of the map layouts below. Bump it whenever a key or value changes shape, so that a
 /// restart over old pins can tell that they must be replaced rather than reused.
-pub const MAP_LAYOUT_VERSION: u32 = 3;
+pub const MAP_LAYOUT_VERSION: u32 = 4;
 
 /// Directory under the BPF filesystem where flowproxy pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowproxy";
@@ -32,6 +33,9 @@ pub mod map_names {
     pub const LAYOUT: &str = "LAYOUT";
     /// `HASH<u32 ifindex, u32 slot>`: which `IFACE_STATS` slot counts an interface's packets.
     pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+    /// `HASH<u32 ifindex, u32 hook>`: which fast-path program (`fastpath::hook`) runs on an
+    /// interface.
+    pub const IFACE_HOOKS: &str = "IFACE_HOOKS";
     /// `PERCPU_ARRAY<IfaceCounters>` indexed by slot: ingress packets and bytes per interface.
     pub const IFACE_STATS: &str = "IFACE_STATS";
     /// `HASH<BackendKey, BackendSlot>`: the replicas being counted, written by user space as

@@ -1,6 +1,7 @@
-//! Writable access to the fixed Ethernet + IPv4 (no options) + TCP headers of an XDP frame,
-//! which is all the fast path rewrites.
+//! The fixed Ethernet + IPv4 (no options) + TCP headers the fast path rewrites: writable in
+//! place in an XDP frame, copied out of a TC skb with one bounds-checked load.
 use aya_ebpf::programs::XdpContext;
+use proxy_common::nat::Tuple4;
 
 /// EtherType of IPv4.
 pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
@@ -10,6 +11,7 @@ pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 /// The first 54 bytes of an IPv4/TCP frame without IP options. Byte arrays only, so the
 /// struct has alignment 1 and matches the wire exactly.
 #[repr(C)]
+#[derive(Clone, Copy)]
 pub struct Headers {
     pub eth_dst: [u8; 6],
     pub eth_src: [u8; 6],
@@ -63,14 +65,42 @@ pub fn classify(ctx: &XdpContext) -> Frame {
     }
     let h = start as *mut Headers;
     // Safety: the whole struct lies within the frame (checked above); fields are bytes.
-    unsafe {
-        if (*h).ver_ihl != 0x45 || (*h).proto != 6 {
-            return Frame::Other;
-        }
-        // More-fragments or an offset: not a whole segment.
-        if ((*h).frag[0] & 0x3f) != 0 || (*h).frag[1] != 0 {
-            return Frame::Other;
-        }
+    if unsafe { !plain_tcp4(&*h) } {
+        return Frame::Other;
     }
     Frame::Tcp4(h)
+}
+
+/// Offsets of the fields the TC program rewrites through kernel helpers.
+pub mod offsets {
+    /// The IPv4 header checksum.
+    pub const IP_CHECK: usize = 24;
+    /// The source address (the destination follows).
+    pub const SADDR: usize = 26;
+    /// The source port (the destination port follows).
+    pub const SPORT: usize = 34;
+    /// The TCP checksum.
+    pub const TCP_CHECK: usize = 50;
+}
+
+/// True for an unfragmented IPv4 TCP segment without IP options, the only kind rewritten.
+#[inline(always)]
+pub fn plain_tcp4(h: &Headers) -> bool {
+    // More-fragments or an offset: not a whole segment.
+    h.eth_type == ETH_P_IP
+        && h.ver_ihl == 0x45
+        && h.proto == 6
+        && (h.frag[0] & 0x3f) == 0
+        && h.frag[1] == 0
+}
+
+/// The segment's addresses and ports.
+#[inline(always)]
+pub fn tuple(h: &Headers) -> Tuple4 {
+    Tuple4 {
+        saddr: h.saddr,
+        daddr: h.daddr,
+        sport: u16::from_be_bytes(h.sport),
+        dport: u16::from_be_bytes(h.dport),
+    }
 }

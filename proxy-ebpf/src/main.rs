@@ -12,9 +12,11 @@
 #[cfg(target_arch = "bpf")]
 mod backend_count;
 #[cfg(target_arch = "bpf")]
-mod fastpath;
+mod flows;
 #[cfg(target_arch = "bpf")]
 mod headers;
+#[cfg(target_arch = "bpf")]
+mod iface_count;
 #[cfg(target_arch = "bpf")]
 mod maps;
 #[cfg(target_arch = "bpf")]
@@ -22,7 +24,11 @@ mod packet;
 #[cfg(target_arch = "bpf")]
 mod tc_count;
 #[cfg(target_arch = "bpf")]
+mod tc_fast;
+#[cfg(target_arch = "bpf")]
 mod xdp_count;
+#[cfg(target_arch = "bpf")]
+mod xdp_fast;
 
 #[cfg(not(target_arch = "bpf"))]
 fn main() {}

@@ -22,6 +22,10 @@ pub static LAYOUT: Array<u32, 1> = Array::new();
 #[btf_map]
 pub static IFACE_SLOTS: HashMap<u32, u32, 64> = HashMap::new();
 
+/// `ifindex -> fastpath::hook`, written by user space when it attaches to an interface.
+#[btf_map]
+pub static IFACE_HOOKS: HashMap<u32, u32, 64> = HashMap::new();
+
 /// Per-CPU ingress counters, one slot per attached interface.
 #[btf_map]
 pub static IFACE_STATS: PerCpuArray<IfaceCounters, 64> = PerCpuArray::new();

@@ -1,5 +1,6 @@
 //! Wires the parts of a running proxy together and stops them in order on a signal.
 use std::{
+    collections::BTreeSet,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
     sync::{Arc, Mutex},
@@ -21,7 +22,8 @@ use crate::{
     control::{ControlHooks, ControlPlane},
     credentials::Credentials,
     dataplane::{
-        Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for, neighbours::Warmer,
+        Backend, DataPlane, DataPlaneConfig, DataPlaneError, live_interface_for,
+        neighbours::Warmer, up_ethernet_interfaces,
     },
     discovery::{self, DockerDiscovery},
     l4::L4Listeners,
@@ -313,7 +315,8 @@ fn discovery_settings(args: &ClusterArgs) -> anyhow::Result<discovery::Settings>
 }
 
 /// Keeps the kernel's `BACKENDS` equal to the replicas discovery knows, on every change; with
-/// `auto`, also attaches to every interface that routes to a replica.
+/// `auto`, also attaches to every interface that routes to a replica, and to every interface
+/// once TCP-mode services exist.
 async fn sync_backends(
     control: Arc<ControlPlane>,
     data_plane: Arc<Mutex<DataPlane>>,
@@ -323,10 +326,19 @@ async fn sync_backends(
 ) {
     let mut counted = (Vec::new(), Vec::new());
     let mut warmer = Warmer::default();
+    let mut refused = BTreeSet::new();
     loop {
         let snapshot = control.snapshot();
         let wanted = (snapshot.backends(), snapshot.l4_services(l4_listen));
         drop(snapshot);
+        // TCP-mode clients may arrive on any interface; checked on every round because Docker
+        // may connect the container to more networks at any time.
+        if auto
+            && !wanted.1.is_empty()
+            && let Ok(mut dp) = data_plane.lock()
+        {
+            attach_everywhere(&mut dp, &mut refused);
+        }
         // Before replicas enter a ring, so that their first flows can take the fast path.
         warmer
             .warm_up(wanted.1.iter().flat_map(|s| s.replicas.iter().copied()))
@@ -378,6 +390,22 @@ async fn sweep_flows(data_plane: Arc<Mutex<DataPlane>>, every: Duration) {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "sweeping fast-path flows failed"),
             Err(e) => tracing::warn!(error = %e, "the sweep task failed"),
+        }
+    }
+}
+
+/// Attaches to every interface a client's SYN or a replica's reply can arrive on
+/// (`--interface auto` with TCP-mode services): on Swarm that is the host-port
+/// (`docker_gwbridge`) interface as well as the overlay ones. An interface that cannot take
+/// the programs is said once, not retried.
+fn attach_everywhere(data_plane: &mut DataPlane, refused: &mut BTreeSet<String>) {
+    for interface in up_ethernet_interfaces() {
+        if refused.contains(&interface) {
+            continue;
+        }
+        if let Err(e) = data_plane.attach(&interface) {
+            tracing::warn!(%interface, error = %e, "not attaching the data plane to this interface");
+            refused.insert(interface);
         }
     }
 }

@@ -54,6 +54,49 @@ pub fn links_of(pid: u32) -> anyhow::Result<Vec<(String, u64)>> {
     Ok(links)
 }
 
+/// Where process `pid` attached programs to `interface` (of the caller's namespace) through
+/// links: `"xdp"`, `"tc-ingress"` or `"tc-egress"`, sorted. Read from the links' fdinfo, which
+/// names tcx attachments that Debian's bpftool cannot show.
+pub fn hooks_on(pid: u32, interface: &str) -> anyhow::Result<Vec<String>> {
+    let ifindex = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))
+        .with_context(|| format!("no interface {interface}"))?;
+    hooks_on_index(pid, ifindex.trim().parse()?)
+}
+
+/// As [`hooks_on`], for the interface with index `ifindex` (of whatever namespace).
+pub fn hooks_on_index(pid: u32, ifindex: u32) -> anyhow::Result<Vec<String>> {
+    let ifindex = ifindex.to_string();
+    let interface = format!("ifindex {ifindex}");
+    let mut hooks = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
+        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().to_owned())
+        };
+        if field("ifindex:").as_deref() != Some(ifindex.as_str()) {
+            continue;
+        }
+        // "46 (ingress)" on newer kernels, "46" on older ones.
+        let attach = field("attach_type:");
+        let attach = attach.as_deref().and_then(|a| a.split_whitespace().next());
+        let hook = match (field("link_type:").as_deref(), attach) {
+            (Some("xdp"), _) => "xdp",
+            // BPF_TCX_INGRESS and BPF_TCX_EGRESS.
+            (Some("tcx"), Some("46")) => "tc-ingress",
+            (Some("tcx"), Some("47")) => "tc-egress",
+            (Some(kind), attach) => bail!("unexpected link {kind} {attach:?} on {interface}"),
+            (None, _) => continue,
+        };
+        hooks.push(hook.to_owned());
+    }
+    hooks.sort();
+    Ok(hooks)
+}
+
 /// True while the kernel still has BPF link `id`.
 pub fn link_exists(id: u64) -> bool {
     run("bpftool", &["link", "show", "id", &id.to_string()]).is_ok()

@@ -213,9 +213,9 @@ fn interface_auto_attaches_where_the_replicas_are() -> anyhow::Result<()> {
     eventually(Duration::from_secs(10), || {
         client.get(&proxy.url("/demo/hello"))?;
         for replica in &demo.replicas {
-            let attached = bpftool::xdp_programs(&replica.link.root_if)?;
+            let attached = bpftool::hooks_on(proxy.pid(), &replica.link.root_if)?;
             ensure!(
-                attached == ["flowproxy_xdp"],
+                attached == ["tc-egress", "tc-ingress"],
                 "{}: {attached:?}",
                 replica.link.root_if
             );
@@ -231,7 +231,7 @@ fn interface_auto_attaches_where_the_replicas_are() -> anyhow::Result<()> {
     assert_eq!(
         links.len(),
         4,
-        "XDP and TC on each of the two replica interfaces: {links:?}"
+        "TC ingress and egress on each of the two replica interfaces: {links:?}"
     );
     Ok(())
 }

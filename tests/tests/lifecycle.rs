@@ -15,10 +15,15 @@ fn kill_9_leaves_no_program_attached_and_traffic_flowing() -> anyhow::Result<()>
     let client = Host::new("client")?;
     let link = client.link_to_root()?;
     let mut proxy = Flowproxy::new().interface(&link.root_if).start()?;
-    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+    // A veth: the ingress program runs at TC, where it delivers (no XDP).
+    assert_eq!(
+        bpftool::hooks_on(proxy.pid(), &link.root_if)?,
+        ["tc-egress", "tc-ingress"]
+    );
+    assert!(bpftool::xdp_programs(&link.root_if)?.is_empty());
     let links = bpftool::links_of(proxy.pid())?;
     let kinds: Vec<&str> = links.iter().map(|(kind, _)| kind.as_str()).collect();
-    assert_eq!(kinds, ["tcx", "xdp"], "one XDP and one TC egress link");
+    assert_eq!(kinds, ["tcx", "tcx"], "TC ingress and egress links");
 
     proxy.kill9()?;
 
@@ -57,7 +62,10 @@ fn a_restart_over_old_pins_attaches_once_and_keeps_counting() -> anyhow::Result<
         .interface(&link.root_if)
         .pin_dir(link.pin_dir())
         .start()?;
-    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+    assert_eq!(
+        bpftool::hooks_on(second.pid(), &link.root_if)?,
+        ["tc-egress", "tc-ingress"]
+    );
     let packets = |p: &flowproxy_tests::RunningProxy| -> anyhow::Result<u64> {
         Ok(p.stats_json()?["interfaces"][0]["packets"]
             .as_u64()
@@ -114,7 +122,7 @@ fn keep_pins_keeps_the_counters_after_sigterm() -> anyhow::Result<()> {
 fn a_second_flowproxy_on_the_same_pins_is_refused() -> anyhow::Result<()> {
     let client = Host::new("client")?;
     let link = client.link_to_root()?;
-    let _first = Flowproxy::new()
+    let first = Flowproxy::new()
         .interface(&link.root_if)
         .pin_dir(link.pin_dir())
         .start()?;
@@ -125,7 +133,30 @@ fn a_second_flowproxy_on_the_same_pins_is_refused() -> anyhow::Result<()> {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("another flowproxy"), "{stderr}");
-    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+    assert_eq!(
+        bpftool::hooks_on(first.pid(), &link.root_if)?,
+        ["tc-egress", "tc-ingress"]
+    );
+    Ok(())
+}
+
+#[test]
+fn forced_native_xdp_on_a_veth_is_refused_naming_it_and_the_fix() -> anyhow::Result<()> {
+    let client = Host::new("client")?;
+    let link = client.link_to_root()?;
+    let out = Flowproxy::new()
+        .interface(&link.root_if)
+        .arg("--l4-fastpath")
+        .arg("native")
+        .run_to_exit()?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("'{}' is a virtual device", link.root_if)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--l4-fastpath auto"), "{stderr}");
+    assert!(bpftool::xdp_programs(&link.root_if)?.is_empty());
     Ok(())
 }
 

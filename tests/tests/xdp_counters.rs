@@ -27,7 +27,11 @@ fn counts_every_packet_and_byte_received_on_the_interface() -> anyhow::Result<()
     let client = Host::new("client")?;
     let link = client.link_to_root()?;
     let proxy = Flowproxy::new().interface(&link.root_if).start()?;
-    assert_eq!(bpftool::xdp_programs(&link.root_if)?, ["flowproxy_xdp"]);
+    // A veth: counted at TC ingress by default.
+    assert_eq!(
+        bpftool::hooks_on(proxy.pid(), &link.root_if)?,
+        ["tc-egress", "tc-ingress"]
+    );
 
     let (packets_before, bytes_before, _) = iface_counters(&proxy.stats_json()?, &link.root_if)?;
     const COUNT: u64 = 250;

@@ -14,7 +14,7 @@ use proxy_common::{
     BackendKey, csum,
     fastpath::{
         FLOW_RST, FastPathConfig, Flow, FlowKey, GlobalCounters, PROTO_TCP, ServiceCounters,
-        ServiceEntry, ServiceKey, budget, v4_mapped,
+        ServiceEntry, ServiceKey, budget, hook, v4_mapped,
     },
 };
 
@@ -100,14 +100,20 @@ fn network() -> anyhow::Result<(Host, u32, u32)> {
     Ok((host, front, back))
 }
 
-/// The program with one service (port 15432, any address) whose ring holds one backend.
-fn loaded(port_count: u16) -> anyhow::Result<Ebpf> {
+/// The program with one service (port 15432, any address) whose ring holds one backend, as
+/// if attached by XDP to `interfaces`.
+fn loaded(port_count: u16, interfaces: &[u32]) -> anyhow::Result<Ebpf> {
     let mut ebpf = Ebpf::load(&flowproxy_tests::bpftool::bpf_object()?)?;
     let program: &mut Xdp = ebpf
         .program_mut("flowproxy_xdp")
         .context("program")?
         .try_into()?;
     program.load()?;
+    let mut hooks: HashMap<_, u32, u32> =
+        HashMap::try_from(ebpf.map_mut("IFACE_HOOKS").context("IFACE_HOOKS")?)?;
+    for &ifindex in interfaces {
+        hooks.insert(ifindex, hook::XDP, 0)?;
+    }
     let mut reals: Array<_, BackendKey> = Array::try_from(ebpf.map_mut("REALS").context("REALS")?)?;
     reals.set(0, BackendKey::v4(BACKEND, BACKEND_PORT), 0)?;
     let mut config: Array<_, FastPathConfig> =
@@ -260,7 +266,7 @@ fn key(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> FlowKey {
 fn a_flow_is_set_up_at_the_syn_and_translated_both_ways() -> anyhow::Result<()> {
     let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        let ebpf = loaded(4536)?;
+        let ebpf = loaded(4536, &[front, back])?;
         // SYN from the client: a new flow, rewritten towards the backend and redirected.
         let syn = frame(CLIENT, PROXY, 40000, SERVICE_PORT, SYN, 0);
         let (action, out) = run(&ebpf, front, &syn)?;
@@ -310,9 +316,9 @@ fn a_flow_is_set_up_at_the_syn_and_translated_both_ways() -> anyhow::Result<()> 
 
 #[test]
 fn frames_the_fast_path_must_not_take_pass_unchanged() -> anyhow::Result<()> {
-    let (host, front, _) = network()?;
+    let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        let ebpf = loaded(4536)?;
+        let ebpf = loaded(4536, &[front, back])?;
         let syn = frame(CLIENT, PROXY, 40001, SERVICE_PORT, SYN, 0);
         let mut ipv6 = syn.clone();
         ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
@@ -341,10 +347,10 @@ fn frames_the_fast_path_must_not_take_pass_unchanged() -> anyhow::Result<()> {
 
 #[test]
 fn without_a_free_source_port_the_syn_goes_to_the_slow_path() -> anyhow::Result<()> {
-    let (host, front, _) = network()?;
+    let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
         // One port towards the backend: the second flow finds it taken.
-        let ebpf = loaded(1)?;
+        let ebpf = loaded(1, &[front, back])?;
         let first = frame(CLIENT, PROXY, 41000, SERVICE_PORT, SYN, 0);
         assert_eq!(run(&ebpf, front, &first)?.0, XDP_REDIRECT);
         let second = frame(CLIENT, PROXY, 41001, SERVICE_PORT, SYN, 0);
@@ -359,9 +365,9 @@ fn without_a_free_source_port_the_syn_goes_to_the_slow_path() -> anyhow::Result<
 
 #[test]
 fn a_spent_flow_budget_sends_the_syn_to_the_slow_path() -> anyhow::Result<()> {
-    let (host, front, _) = network()?;
+    let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        let mut ebpf = loaded(4536)?;
+        let mut ebpf = loaded(4536, &[front, back])?;
         let mut flows: Array<_, u64> =
             Array::try_from(ebpf.map_mut("FLOW_BUDGET").context("FLOW_BUDGET")?)?;
         flows.set(budget::LIMIT, 1, 0)?;
@@ -381,6 +387,24 @@ fn a_spent_flow_budget_sends_the_syn_to_the_slow_path() -> anyhow::Result<()> {
         )?;
         assert_eq!(action, XDP_PASS);
         assert_eq!(service_counters(&ebpf)?.slow_conntrack_full, 1);
+        Ok(())
+    })?
+}
+
+#[test]
+fn a_syn_whose_replies_would_arrive_without_the_program_goes_to_the_slow_path() -> anyhow::Result<()>
+{
+    let (host, front, _) = network()?;
+    host.enter(|| -> anyhow::Result<()> {
+        // Only the client side runs the program: replies on the backend side would reach the
+        // stack unrewritten, so the flow must not be set up.
+        let ebpf = loaded(4536, &[front])?;
+        let syn = frame(CLIENT, PROXY, 43000, SERVICE_PORT, SYN, 0);
+        let (action, out) = run(&ebpf, front, &syn)?;
+        assert_eq!(action, XDP_PASS);
+        assert_eq!(out, syn, "passed unchanged");
+        let c = service_counters(&ebpf)?;
+        assert_eq!((c.fast_flows, c.slow_return_path), (0, 1));
         Ok(())
     })?
 }

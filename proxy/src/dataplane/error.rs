@@ -17,6 +17,24 @@ pub enum DataPlaneError {
         /// The name as given on the command line.
         name: String,
     },
+    /// `--l4-fastpath native` on a virtual device, where XDP cannot deliver what it redirects.
+    #[error(
+        "--l4-fastpath native: '{interface}' is a virtual device (veth, bridge, vxlan, ...); frames native XDP redirects into such devices are dropped unless the receiving side runs NAPI, so this would black-hole TCP-mode flows. Use --l4-fastpath auto (the default) or tc, which run the fast path at TC on virtual devices"
+    )]
+    NativeXdpOnVirtual {
+        /// The interface.
+        interface: String,
+    },
+    /// An interface whose frames are not Ethernet (a tun, wireguard or ipip device).
+    #[error(
+        "interface '{interface}' is not Ethernet-framed (link type {link_type}); the data plane reads Ethernet frames: leave it out of --interface"
+    )]
+    NotEthernet {
+        /// The interface.
+        interface: String,
+        /// Its `ARPHRD_*` link type.
+        link_type: u32,
+    },
     /// The process lacks the rights to load or attach BPF programs.
     #[error(
         "no permission to {action}: loading BPF needs root (or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN); run as root, or pass --no-ebpf to run without the data plane"

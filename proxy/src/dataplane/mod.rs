@@ -11,6 +11,7 @@ mod l4_stats;
 pub mod neighbours;
 mod netif;
 mod pins;
+mod placement;
 mod routes;
 mod slots;
 mod stats;
@@ -23,14 +24,17 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::HashMap,
-    programs::{SchedClassifier, TcAttachType, Xdp, XdpMode},
+    programs::{SchedClassifier, TcAttachType, Xdp},
 };
 use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
+
+use self::placement::Placement;
 
 pub use backends::Backend;
 pub use error::DataPlaneError;
 pub use fastpath::{FastPathMode, FastPathSettings, L4Service, SweepReport};
 pub use l4_stats::read_l4_stats;
+pub use netif::up_ethernet_interfaces;
 pub use routes::live_interface_for;
 pub use stats::{BackendStat, read_backend_stats, read_iface_stats};
 
@@ -41,6 +45,8 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fl
 const XDP_PROGRAM: &str = "flowproxy_xdp";
 /// Name of the TC egress counting program in the object.
 const TC_PROGRAM: &str = "flowproxy_tc_egress";
+/// Name of the TC ingress program (counting and the fast path on virtual devices).
+const TC_INGRESS_PROGRAM: &str = "flowproxy_tc_ingress";
 
 /// What the data plane needs to start.
 #[derive(Debug, Clone)]
@@ -58,7 +64,7 @@ pub struct DataPlaneConfig {
 pub struct DataPlane {
     ebpf: Ebpf,
     pin_dir: PathBuf,
-    attached: Vec<String>,
+    attached: Vec<(String, Placement)>,
     fast: fastpath::FastPath,
     _lock: bpffs::PinDirLock,
 }
@@ -83,6 +89,8 @@ impl DataPlane {
             .load(OBJECT)
             .map_err(|e| permission_or(e, "load BPF maps and programs", DataPlaneError::Load))?;
         pins::record_layout_version(&mut ebpf)?;
+        // Reused pins may name hooks of a previous run, whose links died with it.
+        clear_hooks(&mut ebpf)?;
         load_programs(&mut ebpf)?;
         let fast = fastpath::FastPath::init(&mut ebpf, config.fastpath.clone())?;
         let mut data_plane = Self {
@@ -98,34 +106,84 @@ impl DataPlane {
         Ok(data_plane)
     }
 
-    /// Attaches the counting programs to `interface` (once; a second call does nothing).
+    /// Attaches the programs to `interface` (once; a second call does nothing): the ingress
+    /// program where it delivers (see `placement`), and the TC egress counter.
     pub fn attach(&mut self, interface: &str) -> Result<(), DataPlaneError> {
-        if self.attached.iter().any(|a| a == interface) {
+        if self.attached.iter().any(|(a, _)| a == interface) {
             return Ok(());
         }
         let ifindex = resolve_interfaces(&[interface.to_owned()])?[0];
-        assign_slots(&mut self.ebpf, &[ifindex])?;
+        if !netif::is_ethernet(interface) {
+            return Err(DataPlaneError::NotEthernet {
+                interface: interface.to_owned(),
+                link_type: netif::link_type(interface).unwrap_or(0),
+            });
+        }
         let mode = self.fast.settings().mode;
-        let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
-        let attached = match mode {
-            FastPathMode::Off => xdp.attach(interface, XdpMode::Default),
-            FastPathMode::Generic => xdp.attach(interface, XdpMode::Skb),
-            FastPathMode::Native => xdp.attach(interface, XdpMode::Driver),
-            FastPathMode::Auto => xdp.attach(interface, XdpMode::Driver).or_else(|e| {
-                tracing::info!(interface, error = %e, "no native XDP here; using generic XDP");
-                xdp.attach(interface, XdpMode::Skb)
-            }),
+        let choices = placement::choose(mode, interface, netif::is_physical(interface))?;
+        assign_slots(&mut self.ebpf, &[ifindex])?;
+        let mut placed = None;
+        let mut last_error = None;
+        for choice in choices {
+            match self.attach_ingress(interface, choice) {
+                Ok(()) => {
+                    placed = Some(choice);
+                    break;
+                }
+                Err(e) => {
+                    tracing::info!(interface, placement = choice.name(), error = %e, "cannot attach here; trying the next placement");
+                    last_error = Some(e);
+                }
+            }
+        }
+        let Some(placed) = placed else {
+            return Err(last_error.unwrap_or(DataPlaneError::NoObject));
         };
-        attached.map_err(|source| program_error(source, XDP_PROGRAM, "attach"))?;
+        if mode == FastPathMode::Generic && !netif::is_physical(interface) {
+            tracing::warn!(
+                interface,
+                "--l4-fastpath generic on a virtual device: flows from local senders whose TCP \
+                 checksum is left to offload (the default on veths) stall; auto or tc runs the \
+                 fast path at TC here"
+            );
+        }
+        record_hook(&mut self.ebpf, ifindex, placed.hook())?;
         if mode != FastPathMode::Off {
             fastpath::enable_forwarding(interface);
         }
         let tc: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?;
         tc.attach(interface, TcAttachType::Egress)
             .map_err(|source| program_error(source, TC_PROGRAM, "attach"))?;
-        tracing::info!(interface, "XDP (ingress) and TC (egress) counting attached");
-        self.attached.push(interface.to_owned());
+        tracing::info!(
+            interface,
+            ingress = placed.name(),
+            fast_path = mode != FastPathMode::Off,
+            "data plane attached (ingress program, TC egress counting)"
+        );
+        self.attached.push((interface.to_owned(), placed));
         Ok(())
+    }
+
+    /// The interfaces attached so far and the ingress program each runs.
+    pub fn attached(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.attached.iter().map(|(i, p)| (i.as_str(), p.name()))
+    }
+
+    fn attach_ingress(&mut self, interface: &str, choice: Placement) -> Result<(), DataPlaneError> {
+        match choice {
+            Placement::Xdp(mode) => {
+                let xdp: &mut Xdp = program(&mut self.ebpf, XDP_PROGRAM)?;
+                xdp.attach(interface, mode)
+                    .map(drop)
+                    .map_err(|source| program_error(source, XDP_PROGRAM, "attach"))
+            }
+            Placement::Tc => {
+                let tc: &mut SchedClassifier = program(&mut self.ebpf, TC_INGRESS_PROGRAM)?;
+                tc.attach(interface, TcAttachType::Ingress)
+                    .map(drop)
+                    .map_err(|source| program_error(source, TC_INGRESS_PROGRAM, "attach"))
+            }
+        }
     }
 
     /// Makes the counted backends exactly `wanted` and the fast path's services `l4`. Rings
@@ -169,16 +227,55 @@ impl DataPlane {
     }
 }
 
-/// Loads both programs into the kernel (attaching comes per interface).
+/// Loads the programs into the kernel (attaching comes per interface).
 fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataPlaneError> {
     let xdp: &mut Xdp = program(ebpf, XDP_PROGRAM)?;
     xdp.load()
         .map_err(|source| program_error(source, XDP_PROGRAM, "load"))?;
     // On this kernel generation aya attaches TC programs through tcx links, which detach with
     // the process like the XDP links do.
-    let tc: &mut SchedClassifier = program(ebpf, TC_PROGRAM)?;
-    tc.load()
-        .map_err(|source| program_error(source, TC_PROGRAM, "load"))
+    for name in [TC_PROGRAM, TC_INGRESS_PROGRAM] {
+        let tc: &mut SchedClassifier = program(ebpf, name)?;
+        tc.load()
+            .map_err(|source| program_error(source, name, "load"))?;
+    }
+    Ok(())
+}
+
+fn hooks_map(
+    ebpf: &mut Ebpf,
+) -> Result<HashMap<&mut aya::maps::MapData, u32, u32>, DataPlaneError> {
+    let map = ebpf
+        .map_mut(map_names::IFACE_HOOKS)
+        .ok_or(DataPlaneError::NoObject)?;
+    HashMap::try_from(map).map_err(|source| DataPlaneError::Map {
+        map: map_names::IFACE_HOOKS,
+        source,
+    })
+}
+
+fn clear_hooks(ebpf: &mut Ebpf) -> Result<(), DataPlaneError> {
+    let mut hooks = hooks_map(ebpf)?;
+    let stale: Vec<u32> = hooks.keys().filter_map(Result::ok).collect();
+    for ifindex in stale {
+        hooks
+            .remove(&ifindex)
+            .map_err(|source| DataPlaneError::Map {
+                map: map_names::IFACE_HOOKS,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+/// Tells the programs which fast-path hook runs on `ifindex` (flows need the same on both sides).
+fn record_hook(ebpf: &mut Ebpf, ifindex: u32, hook: u32) -> Result<(), DataPlaneError> {
+    hooks_map(ebpf)?
+        .insert(ifindex, hook, 0)
+        .map_err(|source| DataPlaneError::Map {
+            map: map_names::IFACE_HOOKS,
+            source,
+        })
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataPlaneError>

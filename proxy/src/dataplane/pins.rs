@@ -43,6 +43,12 @@ pub const PINNED_MAPS: &[MapShape] = &[
         max_entries: MAX_INTERFACES,
     },
     MapShape {
+        name: map_names::IFACE_HOOKS,
+        key_size: 4,
+        value_size: 4,
+        max_entries: MAX_INTERFACES,
+    },
+    MapShape {
         name: map_names::IFACE_STATS,
         key_size: 4,
         value_size: size_of::<IfaceCounters>() as u32,

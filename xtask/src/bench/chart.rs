@@ -141,7 +141,7 @@ fn short_label(scenario: u32, contender: &str) -> String {
     let label = match contender {
         "flowproxy" if scenario == 8 => "attached",
         "flowproxy, programs detached" => "detached",
-        "flowproxy, XDP fast path" => "flowproxy XDP",
+        "flowproxy, fast path (TC on veth)" => "flowproxy fast path",
         "flowproxy, user-space relay" => "flowproxy relay",
         "HAProxy TCP, splice-auto" => "HAProxy TCP",
         other => other.split(", ").next().unwrap_or(other),

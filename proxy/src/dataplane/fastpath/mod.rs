@@ -25,16 +25,20 @@ use super::error::DataPlaneError;
 pub use services::Programmed;
 pub use sweep::SweepReport;
 
-/// `--l4-fastpath`: whether and how XDP forwards TCP-mode flows.
+/// `--l4-fastpath`: whether and where the kernel forwards TCP-mode flows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum FastPathMode {
     /// No fast path: every TCP-mode connection goes through the user-space relay.
     Off,
-    /// XDP in generic (skb) mode: works on any interface, slower.
+    /// XDP in generic (skb) mode everywhere. Flows from local senders that leave TCP checksums
+    /// to offload (the default on veths) stall: prefer auto or tc.
     Generic,
-    /// XDP in the driver (native): fastest; attaching fails where the driver lacks it.
+    /// Native XDP (also `xdp`): physical NICs only; refused on virtual devices.
+    #[value(alias = "xdp")]
     Native,
-    /// Native where the driver supports it, generic otherwise.
+    /// The TC program on every interface.
+    Tc,
+    /// Per interface: native XDP on physical NICs whose driver has it, TC elsewhere.
     #[default]
     Auto,
 }

@@ -1,7 +1,8 @@
-//! Scenario 4's fast-path rows: the XDP fast path needs frames that arrive on an interface,
-//! so it runs on the TCP-mode lab of the integration tests (client host → proxy host →
-//! backend host, all namespaces), with a baseline on the same wires: the client talking to the
-//! backend directly, forwarded by the proxy host's kernel.
+//! Scenario 4's fast-path rows: the fast path needs packets that arrive on an interface, so it
+//! runs on the TCP-mode lab of the integration tests (client host → proxy host → backend host,
+//! all namespaces, veths with their default offloads, so the fast path runs at TC), with a
+//! baseline on the same wires: the client talking to the backend directly, forwarded by the
+//! proxy host's kernel.
 use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context as _, bail};
@@ -16,8 +17,8 @@ use crate::bench::{
 
 /// The direct row of the fast-path lab.
 pub const DIRECT_ROUTED: &str = "direct, routed through the proxy host";
-/// flowproxy's XDP fast path.
-pub const FAST_PATH: &str = "flowproxy, XDP fast path";
+/// flowproxy's fast path (at TC on these veths).
+pub const FAST_PATH: &str = "flowproxy, fast path (TC on veth)";
 const PORT: u16 = 15201;
 const IPERF_PORT: u16 = 5201;
 

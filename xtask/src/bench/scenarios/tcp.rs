@@ -1,5 +1,5 @@
 //! Scenario 4: TCP bulk transfer (iperf3) straight to the backend, through HAProxy's TCP mode
-//! and through flowproxy's TCP mode (its user-space relay, and its XDP fast path on the
+//! and through flowproxy's TCP mode (its user-space relay, and its kernel fast path on the
 //! namespace lab of `fastpath`), with the proxy's CPU time during the transfer.
 use std::{net::SocketAddr, process::Command};
 
@@ -77,7 +77,7 @@ pub fn bulk(ctx: &Ctx) -> anyhow::Result<Scenario> {
         4,
         "TCP bulk transfer",
         &format!(
-            "iperf3 -t {} (one stream) to the backend's iperf3 server; CPU % is of one core, user and system time of the proxy process during the transfer (clock ticks from /proc/<pid>/stat, each capped by the nanosecond on-CPU time of its threads' schedstat); flowproxy runs a TCP-mode service (`reqMode=tcp&srcPort=...`) with its counting programs attached; the fast-path rows run on a lab of namespaces (client, proxy, backend) whose senders have TX checksum offload off, so no TSO, and compare with a direct transfer on the same wires",
+            "iperf3 -t {} (one stream) to the backend's iperf3 server; CPU % is of one core, user and system time of the proxy process during the transfer (clock ticks from /proc/<pid>/stat, each capped by the nanosecond on-CPU time of its threads' schedstat); flowproxy runs a TCP-mode service (`reqMode=tcp&srcPort=...`) with its counting programs attached; the fast-path rows run on a lab of namespaces (client, proxy, backend) joined by veths with their default offloads (TX checksum and TSO on), where the fast path runs at TC, and compare with a direct transfer on the same wires",
             ctx.plan.tcp_secs
         ),
         Some(HAPROXY),

@@ -1,32 +1,31 @@
-//! The TCP-mode fast path: a SYN to a service picks a replica from the service's Maglev ring,
-//! gets a source port towards it and two conntrack entries; from then on every packet of the
-//! flow, both ways, is rewritten (full NAT) and redirected by XDP without entering the stack.
-//! Anything else returns `None`, and the caller passes the frame to the stack (the slow path).
+//! The TCP-mode fast path's flow logic, shared by the XDP and TC programs: a SYN to a service
+//! picks a replica from the service's Maglev ring, gets a source port towards it and two
+//! conntrack entries; from then on every packet of the flow, both ways, is rewritten (full
+//! NAT, `proxy_common::nat`) and redirected without entering the stack. How a packet is read,
+//! rewritten and sent is the hook's part (`xdp_fast`, `tc_fast`).
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext,
     bindings::{
         BPF_FIB_LKUP_RET_NO_NEIGH, BPF_FIB_LKUP_RET_SUCCESS, BPF_FIB_LOOKUP_SRC, BPF_NOEXIST,
-        bpf_fib_lookup, xdp_action,
+        bpf_fib_lookup,
     },
-    helpers::{bpf_fib_lookup as fib_lookup, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_redirect},
-    programs::XdpContext,
+    helpers::{bpf_fib_lookup as fib_lookup, bpf_get_prandom_u32, bpf_ktime_get_ns},
+    programs::{TcContext, XdpContext},
 };
 use proxy_common::{
-    csum,
     fastpath::{
-        FLOW_FIN, FLOW_FORWARD, FLOW_RST, FLOW_SEEN, Flow, FlowKey, PROTO_TCP, ServiceCounters,
-        ServiceKey, budget, flow_hash, v4_mapped, v4_of,
+        FLOW_FIN, FLOW_FORWARD, FLOW_RST, FLOW_SEEN, Flow, FlowKey, GlobalCounters, PROTO_TCP,
+        ServiceCounters, ServiceKey, budget, flow_hash, hook, v4_mapped, v4_of,
     },
+    nat::Tuple4,
 };
 
 use crate::{
-    backend_count::{self, Direction},
-    headers::{self, Frame, Headers},
     maps::{
-        CONNTRACK, FLOW_BUDGET, L4_CONFIG, L4_GLOBAL_STATS, L4_SERVICE_STATS, L4_SERVICES, MAGLEV,
-        REALS,
+        CONNTRACK, FLOW_BUDGET, IFACE_HOOKS, L4_CONFIG, L4_GLOBAL_STATS, L4_SERVICE_STATS,
+        L4_SERVICES, MAGLEV, REALS,
     },
     packet::{TCP_ACK, TCP_RST, TCP_SYN},
 };
@@ -38,42 +37,68 @@ const PORT_PROBES: u32 = 16;
 /// `last_seen_ns` is refreshed at most this often, to keep CPUs from bouncing its cache line.
 const TOUCH_EVERY_NS: u64 = 1_000_000_000;
 
-/// Forwards the frame if it belongs to (or starts) a fast-path flow. `None`: pass it on.
+/// The hook a fast-path program runs in: what the shared flow logic needs from it.
+pub trait Hook: EbpfContext {
+    /// The interface the packet arrived on.
+    fn ingress_ifindex(&self) -> u32;
+    /// Whether this hook can send a packet whose next hop's link-layer address is not known
+    /// yet (TC's `bpf_redirect_neigh` resolves it; an XDP frame cannot wait).
+    const RESOLVES_NEIGHBOURS: bool;
+    /// This hook's `fastpath::hook` value.
+    const KIND: u32;
+}
+
+impl Hook for XdpContext {
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // Safety: `ctx` is the kernel's xdp_md for this run.
+        unsafe { (*self.ctx).ingress_ifindex }
+    }
+    const RESOLVES_NEIGHBOURS: bool = false;
+    const KIND: u32 = hook::XDP;
+}
+
+impl Hook for TcContext {
+    #[inline(always)]
+    fn ingress_ifindex(&self) -> u32 {
+        // Safety: `skb` is the kernel's __sk_buff for this run; at ingress `ifindex` is the
+        // receiving device.
+        unsafe { (*self.skb.skb).ifindex }
+    }
+    const RESOLVES_NEIGHBOURS: bool = true;
+    const KIND: u32 = hook::TC;
+}
+
+/// The conntrack key of an arriving segment.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext) -> Option<u32> {
-    let h = match headers::classify(ctx) {
-        Frame::Tcp4(h) => h,
-        Frame::Ipv6 => {
-            global(|g| g.ipv6_passed += 1);
-            return None;
-        }
-        Frame::Other => return None,
-    };
-    // Safety: `h` points at header bytes checked to lie inside the frame.
-    let (key, flags) = unsafe {
-        (
-            FlowKey {
-                src: v4_mapped((*h).saddr),
-                dst: v4_mapped((*h).daddr),
-                sport: u16::from_be_bytes((*h).sport),
-                dport: u16::from_be_bytes((*h).dport),
-                proto: PROTO_TCP,
-                _pad: [0; 3],
-            },
-            (*h).flags,
-        )
-    };
-    let flow = match CONNTRACK.get_ptr_mut(&key) {
-        Some(flow) => flow,
-        None if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => new_flow(ctx, &key)?,
-        None => return None,
-    };
-    Some(translate(ctx, h, flow, flags))
+fn key_of(t: &Tuple4) -> FlowKey {
+    FlowKey {
+        src: v4_mapped(t.saddr),
+        dst: v4_mapped(t.daddr),
+        sport: t.sport,
+        dport: t.dport,
+        proto: PROTO_TCP,
+        _pad: [0; 3],
+    }
+}
+
+/// The flow a segment belongs to, set up now if it is a SYN to a service; `None` leaves the
+/// segment to the stack (the slow path), with the reason counted.
+// A call of its own (bpf-to-bpf), as is the hooks' rewrite: the verifier adds up the frames
+// of a call chain, and setting a flow up and rewriting a packet never need theirs at once.
+#[inline(never)]
+pub fn flow_for<H: Hook>(ctx: &H, tuple: &Tuple4, tcp_flags: u8) -> Option<*mut Flow> {
+    let key = key_of(tuple);
+    match CONNTRACK.get_ptr_mut(&key) {
+        Some(flow) => Some(flow),
+        None if tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => new_flow(ctx, &key),
+        None => None,
+    }
 }
 
 /// Sets up a flow for a SYN to a service, or `None` (counted) to leave it to the slow path.
 #[inline(always)]
-fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
+fn new_flow<H: Hook>(ctx: &H, key: &FlowKey) -> Option<*mut Flow> {
     let mut svc_key = ServiceKey {
         addr: key.dst,
         port: key.dport,
@@ -110,9 +135,10 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
         return None;
     }
     let real = *REALS.get(slot - 1)?;
-    let snat = match source_towards(ctx, v4_of(&real.addr)) {
-        Route::Ready(snat) => snat,
-        Route::NoNeighbour => {
+    let (snat, egress) = match source_towards(ctx, v4_of(&real.addr)) {
+        Route::Ready(snat, egress) => (snat, egress),
+        Route::NoNeighbour(snat, egress) if H::RESOLVES_NEIGHBOURS => (snat, egress),
+        Route::NoNeighbour(..) => {
             // The stack would drop a rewritten frame from our own address as a martian, so the
             // flow goes to the slow path, whose connection makes the kernel resolve it.
             count(svc.slot, |c| c.slow_no_neighbour += 1);
@@ -123,6 +149,13 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
             return None;
         }
     };
+    // Replies arrive on the replica's interface and go out of the client's: both must run
+    // this program, or replies would reach the stack unrewritten (and an XDP frame can only
+    // be redirected into a device that takes XDP frames).
+    if !runs::<H>(ctx.ingress_ifindex()) || !runs::<H>(egress) {
+        count(svc.slot, |c| c.slow_return_path += 1);
+        return None;
+    }
     let config = *L4_CONFIG.get(0)?;
     if config.port_count == 0 {
         count(svc.slot, |c| c.slow_no_port += 1);
@@ -130,7 +163,8 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
     }
     // Safety: helpers without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let reply = Flow {
+    // One value for both entries (the reply's first, then the forward's): stack is scarce.
+    let mut entry = Flow {
         src: key.dst,
         dst: key.src,
         sport: key.dport,
@@ -154,7 +188,7 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
         // Safety: no preconditions.
         let r = unsafe { bpf_get_prandom_u32() };
         rev.dport = config.port_min + (r % config.port_count as u32) as u16;
-        if CONNTRACK.insert(&rev, &reply, BPF_NOEXIST as u64).is_ok() {
+        if CONNTRACK.insert(&rev, &entry, BPF_NOEXIST as u64).is_ok() {
             found = true;
             break;
         }
@@ -163,18 +197,12 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
         count(svc.slot, |c| c.slow_no_port += 1);
         return None;
     }
-    let forward = Flow {
-        src: rev.dst,
-        dst: real.addr,
-        sport: rev.dport,
-        dport: real.port,
-        flags: FLOW_FORWARD,
-        _pad: [0; 3],
-        service: svc.slot,
-        idle_timeout_s: svc.idle_timeout_s,
-        last_seen_ns: now,
-    };
-    if CONNTRACK.insert(key, &forward, BPF_NOEXIST as u64).is_err() {
+    entry.src = rev.dst;
+    entry.dst = real.addr;
+    entry.sport = rev.dport;
+    entry.dport = real.port;
+    entry.flags = FLOW_FORWARD;
+    if CONNTRACK.insert(key, &entry, BPF_NOEXIST as u64).is_err() {
         // Another CPU set this flow up from a retransmitted SYN meanwhile: use its entries.
         let _ = CONNTRACK.remove(&rev);
         return CONNTRACK.get_ptr_mut(key);
@@ -186,11 +214,12 @@ fn new_flow(ctx: &XdpContext, key: &FlowKey) -> Option<*mut Flow> {
     CONNTRACK.get_ptr_mut(key)
 }
 
-/// Rewrites the frame as `flow` says and sends it on its way.
+/// Records a segment of `flow` (its FIN, RST, a new SYN on the tuple, the time) and returns
+/// the entry as it now stands.
 #[inline(always)]
-fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) -> u32 {
+pub fn update(flow: *mut Flow, tcp_flags: u8) -> Flow {
     // Safety: `flow` is a live conntrack value (an LRU element stays valid while the program
-    // runs) and `h` lies inside the frame. Racing writers only store whole small fields.
+    // runs). Racing writers only store whole small fields.
     let f = unsafe { *flow };
     // A SYN on an existing entry starts the tuple's next connection: forget how the last ended.
     let kept = if tcp_flags & TCP_SYN != 0 {
@@ -219,37 +248,36 @@ fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) 
             (*flow).last_seen_ns = now;
         }
     }
-    let (new_src, new_dst) = (v4_of(&f.src), v4_of(&f.dst));
-    // Safety: `h` lies inside the frame.
-    unsafe {
-        let (old_src, old_dst) = ((*h).saddr, (*h).daddr);
-        let (old_sport, old_dport) = (
-            u16::from_be_bytes((*h).sport),
-            u16::from_be_bytes((*h).dport),
-        );
-        let mut ip = u16::from_be_bytes((*h).ip_check);
-        ip = csum::replace32(ip, old_src, new_src);
-        ip = csum::replace32(ip, old_dst, new_dst);
-        let mut tcp = u16::from_be_bytes((*h).tcp_check);
-        tcp = csum::replace32(tcp, old_src, new_src);
-        tcp = csum::replace32(tcp, old_dst, new_dst);
-        tcp = csum::replace16(tcp, old_sport, f.sport);
-        tcp = csum::replace16(tcp, old_dport, f.dport);
-        (*h).saddr = new_src;
-        (*h).daddr = new_dst;
-        (*h).sport = f.sport.to_be_bytes();
-        (*h).dport = f.dport.to_be_bytes();
-        (*h).ip_check = ip.to_be_bytes();
-        (*h).tcp_check = tcp.to_be_bytes();
-    }
     global(|g| g.translated += 1);
-    if f.flags & FLOW_FORWARD != 0 {
-        backend_count::count(ctx, Direction::ToBackend);
-    }
-    // Safety: `h` lies inside the frame.
-    let tot_len = u16::from_be_bytes(unsafe { (*h).tot_len });
-    let mut params = lookup_params(ctx, new_dst, tot_len);
-    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(new_src);
+    f
+}
+
+/// Where a rewritten packet goes next.
+pub enum Egress {
+    /// Out of `ifindex` with these link-layer addresses.
+    Ready {
+        /// The interface.
+        ifindex: u32,
+        /// The next hop's MAC.
+        dmac: [u8; 6],
+        /// The interface's MAC.
+        smac: [u8; 6],
+    },
+    /// Out of `ifindex`, whose next hop is not resolved yet.
+    NoNeighbour {
+        /// The interface.
+        ifindex: u32,
+    },
+    /// Not routable by the fast path: hand it to the stack.
+    Stack,
+}
+
+/// Looks up how to send a packet from `src` to `dst` (the kernel's FIB and neighbour table).
+#[inline(always)]
+pub fn egress<H: Hook>(ctx: &H, src: [u8; 4], dst: [u8; 4]) -> Egress {
+    // tot_len 0: the MTU is the kernel's business (a TC skb may be a GSO train).
+    let mut params = lookup_params(ctx, dst, 0);
+    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
     // Safety: `params` is a valid, fully initialised struct of the size passed.
     let rc = unsafe {
         fib_lookup(
@@ -260,36 +288,38 @@ fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) 
         )
     };
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => unsafe {
-            (*h).eth_dst = params.dmac;
-            (*h).eth_src = params.smac;
-            global(|g| g.redirected += 1);
-            bpf_redirect(params.ifindex, 0) as u32
+        BPF_FIB_LKUP_RET_SUCCESS => Egress::Ready {
+            ifindex: params.ifindex,
+            dmac: params.dmac,
+            smac: params.smac,
         },
-        BPF_FIB_LKUP_RET_NO_NEIGH => {
-            // The neighbour went away mid-flow. The stack cannot forward a frame from our own
-            // address, so this one is lost; user space sees the count and resolves the
-            // neighbour again, and TCP retransmits.
-            count(f.service, |c| c.neighbour_misses += 1);
-            xdp_action::XDP_DROP
-        }
-        _ => xdp_action::XDP_PASS,
+        BPF_FIB_LKUP_RET_NO_NEIGH => Egress::NoNeighbour {
+            ifindex: params.ifindex,
+        },
+        _ => Egress::Stack,
     }
+}
+
+/// Whether interface `ifindex` runs hook `H`'s program.
+#[inline(always)]
+fn runs<H: Hook>(ifindex: u32) -> bool {
+    // Safety: a plain u32 that user space writes whole.
+    unsafe { IFACE_HOOKS.get(&ifindex) }.copied() == Some(H::KIND)
 }
 
 /// What the kernel's FIB says about a destination.
 enum Route {
-    /// Routable and its neighbour known: the local source address to use.
-    Ready([u8; 4]),
-    /// Routable, but the neighbour (ARP) is not resolved.
-    NoNeighbour,
+    /// Routable and its neighbour known: the local source address to use, and the interface.
+    Ready([u8; 4], u32),
+    /// Routable, but the neighbour (ARP) is not resolved; source and interface are known.
+    NoNeighbour([u8; 4], u32),
     /// Not routable from here.
     None,
 }
 
 /// The local address the kernel would use towards `dst`, if it can send there now.
 #[inline(always)]
-fn source_towards(ctx: &XdpContext, dst: [u8; 4]) -> Route {
+fn source_towards<H: Hook>(ctx: &H, dst: [u8; 4]) -> Route {
     let mut params = lookup_params(ctx, dst, 0);
     // Safety: as in `translate`.
     let rc = unsafe {
@@ -307,29 +337,37 @@ fn source_towards(ctx: &XdpContext, dst: [u8; 4]) -> Route {
             if src == 0 {
                 Route::None
             } else {
-                Route::Ready(src.to_ne_bytes())
+                Route::Ready(src.to_ne_bytes(), params.ifindex)
             }
         }
-        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        // The kernel fills the source before it looks for the neighbour.
+        BPF_FIB_LKUP_RET_NO_NEIGH => {
+            // Safety: as above.
+            let src = unsafe { params.__bindgen_anon_3.ipv4_src };
+            if src == 0 {
+                Route::None
+            } else {
+                Route::NoNeighbour(src.to_ne_bytes(), params.ifindex)
+            }
+        }
         _ => Route::None,
     }
 }
 
 #[inline(always)]
-fn lookup_params(ctx: &XdpContext, dst: [u8; 4], tot_len: u16) -> bpf_fib_lookup {
+fn lookup_params<H: Hook>(ctx: &H, dst: [u8; 4], tot_len: u16) -> bpf_fib_lookup {
     // Safety: bpf_fib_lookup is plain data; all zero is its "unset" state.
     let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     params.family = AF_INET;
     params.l4_protocol = PROTO_TCP;
     params.__bindgen_anon_1.tot_len = tot_len;
     params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
-    // Safety: `ctx.ctx` is the kernel's xdp_md for this run.
-    params.ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    params.ifindex = ctx.ingress_ifindex();
     params
 }
 
 #[inline(always)]
-fn count(slot: u32, f: impl FnOnce(&mut ServiceCounters)) {
+pub fn count(slot: u32, f: impl FnOnce(&mut ServiceCounters)) {
     if let Some(c) = L4_SERVICE_STATS.get_ptr_mut(slot) {
         // Safety: the per-CPU slot belongs to this CPU while the program runs.
         f(unsafe { &mut *c });
@@ -337,7 +375,7 @@ fn count(slot: u32, f: impl FnOnce(&mut ServiceCounters)) {
 }
 
 #[inline(always)]
-fn global(f: impl FnOnce(&mut proxy_common::fastpath::GlobalCounters)) {
+pub fn global(f: impl FnOnce(&mut GlobalCounters)) {
     if let Some(c) = L4_GLOBAL_STATS.get_ptr_mut(0) {
         // Safety: as in `count`.
         f(unsafe { &mut *c });
