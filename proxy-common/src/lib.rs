@@ -208,8 +208,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 40);
         assert_eq!(core::mem::size_of::<Flow>(), 56);
         assert_eq!(core::mem::size_of::<FastPathConfig>(), 4);
-        assert_eq!(core::mem::size_of::<ServiceCounters>(), 56);
-        assert_eq!(core::mem::size_of::<GlobalCounters>(), 24);
+        assert_eq!(core::mem::size_of::<ServiceCounters>(), 64);
+        assert_eq!(core::mem::size_of::<GlobalCounters>(), 32);
     }
 
     #[test]

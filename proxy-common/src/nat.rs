@@ -208,7 +208,8 @@ mod tests {
     fn a_partial_checksum_rewrite_leaves_the_new_pseudo_header_sum() {
         for (from, to) in CASES {
             let mut p = packet(&from, b"partial");
-            p[36..38].copy_from_slice(&partial_field(&p).to_be_bytes());
+            let field = partial_field(&p);
+            p[36..38].copy_from_slice(&field.to_be_bytes());
             let r = Rewrite::new(from, &flow_to(&to));
             apply(&mut p, &r, true);
             assert_eq!(u16::from_be_bytes([p[36], p[37]]), partial_field(&p));
@@ -221,7 +222,8 @@ mod tests {
         // Why veths need the TC program: XDP's rule applied to a partial field is wrong.
         let (from, to) = CASES[0];
         let mut p = packet(&from, b"partial");
-        p[36..38].copy_from_slice(&partial_field(&p).to_be_bytes());
+        let field = partial_field(&p);
+        p[36..38].copy_from_slice(&field.to_be_bytes());
         let r = Rewrite::new(from, &flow_to(&to));
         apply(&mut p, &r, false);
         assert_ne!(u16::from_be_bytes([p[36], p[37]]), partial_field(&p));

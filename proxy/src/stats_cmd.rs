@@ -40,9 +40,14 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| {
                 let mut v = serde_json::to_value(s).unwrap_or_default();
-                let (service, slow_flows) = slow.get(&s.port).cloned().unzip();
+                let (service, mut slow_flows) = slow.get(&s.port).cloned().unzip();
+                if metrics.is_some() {
+                    // The API answered: no sample means no flow relayed yet.
+                    slow_flows.get_or_insert(0);
+                }
                 v["service"] = service.into();
                 v["slow_flows"] = slow_flows.into();
+                v["slow_not_attached"] = slow_flows.map(|n| not_attached(n, &s.counters)).into();
                 v
             })
             .collect();
@@ -93,15 +98,18 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "{:<16} {:>8} {:>14} {:>16}",
-        "INTERFACE", "IFINDEX", "PACKETS_IN", "BYTES_IN"
+        "{:<16} {:>8} {:>6} {:>14} {:>16}",
+        "INTERFACE", "IFINDEX", "HOOK", "PACKETS_IN", "BYTES_IN"
     )?;
     for s in &interfaces {
         let name = s.interface.as_deref().unwrap_or("(gone)");
         writeln!(
             out,
-            "{name:<16} {:>8} {:>14} {:>16}",
-            s.ifindex, s.packets, s.bytes
+            "{name:<16} {:>8} {:>6} {:>14} {:>16}",
+            s.ifindex,
+            s.hook.unwrap_or("-"),
+            s.packets,
+            s.bytes
         )?;
     }
     writeln!(out)?;
@@ -112,28 +120,54 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<20} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>9} {:>11}",
-        "SERVICE", "PORT", "RING", "FAST", "SLOW", "CT_FULL", "NO_PORT", "NO_ROUTE", "NO_REPLICA"
+        "{:<20} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12}",
+        "SERVICE",
+        "PORT",
+        "RING",
+        "FAST",
+        "SLOW",
+        "CT_FULL",
+        "NO_PORT",
+        "NO_ROUTE",
+        "NO_REPLICA",
+        "NO_NEIGHBOUR",
+        "RETURN_PATH",
+        "NOT_ATTACHED"
     )?;
     for s in &l4.services {
-        let (service, slow_flows) = match slow.get(&s.port) {
-            Some((name, n)) => (name.clone(), n.to_string()),
-            None => ("-".to_owned(), "-".to_owned()),
-        };
         let c = &s.counters;
+        let (service, slow_flows, unseen) = match slow.get(&s.port) {
+            Some((name, n)) => (name.clone(), n.to_string(), not_attached(*n, c).to_string()),
+            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        };
         writeln!(
             out,
-            "{service:<20} {:>6} {:>6} {:>10} {slow_flows:>10} {:>10} {:>9} {:>9} {:>11}",
+            "{service:<20} {:>6} {:>6} {:>10} {slow_flows:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {unseen:>12}",
             s.port,
             s.ring_size,
             c.fast_flows,
             c.slow_conntrack_full,
             c.slow_no_port,
             c.slow_no_route,
-            c.slow_no_replica
+            c.slow_no_replica,
+            c.slow_no_neighbour,
+            c.slow_return_path
         )?;
     }
     Ok(())
+}
+
+/// Slow flows whose SYN the fast path never saw: the relay accepted them (`slow`, counted on
+/// the socket side), but no program counted a reason, so the SYN arrived on an interface
+/// without the program (or the fast path is off).
+fn not_attached(slow: u64, c: &proxy_common::fastpath::ServiceCounters) -> u64 {
+    let reasons = c.slow_conntrack_full
+        + c.slow_no_port
+        + c.slow_no_route
+        + c.slow_no_replica
+        + c.slow_no_neighbour
+        + c.slow_return_path;
+    slow.saturating_sub(reasons)
 }
 
 /// `flowproxy_l4_service_connections_total` samples: port → (service, connections relayed

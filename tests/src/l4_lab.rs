@@ -52,6 +52,17 @@ impl Drop for TcpBackend {
     }
 }
 
+/// Which interfaces flowproxy is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// Both, by name.
+    Both,
+    /// Only the backend-facing one: clients arrive where no program runs.
+    BackendSideOnly,
+    /// `--interface auto`.
+    Auto,
+}
+
 /// The whole topology, torn down on drop (proxy first).
 pub struct L4Lab {
     /// flowproxy, in the proxy host.
@@ -103,16 +114,26 @@ impl L4Lab {
 
     /// As [`L4Lab::start`], running the flowproxy binary `bin` when given.
     pub fn start_with(bin: Option<&std::path::Path>, args: &[&str]) -> anyhow::Result<Self> {
-        Self::build(bin, args, false)
+        Self::build(bin, args, false, Attach::Both)
     }
 
     /// As [`L4Lab::start`] with the offloads tuned for XDP: TX checksum offload off on every
     /// sender, GRO on where frames are redirected to.
     pub fn start_tuned(args: &[&str]) -> anyhow::Result<Self> {
-        Self::build(None, args, true)
+        Self::build(None, args, true, Attach::Both)
     }
 
-    fn build(bin: Option<&std::path::Path>, args: &[&str], tuned: bool) -> anyhow::Result<Self> {
+    /// As [`L4Lab::start`], with flowproxy told `--interface` as `attach` says.
+    pub fn start_attached(attach: Attach, args: &[&str]) -> anyhow::Result<Self> {
+        Self::build(None, args, false, attach)
+    }
+
+    fn build(
+        bin: Option<&std::path::Path>,
+        args: &[&str],
+        tuned: bool,
+        attach: Attach,
+    ) -> anyhow::Result<Self> {
         let proxy_host = Host::new("proxy")?;
         let client = Host::new("client")?;
         let lan = Host::new("switch")?;
@@ -200,9 +221,12 @@ impl L4Lab {
         if let Some(bin) = bin {
             proxy = proxy.binary(bin);
         }
+        proxy = match attach {
+            Attach::Both => proxy.interface(&p_client).interface(&p_back),
+            Attach::BackendSideOnly => proxy.interface(&p_back),
+            Attach::Auto => proxy.interface("auto"),
+        };
         let mut proxy = proxy
-            .interface(&p_client)
-            .interface(&p_back)
             .arg("--http-addr")
             .arg("0.0.0.0:0")
             .arg("--dns-server")

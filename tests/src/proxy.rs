@@ -322,6 +322,15 @@ impl RunningProxy {
 
     /// `flowproxy stats --json` for this proxy's pins.
     pub fn stats_json(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.stats(&["--json"])?)?)
+    }
+
+    /// `flowproxy stats` as an operator reads it: the tables.
+    pub fn stats_text(&self) -> anyhow::Result<String> {
+        self.stats(&[])
+    }
+
+    fn stats(&self, extra: &[&str]) -> anyhow::Result<String> {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
@@ -330,13 +339,14 @@ impl RunningProxy {
             }
             None => Command::new(binary()?),
         };
-        let out = run_cmd(
-            cmd.args(["stats", "--json", "--bpffs-dir"])
+        run_cmd(
+            cmd.arg("stats")
+                .args(extra)
+                .arg("--bpffs-dir")
                 .arg(&self.pin_dir)
                 .arg("--api-url")
                 .arg(format!("http://{}", self.api_addr)),
-        )?;
-        Ok(serde_json::from_str(&out)?)
+        )
     }
 }
 

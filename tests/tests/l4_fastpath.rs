@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use flowproxy_tests::{
     L4Lab, bpftool, eventually,
-    l4_lab::{PROXY_ADDR, pattern},
+    l4_lab::{Attach, PROXY_ADDR, pattern},
 };
 
 const PORT: u16 = 15432;
@@ -378,5 +378,45 @@ fn short_connections_all_take_the_tc_fast_path_with_default_offloads() -> anyhow
     assert_eq!(metric(&lab, "flowproxy_l4_connections_total")?, 0);
     let global = &lab.l4_stats()?["global"];
     assert_eq!(global["rewrite_failed"], 0, "{global}");
+    Ok(())
+}
+
+#[test]
+fn syns_arriving_where_no_program_runs_are_counted_as_not_attached() -> anyhow::Result<()> {
+    let lab = L4Lab::start_attached(Attach::BackendSideOnly, &[])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    for _ in 0..10 {
+        lab.who(PORT)?;
+    }
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 0, "{svc}");
+    assert_eq!(svc["slow_flows"], 10, "{svc}");
+    assert_eq!(svc["slow_not_attached"], 10, "{svc}");
+    let table = lab.proxy.stats_text()?;
+    assert!(table.contains("NOT_ATTACHED"), "{table}");
+    Ok(())
+}
+
+#[test]
+fn interface_auto_attaches_where_clients_arrive_once_a_tcp_service_exists() -> anyhow::Result<()> {
+    let lab = L4Lab::start_attached(Attach::Auto, &[])?;
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    let (client_if, backend_if) = lab.interfaces.clone();
+    for dev in [&client_if, &backend_if] {
+        let ifindex = ifindex_in(&lab, dev)?;
+        eventually(Duration::from_secs(10), || {
+            let hooks = bpftool::hooks_on_index(lab.proxy.pid(), ifindex)?;
+            ensure!(hooks == ["tc-egress", "tc-ingress"], "{dev}: {hooks:?}");
+            Ok(())
+        })?;
+    }
+    for _ in 0..20 {
+        lab.who(PORT)?;
+    }
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 20, "{svc}");
+    assert_eq!(svc["slow_flows"], 0, "{svc}");
     Ok(())
 }

@@ -348,6 +348,13 @@ fn program_error(
     program: &'static str,
     action: &str,
 ) -> DataPlaneError {
+    // The verifier rejects a program with EACCES as well: then its log, not missing rights,
+    // says why, and calling it a permission problem would hide that.
+    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &source
+        && !verifier_log.to_string().trim().is_empty()
+    {
+        return DataPlaneError::Program { program, source };
+    }
     permission_or(
         source,
         &format!("{action} the BPF program {program}"),

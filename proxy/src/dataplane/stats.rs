@@ -2,7 +2,9 @@
 use std::path::Path;
 
 use aya::maps::{HashMap, Map, MapData, PerCpuArray};
-use proxy_common::{BackendCounters, BackendKey, BackendSlot, IfaceCounters, map_names};
+use proxy_common::{
+    BackendCounters, BackendKey, BackendSlot, IfaceCounters, fastpath::hook, map_names,
+};
 use serde::Serialize;
 
 use super::{backends, error::DataPlaneError, netif};
@@ -20,6 +22,8 @@ pub struct IfaceStat {
     pub packets: u64,
     /// Bytes received.
     pub bytes: u64,
+    /// The fast-path program its ingress runs: `"xdp"`, `"tc"`, or `None` (not attached now).
+    pub hook: Option<&'static str>,
 }
 
 /// Reads every interface's counters from the maps pinned under `dir`.
@@ -30,6 +34,7 @@ pub fn read_iface_stats(dir: &Path) -> Result<Vec<IfaceStat>, DataPlaneError> {
     }
     let slots: HashMap<MapData, u32, u32> = open(dir, map_names::IFACE_SLOTS)?;
     let stats: PerCpuArray<MapData, IfaceCounters> = open(dir, map_names::IFACE_STATS)?;
+    let hooks: HashMap<MapData, u32, u32> = open(dir, map_names::IFACE_HOOKS)?;
     let map_err = |source| DataPlaneError::Map {
         map: map_names::IFACE_STATS,
         source,
@@ -47,6 +52,11 @@ pub fn read_iface_stats(dir: &Path) -> Result<Vec<IfaceStat>, DataPlaneError> {
             slot,
             packets: total.packets,
             bytes: total.bytes,
+            hook: match hooks.get(&ifindex, 0) {
+                Ok(hook::XDP) => Some("xdp"),
+                Ok(hook::TC) => Some("tc"),
+                _ => None,
+            },
         });
     }
     out.sort_by_key(|s| s.slot);
