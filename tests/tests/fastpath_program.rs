@@ -1,13 +1,13 @@
-//! The fast path inside the XDP program, run by the kernel on frames we build
-//! (BPF_PROG_TEST_RUN) in a namespace whose routes and neighbours the FIB lookups use: a SYN to
-//! a service sets up a flow and comes out fully translated with valid checksums, later frames
-//! and replies follow the conntrack entries, and everything the fast path must not take
-//! passes unchanged.
+//! The fast path inside the XDP and the TC ingress programs, each run by the kernel on frames
+//! we build (BPF_PROG_TEST_RUN) in a namespace whose routes and neighbours the FIB lookups use:
+//! a SYN to a service sets up a flow and comes out fully translated with valid checksums, later
+//! frames and replies follow the conntrack entries, and everything the fast path must not take
+//! passes unchanged. Every test runs against both programs.
 use anyhow::Context as _;
 use aya::{
     Ebpf,
     maps::{Array, HashMap, PerCpuArray},
-    programs::{TestRun, TestRunOptions, Xdp},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use flowproxy_tests::Host;
 use proxy_common::{
@@ -20,6 +20,17 @@ use proxy_common::{
 
 const XDP_PASS: u32 = 2;
 const XDP_REDIRECT: u32 = 4;
+const TC_ACT_REDIRECT: i32 = 7;
+const TC_ACT_UNSPEC: i32 = -1;
+
+/// Which ingress program a test runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Prog {
+    Xdp,
+    Tc,
+}
+
+const PROGS: [Prog; 2] = [Prog::Xdp, Prog::Tc];
 const CLIENT: [u8; 4] = [198, 18, 100, 2];
 const PROXY: [u8; 4] = [198, 18, 100, 1];
 const PROXY_BACKEND_SIDE: [u8; 4] = [198, 18, 200, 1];
@@ -102,17 +113,26 @@ fn network() -> anyhow::Result<(Host, u32, u32)> {
 
 /// The program with one service (port 15432, any address) whose ring holds one backend, as
 /// if attached by XDP to `interfaces`.
-fn loaded(port_count: u16, interfaces: &[u32]) -> anyhow::Result<Ebpf> {
+fn loaded(port_count: u16, interfaces: &[u32], prog: Prog) -> anyhow::Result<Ebpf> {
     let mut ebpf = Ebpf::load(&flowproxy_tests::bpftool::bpf_object()?)?;
     let program: &mut Xdp = ebpf
         .program_mut("flowproxy_xdp")
         .context("program")?
         .try_into()?;
     program.load()?;
+    let program: &mut SchedClassifier = ebpf
+        .program_mut("flowproxy_tc_ingress")
+        .context("program")?
+        .try_into()?;
+    program.load()?;
     let mut hooks: HashMap<_, u32, u32> =
         HashMap::try_from(ebpf.map_mut("IFACE_HOOKS").context("IFACE_HOOKS")?)?;
     for &ifindex in interfaces {
-        hooks.insert(ifindex, hook::XDP, 0)?;
+        let kind = match prog {
+            Prog::Xdp => hook::XDP,
+            Prog::Tc => hook::TC,
+        };
+        hooks.insert(ifindex, kind, 0)?;
     }
     let mut reals: Array<_, BackendKey> = Array::try_from(ebpf.map_mut("REALS").context("REALS")?)?;
     reals.set(0, BackendKey::v4(BACKEND, BACKEND_PORT), 0)?;
@@ -217,8 +237,12 @@ fn mac(s: &str) -> [u8; 6] {
     m
 }
 
-/// Runs the program on `frame` as if received on `ifindex`: the action and the frame after.
-fn run(ebpf: &Ebpf, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+/// Runs `prog` on `frame` as if received on `ifindex`: the action (TC's in XDP's terms: a
+/// redirect is `XDP_REDIRECT`, "next" is `XDP_PASS`) and the frame after.
+fn run(ebpf: &Ebpf, prog: Prog, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+    if prog == Prog::Tc {
+        return run_tc(ebpf, ifindex, frame);
+    }
     let program: &Xdp = ebpf
         .program("flowproxy_xdp")
         .context("program")?
@@ -238,6 +262,31 @@ fn run(ebpf: &Ebpf, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)
     })?;
     out.truncate(result.data_size_out as usize);
     Ok((result.return_value, out))
+}
+
+fn run_tc(ebpf: &Ebpf, ifindex: u32, frame: &[u8]) -> anyhow::Result<(u32, Vec<u8>)> {
+    let program: &SchedClassifier = ebpf
+        .program("flowproxy_tc_ingress")
+        .context("program")?
+        .try_into()?;
+    let mut out = vec![0u8; frame.len() + 256];
+    // struct __sk_buff up to `ifindex` (offset 40), the device the skb arrives on.
+    let mut ctx = vec![0u8; 44];
+    ctx[40..44].copy_from_slice(&ifindex.to_ne_bytes());
+    let result = program.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ctx_in: Some(&ctx),
+        repeat: 1,
+        ..Default::default()
+    })?;
+    out.truncate(result.data_size_out as usize);
+    let action = match result.return_value as i32 {
+        TC_ACT_REDIRECT => XDP_REDIRECT,
+        TC_ACT_UNSPEC => XDP_PASS,
+        other => other as u32,
+    };
+    Ok((action, out))
 }
 
 fn service_counters(ebpf: &Ebpf) -> anyhow::Result<ServiceCounters> {
@@ -266,50 +315,53 @@ fn key(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> FlowKey {
 fn a_flow_is_set_up_at_the_syn_and_translated_both_ways() -> anyhow::Result<()> {
     let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        let ebpf = loaded(4536, &[front, back])?;
-        // SYN from the client: a new flow, rewritten towards the backend and redirected.
-        let syn = frame(CLIENT, PROXY, 40000, SERVICE_PORT, SYN, 0);
-        let (action, out) = run(&ebpf, front, &syn)?;
-        assert_eq!(action, XDP_REDIRECT);
-        let fwd = seen(&out)?;
-        assert_eq!(fwd.eth_dst, mac(BACKEND_MAC));
-        assert_eq!((fwd.src, fwd.dst), (PROXY_BACKEND_SIDE, BACKEND));
-        assert_eq!(fwd.dport, BACKEND_PORT);
-        assert!(
-            (61000..=65535).contains(&fwd.sport),
-            "source port {}",
-            fwd.sport
-        );
-        assert_eq!(service_counters(&ebpf)?.fast_flows, 1);
-        // An established segment with data follows the same entry.
-        let data = frame(CLIENT, PROXY, 40000, SERVICE_PORT, ACK, 100);
-        let (action, out) = run(&ebpf, front, &data)?;
-        assert_eq!(action, XDP_REDIRECT);
-        assert_eq!(seen(&out)?, fwd);
-        assert_eq!(&out[54..], &data[54..], "the payload is untouched");
-        // The backend's reply is translated back to the client.
-        let reply = frame(
-            BACKEND,
-            PROXY_BACKEND_SIDE,
-            BACKEND_PORT,
-            fwd.sport,
-            SYN | ACK,
-            0,
-        );
-        let (action, out) = run(&ebpf, back, &reply)?;
-        assert_eq!(action, XDP_REDIRECT);
-        let rev = seen(&out)?;
-        assert_eq!(rev.eth_dst, mac(CLIENT_MAC));
-        assert_eq!(
-            (rev.src, rev.dst, rev.sport, rev.dport),
-            (PROXY, CLIENT, SERVICE_PORT, 40000)
-        );
-        // A RST is translated too, and marks the flow for the sweep.
-        let rst = frame(CLIENT, PROXY, 40000, SERVICE_PORT, RST | ACK, 0);
-        let (action, _) = run(&ebpf, front, &rst)?;
-        assert_eq!(action, XDP_REDIRECT);
-        let entry = flow(&ebpf, &key(CLIENT, PROXY, 40000, SERVICE_PORT))?;
-        assert_ne!(entry.flags & FLOW_RST, 0, "RST not recorded");
+        for prog in PROGS {
+            println!("program: {prog:?}");
+            let ebpf = loaded(4536, &[front, back], prog)?;
+            // SYN from the client: a new flow, rewritten towards the backend and redirected.
+            let syn = frame(CLIENT, PROXY, 40000, SERVICE_PORT, SYN, 0);
+            let (action, out) = run(&ebpf, prog, front, &syn)?;
+            assert_eq!(action, XDP_REDIRECT);
+            let fwd = seen(&out)?;
+            assert_eq!(fwd.eth_dst, mac(BACKEND_MAC));
+            assert_eq!((fwd.src, fwd.dst), (PROXY_BACKEND_SIDE, BACKEND));
+            assert_eq!(fwd.dport, BACKEND_PORT);
+            assert!(
+                (61000..=65535).contains(&fwd.sport),
+                "source port {}",
+                fwd.sport
+            );
+            assert_eq!(service_counters(&ebpf)?.fast_flows, 1);
+            // An established segment with data follows the same entry.
+            let data = frame(CLIENT, PROXY, 40000, SERVICE_PORT, ACK, 100);
+            let (action, out) = run(&ebpf, prog, front, &data)?;
+            assert_eq!(action, XDP_REDIRECT);
+            assert_eq!(seen(&out)?, fwd);
+            assert_eq!(&out[54..], &data[54..], "the payload is untouched");
+            // The backend's reply is translated back to the client.
+            let reply = frame(
+                BACKEND,
+                PROXY_BACKEND_SIDE,
+                BACKEND_PORT,
+                fwd.sport,
+                SYN | ACK,
+                0,
+            );
+            let (action, out) = run(&ebpf, prog, back, &reply)?;
+            assert_eq!(action, XDP_REDIRECT);
+            let rev = seen(&out)?;
+            assert_eq!(rev.eth_dst, mac(CLIENT_MAC));
+            assert_eq!(
+                (rev.src, rev.dst, rev.sport, rev.dport),
+                (PROXY, CLIENT, SERVICE_PORT, 40000)
+            );
+            // A RST is translated too, and marks the flow for the sweep.
+            let rst = frame(CLIENT, PROXY, 40000, SERVICE_PORT, RST | ACK, 0);
+            let (action, _) = run(&ebpf, prog, front, &rst)?;
+            assert_eq!(action, XDP_REDIRECT);
+            let entry = flow(&ebpf, &key(CLIENT, PROXY, 40000, SERVICE_PORT))?;
+            assert_ne!(entry.flags & FLOW_RST, 0, "RST not recorded");
+        }
         Ok(())
     })?
 }
@@ -318,29 +370,37 @@ fn a_flow_is_set_up_at_the_syn_and_translated_both_ways() -> anyhow::Result<()> 
 fn frames_the_fast_path_must_not_take_pass_unchanged() -> anyhow::Result<()> {
     let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        let ebpf = loaded(4536, &[front, back])?;
-        let syn = frame(CLIENT, PROXY, 40001, SERVICE_PORT, SYN, 0);
-        let mut ipv6 = syn.clone();
-        ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
-        let other_port = frame(CLIENT, PROXY, 40001, 8080, SYN, 0);
-        let no_flow = frame(CLIENT, PROXY, 40002, SERVICE_PORT, ACK, 10);
-        let cases: [(&str, &[u8]); 5] = [
-            ("truncated SYN", &syn[..40]),
-            ("IPv6", &ipv6),
-            ("SYN to a port that is no service", &other_port),
-            ("a segment of no known flow", &no_flow),
-            ("Ethernet header only", &syn[..14]),
-        ];
-        for (name, f) in cases {
-            let (action, out) = run(&ebpf, front, f)?;
-            assert_eq!(action, XDP_PASS, "{name}");
-            assert_eq!(out, f, "{name} was changed");
+        for prog in PROGS {
+            println!("program: {prog:?}");
+            let ebpf = loaded(4536, &[front, back], prog)?;
+            let syn = frame(CLIENT, PROXY, 40001, SERVICE_PORT, SYN, 0);
+            let mut ipv6 = syn.clone();
+            ipv6[12..14].copy_from_slice(&[0x86, 0xdd]);
+            let other_port = frame(CLIENT, PROXY, 40001, 8080, SYN, 0);
+            let no_flow = frame(CLIENT, PROXY, 40002, SERVICE_PORT, ACK, 10);
+            let cases: [(&str, &[u8]); 5] = [
+                ("truncated SYN", &syn[..40]),
+                ("IPv6", &ipv6),
+                ("SYN to a port that is no service", &other_port),
+                ("a segment of no known flow", &no_flow),
+                ("Ethernet header only", &syn[..14]),
+            ];
+            for (name, f) in cases {
+                if prog == Prog::Tc && f.len() <= 14 {
+                    // The kernel builds no skb without a byte past Ethernet (EINVAL): a TC
+                    // program never meets one.
+                    continue;
+                }
+                let (action, out) = run(&ebpf, prog, front, f).with_context(|| name)?;
+                assert_eq!(action, XDP_PASS, "{name}");
+                assert_eq!(out, f, "{name} was changed");
+            }
+            let globals: PerCpuArray<_, GlobalCounters> =
+                PerCpuArray::try_from(ebpf.map("L4_GLOBAL_STATS").context("globals")?)?;
+            let ipv6_passed: u64 = globals.get(&0, 0)?.iter().map(|g| g.ipv6_passed).sum();
+            assert_eq!(ipv6_passed, 1);
+            assert_eq!(service_counters(&ebpf)?.fast_flows, 0);
         }
-        let globals: PerCpuArray<_, GlobalCounters> =
-            PerCpuArray::try_from(ebpf.map("L4_GLOBAL_STATS").context("globals")?)?;
-        let ipv6_passed: u64 = globals.get(&0, 0)?.iter().map(|g| g.ipv6_passed).sum();
-        assert_eq!(ipv6_passed, 1);
-        assert_eq!(service_counters(&ebpf)?.fast_flows, 0);
         Ok(())
     })?
 }
@@ -349,16 +409,19 @@ fn frames_the_fast_path_must_not_take_pass_unchanged() -> anyhow::Result<()> {
 fn without_a_free_source_port_the_syn_goes_to_the_slow_path() -> anyhow::Result<()> {
     let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        // One port towards the backend: the second flow finds it taken.
-        let ebpf = loaded(1, &[front, back])?;
-        let first = frame(CLIENT, PROXY, 41000, SERVICE_PORT, SYN, 0);
-        assert_eq!(run(&ebpf, front, &first)?.0, XDP_REDIRECT);
-        let second = frame(CLIENT, PROXY, 41001, SERVICE_PORT, SYN, 0);
-        let (action, out) = run(&ebpf, front, &second)?;
-        assert_eq!(action, XDP_PASS);
-        assert_eq!(out, second);
-        let c = service_counters(&ebpf)?;
-        assert_eq!((c.fast_flows, c.slow_no_port), (1, 1));
+        for prog in PROGS {
+            println!("program: {prog:?}");
+            // One port towards the backend: the second flow finds it taken.
+            let ebpf = loaded(1, &[front, back], prog)?;
+            let first = frame(CLIENT, PROXY, 41000, SERVICE_PORT, SYN, 0);
+            assert_eq!(run(&ebpf, prog, front, &first)?.0, XDP_REDIRECT);
+            let second = frame(CLIENT, PROXY, 41001, SERVICE_PORT, SYN, 0);
+            let (action, out) = run(&ebpf, prog, front, &second)?;
+            assert_eq!(action, XDP_PASS);
+            assert_eq!(out, second);
+            let c = service_counters(&ebpf)?;
+            assert_eq!((c.fast_flows, c.slow_no_port), (1, 1));
+        }
         Ok(())
     })?
 }
@@ -367,26 +430,31 @@ fn without_a_free_source_port_the_syn_goes_to_the_slow_path() -> anyhow::Result<
 fn a_spent_flow_budget_sends_the_syn_to_the_slow_path() -> anyhow::Result<()> {
     let (host, front, back) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        let mut ebpf = loaded(4536, &[front, back])?;
-        let mut flows: Array<_, u64> =
-            Array::try_from(ebpf.map_mut("FLOW_BUDGET").context("FLOW_BUDGET")?)?;
-        flows.set(budget::LIMIT, 1, 0)?;
-        assert_eq!(
-            run(
+        for prog in PROGS {
+            println!("program: {prog:?}");
+            let mut ebpf = loaded(4536, &[front, back], prog)?;
+            let mut flows: Array<_, u64> =
+                Array::try_from(ebpf.map_mut("FLOW_BUDGET").context("FLOW_BUDGET")?)?;
+            flows.set(budget::LIMIT, 1, 0)?;
+            assert_eq!(
+                run(
+                    &ebpf,
+                    prog,
+                    front,
+                    &frame(CLIENT, PROXY, 42000, SERVICE_PORT, SYN, 0)
+                )?
+                .0,
+                XDP_REDIRECT
+            );
+            let (action, _) = run(
                 &ebpf,
+                prog,
                 front,
-                &frame(CLIENT, PROXY, 42000, SERVICE_PORT, SYN, 0)
-            )?
-            .0,
-            XDP_REDIRECT
-        );
-        let (action, _) = run(
-            &ebpf,
-            front,
-            &frame(CLIENT, PROXY, 42001, SERVICE_PORT, SYN, 0),
-        )?;
-        assert_eq!(action, XDP_PASS);
-        assert_eq!(service_counters(&ebpf)?.slow_conntrack_full, 1);
+                &frame(CLIENT, PROXY, 42001, SERVICE_PORT, SYN, 0),
+            )?;
+            assert_eq!(action, XDP_PASS);
+            assert_eq!(service_counters(&ebpf)?.slow_conntrack_full, 1);
+        }
         Ok(())
     })?
 }
@@ -396,15 +464,18 @@ fn a_syn_whose_replies_would_arrive_without_the_program_goes_to_the_slow_path() 
 {
     let (host, front, _) = network()?;
     host.enter(|| -> anyhow::Result<()> {
-        // Only the client side runs the program: replies on the backend side would reach the
-        // stack unrewritten, so the flow must not be set up.
-        let ebpf = loaded(4536, &[front])?;
-        let syn = frame(CLIENT, PROXY, 43000, SERVICE_PORT, SYN, 0);
-        let (action, out) = run(&ebpf, front, &syn)?;
-        assert_eq!(action, XDP_PASS);
-        assert_eq!(out, syn, "passed unchanged");
-        let c = service_counters(&ebpf)?;
-        assert_eq!((c.fast_flows, c.slow_return_path), (0, 1));
+        for prog in PROGS {
+            println!("program: {prog:?}");
+            // Only the client side runs the program: replies on the backend side would reach the
+            // stack unrewritten, so the flow must not be set up.
+            let ebpf = loaded(4536, &[front], prog)?;
+            let syn = frame(CLIENT, PROXY, 43000, SERVICE_PORT, SYN, 0);
+            let (action, out) = run(&ebpf, prog, front, &syn)?;
+            assert_eq!(action, XDP_PASS);
+            assert_eq!(out, syn, "passed unchanged");
+            let c = service_counters(&ebpf)?;
+            assert_eq!((c.fast_flows, c.slow_return_path), (0, 1));
+        }
         Ok(())
     })?
 }
