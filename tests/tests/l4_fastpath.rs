@@ -140,9 +140,12 @@ fn flows_spread_over_the_replicas_and_a_tuple_keeps_its_replica() -> anyhow::Res
 /// `who` over a connection from a fixed client port (SO_REUSEADDR, so the port can be reused
 /// at once: the server closes first and keeps the TIME_WAIT).
 fn who_from_port(lab: &L4Lab, port: u16) -> anyhow::Result<String> {
-    let mut conn = lab
-        .client
-        .enter(|| bound_connect(port, L4Lab::service(PORT)))??;
+    // The tuple stays busy on the client until the replica's last ACK of the previous
+    // connection arrives (LAST_ACK): connect says EADDRNOTAVAIL meanwhile.
+    let mut conn = eventually(Duration::from_secs(3), || {
+        lab.client
+            .enter(|| bound_connect(port, L4Lab::service(PORT)))?
+    })?;
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     conn.write_all(b"W")?;
     let mut name = String::new();

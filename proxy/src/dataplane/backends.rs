@@ -5,15 +5,13 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap},
-};
-use proxy_common::{
-    BackendCounters, BackendKey, BackendSlot, MAX_BACKENDS, SERVICE_NAME_LEN, map_names,
-};
+use proxy_common::{BackendKey, BackendSlot, MAX_BACKENDS, SERVICE_NAME_LEN, map_names};
 
-use super::{error::DataPlaneError, slots};
+use super::{
+    error::DataPlaneError,
+    maps::{Maps, map_err},
+    slots,
+};
 
 /// A replica the proxy sends traffic to, and the service it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -64,20 +62,15 @@ fn slot_value(slot: u32, service: &str) -> BackendSlot {
 /// their addresses into `REALS`. With `keep_stale`, backends no longer wanted keep their slots
 /// for now: the fast path's rings may still point at them until they are rewritten, so their
 /// slots must not be handed to another backend yet.
-pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend], keep_stale: bool) -> Result<(), DataPlaneError> {
-    let map_err = |map: &'static str| move |source| DataPlaneError::Map { map, source };
+pub fn sync(maps: &mut Maps, wanted: &[Backend], keep_stale: bool) -> Result<(), DataPlaneError> {
     let services: BTreeMap<BackendKey, &str> = wanted
         .iter()
         .filter_map(|b| Some((key_of(b.addr)?, b.service.as_str())))
         .collect();
     let keys: Vec<BackendKey> = services.keys().copied().collect();
     let plan = {
-        let map = ebpf
-            .map(map_names::BACKENDS)
-            .ok_or(DataPlaneError::NoObject)?;
-        let backends: HashMap<_, BackendKey, BackendSlot> =
-            HashMap::try_from(map).map_err(map_err(map_names::BACKENDS))?;
-        let existing: BTreeMap<BackendKey, u32> = backends
+        let existing: BTreeMap<BackendKey, u32> = maps
+            .backends
             .iter()
             .filter_map(Result::ok)
             .map(|(k, v)| (k, v.slot))
@@ -89,28 +82,17 @@ pub fn sync(ebpf: &mut Ebpf, wanted: &[Backend], keep_stale: bool) -> Result<(),
             },
         )?
     };
-    slots::zero_slots::<BackendCounters>(
-        ebpf,
+    slots::zero_slots(
+        &mut maps.backend_stats,
         map_names::BACKEND_STATS,
         plan.add.iter().map(|&(_, slot)| slot),
     )?;
-    {
-        let map = ebpf
-            .map_mut(map_names::REALS)
-            .ok_or(DataPlaneError::NoObject)?;
-        let mut reals: Array<_, BackendKey> =
-            Array::try_from(map).map_err(map_err(map_names::REALS))?;
-        for (key, slot) in &plan.add {
-            reals
-                .set(*slot, key, 0)
-                .map_err(map_err(map_names::REALS))?;
-        }
+    for (key, slot) in &plan.add {
+        maps.reals
+            .set(*slot, key, 0)
+            .map_err(map_err(map_names::REALS))?;
     }
-    let map = ebpf
-        .map_mut(map_names::BACKENDS)
-        .ok_or(DataPlaneError::NoObject)?;
-    let mut backends: HashMap<_, BackendKey, BackendSlot> =
-        HashMap::try_from(map).map_err(map_err(map_names::BACKENDS))?;
+    let backends = &mut maps.backends;
     for key in &plan.remove {
         backends.remove(key).map_err(map_err(map_names::BACKENDS))?;
         tracing::debug!(backend = %addr_of(key), "backend no longer counted");

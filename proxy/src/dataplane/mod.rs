@@ -8,6 +8,7 @@ mod bpffs;
 mod error;
 pub mod fastpath;
 mod l4_stats;
+mod maps;
 pub mod neighbours;
 mod netif;
 mod pins;
@@ -23,12 +24,14 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::HashMap,
     programs::{SchedClassifier, TcAttachType, Xdp},
 };
-use proxy_common::{IfaceCounters, MAX_INTERFACES, map_names};
+use proxy_common::{MAX_INTERFACES, map_names};
 
-use self::placement::Placement;
+use self::{
+    maps::{Maps, map_err},
+    placement::Placement,
+};
 
 pub use backends::Backend;
 pub use error::DataPlaneError;
@@ -63,6 +66,7 @@ pub struct DataPlaneConfig {
 /// also removes the pins.
 pub struct DataPlane {
     ebpf: Ebpf,
+    maps: Maps,
     pin_dir: PathBuf,
     attached: Vec<(String, Placement)>,
     fast: fastpath::FastPath,
@@ -89,12 +93,14 @@ impl DataPlane {
             .load(OBJECT)
             .map_err(|e| permission_or(e, "load BPF maps and programs", DataPlaneError::Load))?;
         pins::record_layout_version(&mut ebpf)?;
-        // Reused pins may name hooks of a previous run, whose links died with it.
-        clear_hooks(&mut ebpf)?;
         load_programs(&mut ebpf)?;
-        let fast = fastpath::FastPath::init(&mut ebpf, config.fastpath.clone())?;
+        let mut maps = Maps::take(&mut ebpf)?;
+        // Reused pins may name hooks of a previous run, whose links died with it.
+        clear_hooks(&mut maps)?;
+        let fast = fastpath::FastPath::init(&mut maps, config.fastpath.clone())?;
         let mut data_plane = Self {
             ebpf,
+            maps,
             pin_dir: config.pin_dir.clone(),
             attached: Vec::new(),
             fast,
@@ -121,7 +127,7 @@ impl DataPlane {
         }
         let mode = self.fast.settings().mode;
         let choices = placement::choose(mode, interface, netif::is_physical(interface))?;
-        assign_slots(&mut self.ebpf, &[ifindex])?;
+        assign_slots(&mut self.maps, &[ifindex])?;
         let mut placed = None;
         let mut last_error = None;
         for choice in choices {
@@ -147,7 +153,10 @@ impl DataPlane {
                  fast path at TC here"
             );
         }
-        record_hook(&mut self.ebpf, ifindex, placed.hook())?;
+        self.maps
+            .iface_hooks
+            .insert(ifindex, placed.hook(), 0)
+            .map_err(map_err(map_names::IFACE_HOOKS))?;
         if mode != FastPathMode::Off {
             fastpath::enable_forwarding(interface);
         }
@@ -194,14 +203,14 @@ impl DataPlane {
         wanted: &[Backend],
         l4: &[L4Service],
     ) -> Result<(), DataPlaneError> {
-        backends::sync(&mut self.ebpf, wanted, true)?;
-        self.fast.sync(&mut self.ebpf, l4)?;
-        backends::sync(&mut self.ebpf, wanted, false)
+        backends::sync(&mut self.maps, wanted, true)?;
+        self.fast.sync(&mut self.maps, l4)?;
+        backends::sync(&mut self.maps, wanted, false)
     }
 
     /// Removes ended, idle and drained fast-path flows from conntrack.
     pub fn sweep_flows(&mut self) -> Result<SweepReport, DataPlaneError> {
-        self.fast.sweep(&mut self.ebpf)
+        self.fast.sweep(&mut self.maps)
     }
 
     /// The directory holding this data plane's pins.
@@ -213,11 +222,13 @@ impl DataPlane {
     pub fn shutdown(self, keep_pins: bool) -> Result<(), DataPlaneError> {
         let Self {
             ebpf,
+            maps,
             pin_dir,
             _lock,
             ..
         } = self;
         drop(ebpf);
+        drop(maps);
         tracing::info!("data plane detached");
         if !keep_pins {
             pins::remove_pins(&pin_dir)?;
@@ -242,40 +253,14 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<(), DataPlaneError> {
     Ok(())
 }
 
-fn hooks_map(
-    ebpf: &mut Ebpf,
-) -> Result<HashMap<&mut aya::maps::MapData, u32, u32>, DataPlaneError> {
-    let map = ebpf
-        .map_mut(map_names::IFACE_HOOKS)
-        .ok_or(DataPlaneError::NoObject)?;
-    HashMap::try_from(map).map_err(|source| DataPlaneError::Map {
-        map: map_names::IFACE_HOOKS,
-        source,
-    })
-}
-
-fn clear_hooks(ebpf: &mut Ebpf) -> Result<(), DataPlaneError> {
-    let mut hooks = hooks_map(ebpf)?;
-    let stale: Vec<u32> = hooks.keys().filter_map(Result::ok).collect();
+fn clear_hooks(maps: &mut Maps) -> Result<(), DataPlaneError> {
+    let stale: Vec<u32> = maps.iface_hooks.keys().filter_map(Result::ok).collect();
     for ifindex in stale {
-        hooks
+        maps.iface_hooks
             .remove(&ifindex)
-            .map_err(|source| DataPlaneError::Map {
-                map: map_names::IFACE_HOOKS,
-                source,
-            })?;
+            .map_err(map_err(map_names::IFACE_HOOKS))?;
     }
     Ok(())
-}
-
-/// Tells the programs which fast-path hook runs on `ifindex` (flows need the same on both sides).
-fn record_hook(ebpf: &mut Ebpf, ifindex: u32, hook: u32) -> Result<(), DataPlaneError> {
-    hooks_map(ebpf)?
-        .insert(ifindex, hook, 0)
-        .map_err(|source| DataPlaneError::Map {
-            map: map_names::IFACE_HOOKS,
-            source,
-        })
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, DataPlaneError>
@@ -299,48 +284,30 @@ fn resolve_interfaces(names: &[String]) -> Result<Vec<u32>, DataPlaneError> {
 }
 
 /// Gives every interface a counter slot; a slot new to an interface starts from zero.
-/// The maps stay owned by `ebpf`: the programs were relocated against their descriptors.
-fn assign_slots(ebpf: &mut Ebpf, ifindexes: &[u32]) -> Result<(), DataPlaneError> {
-    let plan = {
-        let slots = slots_map(ebpf)?;
-        let existing: BTreeMap<u32, u32> = slots.iter().filter_map(Result::ok).collect();
-        slots::plan_slots(&existing, ifindexes, MAX_INTERFACES, |i| {
-            netif::name_of(i).is_some()
-        })
-        .ok_or(DataPlaneError::OutOfSlots {
-            what: "interfaces",
-            max: MAX_INTERFACES,
-        })?
-    };
-    slots::zero_slots::<IfaceCounters>(
-        ebpf,
+fn assign_slots(maps: &mut Maps, ifindexes: &[u32]) -> Result<(), DataPlaneError> {
+    let existing: BTreeMap<u32, u32> = maps.iface_slots.iter().filter_map(Result::ok).collect();
+    let plan = slots::plan_slots(&existing, ifindexes, MAX_INTERFACES, |i| {
+        netif::name_of(i).is_some()
+    })
+    .ok_or(DataPlaneError::OutOfSlots {
+        what: "interfaces",
+        max: MAX_INTERFACES,
+    })?;
+    slots::zero_slots(
+        &mut maps.iface_stats,
         map_names::IFACE_STATS,
         plan.add.iter().map(|&(_, slot)| slot),
     )?;
-    let mut slots = slots_map(ebpf)?;
-    let slots_err = |source| DataPlaneError::Map {
-        map: map_names::IFACE_SLOTS,
-        source,
-    };
+    let slots_err = map_err(map_names::IFACE_SLOTS);
     for ifindex in &plan.remove {
-        slots.remove(ifindex).map_err(slots_err)?;
+        maps.iface_slots.remove(ifindex).map_err(&slots_err)?;
     }
     for &(ifindex, slot) in &plan.add {
-        slots.insert(ifindex, slot, 0).map_err(slots_err)?;
+        maps.iface_slots
+            .insert(ifindex, slot, 0)
+            .map_err(&slots_err)?;
     }
     Ok(())
-}
-
-fn slots_map(
-    ebpf: &mut Ebpf,
-) -> Result<HashMap<&mut aya::maps::MapData, u32, u32>, DataPlaneError> {
-    let map = ebpf
-        .map_mut(map_names::IFACE_SLOTS)
-        .ok_or(DataPlaneError::NoObject)?;
-    HashMap::try_from(map).map_err(|source| DataPlaneError::Map {
-        map: map_names::IFACE_SLOTS,
-        source,
-    })
 }
 
 fn program_error(

@@ -43,18 +43,15 @@ pub fn plan_slots<K: Ord + Copy>(
     Some(plan)
 }
 
-/// Zeroes the per-CPU counters of `slots` in the array map `name`, so a slot handed to a new
-/// interface or backend starts from nothing.
+/// Zeroes the per-CPU counters of `slots` in `stats` (the map `name`), so a slot handed to a
+/// new interface or backend starts from nothing.
 pub fn zero_slots<T: aya::Pod + Default>(
-    ebpf: &mut aya::Ebpf,
+    stats: &mut aya::maps::PerCpuArray<aya::maps::MapData, T>,
     name: &'static str,
     slots: impl IntoIterator<Item = u32>,
 ) -> Result<(), super::DataPlaneError> {
     use super::DataPlaneError;
     let map_err = |source| DataPlaneError::Map { map: name, source };
-    let map = ebpf.map_mut(name).ok_or(DataPlaneError::NoObject)?;
-    let mut stats: aya::maps::PerCpuArray<_, T> =
-        aya::maps::PerCpuArray::try_from(map).map_err(map_err)?;
     let cpus = aya::util::nr_cpus()
         .map_err(|(path, e)| DataPlaneError::from_io("count CPUs in", path, e))?;
     for slot in slots {

@@ -1,6 +1,6 @@
 //! The TCP-mode fast path, user-space half: settings, programming services and their Maglev
 //! rings, the source-port range, and sweeping conntrack. The kernel half is
-//! `proxy-ebpf/src/fastpath.rs`.
+//! `proxy-ebpf/src/flows.rs` (and the two hooks that apply it).
 pub mod maglev;
 pub mod ports;
 mod services;
@@ -12,16 +12,15 @@ use std::{
     time::Duration,
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, MapData},
-};
 use proxy_common::{
     fastpath::{FastPathConfig, PROTO_TCP, ServiceKey, budget, v4_mapped},
     map_names,
 };
 
-use super::error::DataPlaneError;
+use super::{
+    error::DataPlaneError,
+    maps::{Maps, map_err},
+};
 pub use services::Programmed;
 pub use sweep::SweepReport;
 
@@ -108,7 +107,7 @@ pub struct FastPath {
 impl FastPath {
     /// Writes the settings into freshly loaded maps: the source-port range and the flow budget
     /// (0, which turns the fast path off, when the mode is `off` or no port range is free).
-    pub fn init(ebpf: &mut Ebpf, settings: FastPathSettings) -> Result<Self, DataPlaneError> {
+    pub fn init(maps: &mut Maps, settings: FastPathSettings) -> Result<Self, DataPlaneError> {
         let ports = ports::ephemeral_ports().and_then(ports::fast_path_ports);
         let config = match &ports {
             Some(r) => FastPathConfig {
@@ -124,26 +123,15 @@ impl FastPath {
                  fast path is off (narrow the range to enable it)"
             );
         }
-        let map = ebpf
-            .map_mut(map_names::L4_CONFIG)
-            .ok_or(DataPlaneError::NoObject)?;
-        let mut array: Array<&mut MapData, FastPathConfig> =
-            Array::try_from(map).map_err(|source| DataPlaneError::Map {
-                map: map_names::L4_CONFIG,
-                source,
-            })?;
-        array
+        maps.l4_config
             .set(0, config, 0)
-            .map_err(|source| DataPlaneError::Map {
-                map: map_names::L4_CONFIG,
-                source,
-            })?;
+            .map_err(map_err(map_names::L4_CONFIG))?;
         let limit = if enabled {
             settings.conntrack_size as u64
         } else {
             0
         };
-        sweep::write_budget(ebpf, budget::LIMIT, limit)?;
+        sweep::write_budget(maps, budget::LIMIT, limit)?;
         if enabled {
             tracing::info!(
                 mode = ?settings.mode,
@@ -165,25 +153,25 @@ impl FastPath {
     }
 
     /// Makes the programmed services exactly `wanted` (none when the mode is `off`).
-    pub fn sync(&mut self, ebpf: &mut Ebpf, wanted: &[L4Service]) -> Result<(), DataPlaneError> {
+    pub fn sync(&mut self, maps: &mut Maps, wanted: &[L4Service]) -> Result<(), DataPlaneError> {
         let wanted = if self.settings.mode == FastPathMode::Off {
             &[][..]
         } else {
             wanted
         };
-        self.programmed = services::sync(ebpf, wanted, &self.programmed)?;
+        self.programmed = services::sync(maps, wanted, &self.programmed)?;
         Ok(())
     }
 
     /// Sweeps conntrack once (see [`sweep::sweep`]).
-    pub fn sweep(&mut self, ebpf: &mut Ebpf) -> Result<SweepReport, DataPlaneError> {
+    pub fn sweep(&mut self, maps: &mut Maps) -> Result<SweepReport, DataPlaneError> {
         let replicas = self
             .programmed
             .values()
             .map(|p| (p.slot, p.replicas.clone()))
             .collect();
         sweep::sweep(
-            ebpf,
+            maps,
             &replicas,
             &mut self.draining,
             self.settings.drain_timeout,

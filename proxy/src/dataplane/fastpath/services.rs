@@ -6,18 +6,18 @@ use std::{
     net::SocketAddr,
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap, MapData},
-};
 use proxy_common::{
-    BackendKey, BackendSlot,
-    fastpath::{MAX_L4_SERVICES, ServiceCounters, ServiceEntry, ServiceKey, ring_index},
+    BackendKey,
+    fastpath::{MAX_L4_SERVICES, ServiceEntry, ServiceKey, ring_index},
     map_names,
 };
 
 use super::{super::backends::key_of, L4Service, maglev};
-use crate::dataplane::{error::DataPlaneError, slots};
+use crate::dataplane::{
+    error::DataPlaneError,
+    maps::{Maps, map_err},
+    slots,
+};
 
 /// What was programmed for one service: its slot and the backends its ring holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,25 +30,15 @@ pub struct Programmed {
     pub service: L4Service,
 }
 
-fn map_err(map: &'static str) -> impl Fn(aya::maps::MapError) -> DataPlaneError {
-    move |source| DataPlaneError::Map { map, source }
-}
-
 /// Makes the fast path's services exactly `wanted`. `previous` is what the last call
 /// programmed; unchanged services keep their ring. Returns what is programmed now.
 pub fn sync(
-    ebpf: &mut Ebpf,
+    maps: &mut Maps,
     wanted: &[L4Service],
     previous: &BTreeMap<ServiceKey, Programmed>,
 ) -> Result<BTreeMap<ServiceKey, Programmed>, DataPlaneError> {
-    let existing: BTreeMap<ServiceKey, ServiceEntry> = {
-        let map = ebpf
-            .map(map_names::L4_SERVICES)
-            .ok_or(DataPlaneError::NoObject)?;
-        let services: HashMap<_, ServiceKey, ServiceEntry> =
-            HashMap::try_from(map).map_err(map_err(map_names::L4_SERVICES))?;
-        services.iter().filter_map(Result::ok).collect()
-    };
+    let existing: BTreeMap<ServiceKey, ServiceEntry> =
+        maps.l4_services.iter().filter_map(Result::ok).collect();
     let keys: Vec<ServiceKey> = wanted.iter().map(L4Service::key).collect();
     let slots_now: BTreeMap<ServiceKey, u32> = existing.iter().map(|(k, e)| (*k, e.slot)).collect();
     let plan = slots::plan_slots(&slots_now, &keys, MAX_L4_SERVICES, |_| false).ok_or(
@@ -57,23 +47,17 @@ pub fn sync(
             max: MAX_L4_SERVICES,
         },
     )?;
-    slots::zero_slots::<ServiceCounters>(
-        ebpf,
+    slots::zero_slots(
+        &mut maps.l4_service_stats,
         map_names::L4_SERVICE_STATS,
         plan.add.iter().map(|&(_, slot)| slot),
     )?;
-    let backend_slots: BTreeMap<BackendKey, u32> = {
-        let map = ebpf
-            .map(map_names::BACKENDS)
-            .ok_or(DataPlaneError::NoObject)?;
-        let backends: HashMap<_, BackendKey, BackendSlot> =
-            HashMap::try_from(map).map_err(map_err(map_names::BACKENDS))?;
-        backends
-            .iter()
-            .filter_map(Result::ok)
-            .map(|(k, v)| (k, v.slot))
-            .collect()
-    };
+    let backend_slots: BTreeMap<BackendKey, u32> = maps
+        .backends
+        .iter()
+        .filter_map(Result::ok)
+        .map(|(k, v)| (k, v.slot))
+        .collect();
     let new_slots: BTreeMap<ServiceKey, u32> = plan.add.iter().copied().collect();
     let mut programmed = BTreeMap::new();
     for (service, key) in wanted.iter().zip(&keys) {
@@ -95,13 +79,8 @@ pub fn sync(
             && existing.get(key).is_some_and(|e| e.slot == slot);
         if !unchanged {
             let half = existing.get(key).map_or(0, |e| 1 - e.ring_half.min(1));
-            let entry = write_ring(ebpf, slot, half, &replicas, service)?;
-            let map = ebpf
-                .map_mut(map_names::L4_SERVICES)
-                .ok_or(DataPlaneError::NoObject)?;
-            let mut services: HashMap<_, ServiceKey, ServiceEntry> =
-                HashMap::try_from(map).map_err(map_err(map_names::L4_SERVICES))?;
-            services
+            let entry = write_ring(maps, slot, half, &replicas, service)?;
+            maps.l4_services
                 .insert(key, entry, 0)
                 .map_err(map_err(map_names::L4_SERVICES))?;
             tracing::info!(
@@ -114,13 +93,8 @@ pub fn sync(
         }
         programmed.insert(*key, done);
     }
-    let map = ebpf
-        .map_mut(map_names::L4_SERVICES)
-        .ok_or(DataPlaneError::NoObject)?;
-    let mut services: HashMap<_, ServiceKey, ServiceEntry> =
-        HashMap::try_from(map).map_err(map_err(map_names::L4_SERVICES))?;
     for key in &plan.remove {
-        services
+        maps.l4_services
             .remove(key)
             .map_err(map_err(map_names::L4_SERVICES))?;
         tracing::info!(
@@ -133,7 +107,7 @@ pub fn sync(
 
 /// Writes the ring of `replicas` into ring `half` of `slot`; returns the entry that makes it live.
 fn write_ring(
-    ebpf: &mut Ebpf,
+    maps: &mut Maps,
     slot: u32,
     half: u32,
     replicas: &[(SocketAddr, u32)],
@@ -142,14 +116,9 @@ fn write_ring(
     let ids: Vec<String> = replicas.iter().map(|(a, _)| a.to_string()).collect();
     let m = maglev::ring_size(ids.len());
     let ring = maglev::build(&ids, m);
-    let map = ebpf
-        .map_mut(map_names::MAGLEV)
-        .ok_or(DataPlaneError::NoObject)?;
-    let mut rings: Array<&mut MapData, u32> =
-        Array::try_from(map).map_err(map_err(map_names::MAGLEV))?;
     for (h, &backend) in ring.iter().enumerate() {
         let value = replicas[backend as usize].1 + 1;
-        rings
+        maps.maglev
             .set(ring_index(slot, half, h as u32), value, 0)
             .map_err(map_err(map_names::MAGLEV))?;
     }

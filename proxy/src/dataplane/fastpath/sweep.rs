@@ -6,17 +6,16 @@ use std::{
     time::Duration,
 };
 
-use aya::{
-    Ebpf,
-    maps::{Array, HashMap, MapData},
-};
 use proxy_common::{
     BackendKey,
     fastpath::{FLOW_FIN, FLOW_FORWARD, FLOW_RST, FLOW_SEEN, Flow, FlowKey, budget},
     map_names,
 };
 
-use crate::dataplane::error::DataPlaneError;
+use crate::dataplane::{
+    error::DataPlaneError,
+    maps::{Maps, map_err},
+};
 
 /// How long a flow lingers after FIN both ways or a RST, for late packets and retransmits.
 pub const CLOSED_TIMEOUT: Duration = Duration::from_secs(10);
@@ -75,25 +74,17 @@ pub struct Draining {
 /// anything else drain for `drain` and are then removed (the client's next packet then meets
 /// the stack, which answers with a reset).
 pub fn sweep(
-    ebpf: &mut Ebpf,
+    maps: &mut Maps,
     replicas: &BTreeMap<u32, BTreeSet<BackendKey>>,
     draining: &mut Draining,
     drain: Duration,
     now_ns: u64,
 ) -> Result<SweepReport, DataPlaneError> {
-    let ct_err = |source| DataPlaneError::Map {
-        map: map_names::CONNTRACK,
-        source,
-    };
-    let created_before = read_budget(ebpf, budget::CREATED)?;
+    let created_before = read_budget(maps, budget::CREATED)?;
     let mut report = SweepReport::default();
     let mut doomed: Vec<(FlowKey, FlowKey)> = Vec::new();
     {
-        let map = ebpf
-            .map(map_names::CONNTRACK)
-            .ok_or(DataPlaneError::NoObject)?;
-        let ct: HashMap<_, FlowKey, Flow> = HashMap::try_from(map).map_err(ct_err)?;
-        let entries: Vec<(FlowKey, Flow)> = ct.iter().filter_map(Result::ok).collect();
+        let entries: Vec<(FlowKey, Flow)> = maps.conntrack.iter().filter_map(Result::ok).collect();
         let by_key: StdHashMap<FlowKey, Flow> = entries.iter().copied().collect();
         let mut still_draining = StdHashMap::new();
         for (key, flow) in &entries {
@@ -135,51 +126,31 @@ pub fn sweep(
         }
         draining.since = still_draining;
     }
-    let map = ebpf
-        .map_mut(map_names::CONNTRACK)
-        .ok_or(DataPlaneError::NoObject)?;
-    let mut ct: HashMap<_, FlowKey, Flow> = HashMap::try_from(map).map_err(ct_err)?;
     for (a, b) in &doomed {
-        let _ = ct.remove(a);
-        let _ = ct.remove(b);
+        let _ = maps.conntrack.remove(a);
+        let _ = maps.conntrack.remove(b);
     }
     // Flows created while we walked may be counted live already: the budget errs on the full side.
     write_budget(
-        ebpf,
+        maps,
         budget::REMOVED,
         created_before.saturating_sub(report.live),
     )?;
     Ok(report)
 }
 
-fn budget_map(ebpf: &mut Ebpf) -> Result<Array<&mut MapData, u64>, DataPlaneError> {
-    let map = ebpf
-        .map_mut(map_names::FLOW_BUDGET)
-        .ok_or(DataPlaneError::NoObject)?;
-    Array::try_from(map).map_err(|source| DataPlaneError::Map {
-        map: map_names::FLOW_BUDGET,
-        source,
-    })
-}
-
 /// Reads one slot of `FLOW_BUDGET`.
-pub fn read_budget(ebpf: &mut Ebpf, slot: u32) -> Result<u64, DataPlaneError> {
-    budget_map(ebpf)?
+pub fn read_budget(maps: &Maps, slot: u32) -> Result<u64, DataPlaneError> {
+    maps.flow_budget
         .get(&slot, 0)
-        .map_err(|source| DataPlaneError::Map {
-            map: map_names::FLOW_BUDGET,
-            source,
-        })
+        .map_err(map_err(map_names::FLOW_BUDGET))
 }
 
 /// Writes one slot of `FLOW_BUDGET`.
-pub fn write_budget(ebpf: &mut Ebpf, slot: u32, value: u64) -> Result<(), DataPlaneError> {
-    budget_map(ebpf)?
+pub fn write_budget(maps: &mut Maps, slot: u32, value: u64) -> Result<(), DataPlaneError> {
+    maps.flow_budget
         .set(slot, value, 0)
-        .map_err(|source| DataPlaneError::Map {
-            map: map_names::FLOW_BUDGET,
-            source,
-        })
+        .map_err(map_err(map_names::FLOW_BUDGET))
 }
 
 #[cfg(test)]
