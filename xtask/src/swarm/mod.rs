@@ -120,7 +120,10 @@ fn run(
     membership::init(&nodes[0], cluster.address_pool())?;
     // The README's token secret, which both scenarios' proxies read.
     article::create_secret(&nodes[0])?;
-    if scenario != Scenario::Multi {
+    if scenario == Scenario::Multi {
+        // The one-node scenario's step 2, which the three nodes' services also use.
+        article::networks(&nodes[0])?;
+    } else {
         single::run(cluster, report);
     }
     if scenario != Scenario::Single {
