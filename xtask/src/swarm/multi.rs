@@ -104,7 +104,7 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
     );
     report.check(
         &format!(
-            "multi-node: docker service update --image {} completes without a rollback, every node in a new healthy container and still routing /demo",
+            "multi-node: docker service update --image {} rolls one node at a time (never two down) without a rollback, every node in a new healthy container and still routing /demo",
             production::NEXT_TAG
         ),
         || {

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{
     article,
     cluster::{Cluster, Node},
+    http,
     services::{self, TASK_TIMEOUT},
     stack,
 };
@@ -148,7 +149,11 @@ pub fn roll(cluster: &dyn Cluster, nodes: &[Node]) -> anyhow::Result<()> {
         NEXT_TAG,
         stack::SERVICE,
     ])?;
+    // Sampled while the update runs: with parallelism 1 no two nodes are ever down at once.
+    let mut most_down = 0;
     eventually(ROLL_TIMEOUT, || {
+        let down = nodes.iter().filter(|n| !answers_ping(cluster, n)).count();
+        most_down = most_down.max(down);
         let state = manager.docker.quiet(&[
             "service",
             "inspect",
@@ -165,6 +170,13 @@ pub fn roll(cluster: &dyn Cluster, nodes: &[Node]) -> anyhow::Result<()> {
         Ok(())
     })
     .context("waiting for the roll to complete")?;
+    eprintln!(
+        "swarm-test: at most {most_down} node(s) failed their ping at once during the update"
+    );
+    ensure!(
+        most_down <= 1,
+        "{most_down} nodes' proxies were down at once during the update"
+    );
     let tasks = manager.docker.quiet(&[
         "service",
         "ps",
@@ -198,6 +210,12 @@ pub fn roll(cluster: &dyn Cluster, nodes: &[Node]) -> anyhow::Result<()> {
             .with_context(|| format!("{} after the roll", node.name))?;
     }
     Ok(())
+}
+
+/// Whether `node`'s proxy answers its ping with 200 within a second.
+fn answers_ping(cluster: &dyn Cluster, node: &Node) -> bool {
+    let url = format!("http://{}:8080/v1/docker-flow-proxy/ping", node.addr);
+    http::get(cluster, &url, &["-m", "1"]).is_ok_and(|r| r.status == 200)
 }
 
 #[cfg(test)]
