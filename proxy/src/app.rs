@@ -1,7 +1,7 @@
 //! Wires the parts of a running proxy together and stops them in order on a signal.
 use std::{
     collections::BTreeSet,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -9,13 +9,13 @@ use std::{
 
 use anyhow::Context as _;
 use tokio::{
-    net::TcpListener,
     signal::unix::{SignalKind, signal},
     sync::{Notify, watch},
 };
 
 use crate::{
     api::{self, ApiContext},
+    bind::bind,
     changes::Changes,
     cli::RunArgs,
     cluster::{self, Cluster, ClusterArgs, LocalConfig, Mode},
@@ -238,15 +238,16 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         let control = Arc::clone(&control);
         async move { control.refresh_all().await }
     });
-    // A lone replica is ready (ping 200) before it says so; one with peers keeps answering
-    // 503 until it has their configuration.
+    // A lone replica is ready (ping 200, and "flowproxy ready" logged) before this returns;
+    // one with peers keeps answering 503 until it has their configuration, and says "ready"
+    // only then.
     cluster.first_look().await;
     background.push(tokio::spawn(Arc::clone(&cluster).run()));
     background.push(tokio::spawn(discovery::run(
         Arc::clone(&cluster),
         discovery_args,
     )));
-    tracing::info!(%http_addr, %https_addr, %api_addr, "flowproxy ready");
+    tracing::info!(%http_addr, %https_addr, %api_addr, "flowproxy listening");
 
     wait_for_shutdown_signal().await?;
     let _ = stop.send(true);
@@ -423,12 +424,6 @@ fn attach_routes_to(data_plane: &mut DataPlane, backends: &[Backend]) {
             tracing::warn!(%interface, error = %e, "could not attach to the interface of a replica");
         }
     }
-}
-
-async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} ({flag}): is another process using it?"))
 }
 
 /// Starts the data plane when interfaces are given. Missing BPF rights are not fatal: the proxy

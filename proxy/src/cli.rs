@@ -30,8 +30,24 @@ pub struct Cli {
 /// Subcommands besides running the proxy.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the data plane's counters, read straight from the pinned maps.
+    /// Print the data plane's counters, read straight from the pinned maps (or, when none
+    /// are pinned, the request counts the API exports).
     Stats(StatsArgs),
+    /// Exit 0 if the local proxy's API answers its ping with 200, else 1 with the reason
+    /// (the image's Docker `HEALTHCHECK`).
+    Healthcheck(HealthcheckArgs),
+}
+
+/// Flags of `flowproxy healthcheck`.
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// The API to ask; without it, the one at --api-addr (API_ADDR; a wildcard address is
+    /// asked on loopback), by default http://127.0.0.1:8080.
+    #[arg(long, env = "API_URL")]
+    pub api_url: Option<String>,
+    /// Seconds the answer may take before the proxy counts as unhealthy.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 /// Flags of `flowproxy stats`.
@@ -40,7 +56,8 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// The running proxy's API, asked for per-replica request counts (skipped if it does not answer).
+    /// The running proxy's API, asked for per-replica request counts; when it does not answer,
+    /// what the maps hold is printed and the command exits 1.
     #[arg(long, env = "API_URL", default_value = "http://127.0.0.1:8080")]
     pub api_url: String,
 }
@@ -270,6 +287,34 @@ mod tests {
             Some(Command::Stats(StatsArgs { json: true, .. }))
         ));
         assert_eq!(cli.bpffs_dir, PathBuf::from("/sys/fs/bpf/x"));
+    }
+
+    #[test]
+    fn healthcheck_takes_a_url_and_a_timeout() {
+        let cli = Cli::parse_from(["flowproxy", "healthcheck"]);
+        let Some(Command::Healthcheck(args)) = cli.command else {
+            panic!("{:?}", cli.command);
+        };
+        assert_eq!(args.timeout, 3);
+        let cli = Cli::parse_from([
+            "flowproxy",
+            "healthcheck",
+            "--api-url",
+            "http://127.0.0.1:9000",
+            "--timeout",
+            "1",
+        ]);
+        let Some(Command::Healthcheck(args)) = cli.command else {
+            panic!("{:?}", cli.command);
+        };
+        assert_eq!(args.api_url.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(args.timeout, 1);
+        assert!(Cli::try_parse_from(["flowproxy", "healthcheck", "--timeout", "0"]).is_err());
+        assert!(
+            Cli::try_parse_from(["flowproxy", "--http-addr", "127.0.0.1:1", "healthcheck"])
+                .is_err(),
+            "proxy flags do not mix with a command"
+        );
     }
 
     #[test]

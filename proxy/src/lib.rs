@@ -2,6 +2,7 @@
 //! and for the fuzz targets in `fuzz/`, which call the parsers and the route table directly.
 pub mod api;
 pub mod app;
+pub mod bind;
 pub mod changes;
 pub mod cli;
 pub mod cluster;
@@ -10,8 +11,10 @@ pub mod credentials;
 pub mod dataplane;
 pub mod dfp_env;
 pub mod discovery;
+pub mod health_cmd;
 pub mod l4;
 pub mod l7;
+pub mod local_api;
 pub mod metrics;
 pub mod routes;
 pub mod state;

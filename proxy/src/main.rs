@@ -6,7 +6,7 @@ use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
 use flowproxy::{
     app,
     cli::{self, Cli, Command, LogFormat},
-    dfp_env, stats_cmd,
+    dfp_env, health_cmd, stats_cmd,
 };
 
 fn main() -> anyhow::Result<()> {
@@ -15,6 +15,17 @@ fn main() -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Some(Command::Stats(args)) => stats_cmd::run(&cli.bpffs_dir, &args),
+        Some(Command::Healthcheck(args)) => match health_cmd::check(&args, cli.run.api_addr) {
+            Ok(answered) => {
+                println!("healthy: {answered}");
+                Ok(())
+            }
+            Err(reason) => {
+                // One line, as `docker inspect` shows a health check's output.
+                eprintln!("unhealthy: {reason}");
+                std::process::exit(1)
+            }
+        },
         None => {
             apply_dfp_env(&mut cli.run, matches.value_source("api_addr"))?;
             runtime()?.block_on(app::run(cli.run, cli.bpffs_dir))

@@ -1,21 +1,40 @@
 //! `flowproxy stats`: the data plane's counters as tables or JSON, read from the pinned maps
-//! (no running proxy needed), plus per-replica request counts when the API answers.
+//! (no running proxy needed), plus per-replica request counts from the API. With no maps
+//! pinned (a proxy without its data plane) the API's counts are all there is; whatever cannot
+//! be read makes the command exit non-zero, saying what is missing.
 use std::{collections::BTreeMap, io::Write as _, path::Path, time::Duration};
 
-use http_body_util::{BodyExt as _, Empty};
-use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use anyhow::{Context as _, bail};
 
-use crate::{cli::StatsArgs, dataplane};
+use crate::{
+    cli::StatsArgs,
+    dataplane::{self, DataPlaneError},
+    local_api,
+};
 
-/// Prints the counters pinned under `pin_dir`.
+/// How long the API may take to send its metrics.
+const API_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Prints the counters pinned under `pin_dir`, or the API's when none are pinned.
 pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
-    let interfaces = dataplane::read_iface_stats(pin_dir)?;
-    let backends = dataplane::read_backend_stats(pin_dir)?;
-    let l4 = dataplane::read_l4_stats(pin_dir)?;
     let metrics = fetch_metrics(&args.api_url);
-    let requests = metrics.as_deref().map(backend_requests);
+    let interfaces = match dataplane::read_iface_stats(pin_dir) {
+        Ok(interfaces) => interfaces,
+        Err(not_pinned @ DataPlaneError::NotPinned { .. }) => {
+            let metrics = metrics.map_err(|api| {
+                anyhow::anyhow!("{not_pinned}; and the API cannot say either: {api}")
+            })?;
+            return print_from_api(&metrics, pin_dir, args.json);
+        }
+        Err(e) => return Err(e).context("reading the pinned interface counters"),
+    };
+    let backends =
+        dataplane::read_backend_stats(pin_dir).context("reading the pinned replica counters")?;
+    let l4 = dataplane::read_l4_stats(pin_dir).context("reading the pinned fast-path counters")?;
+    let requests = metrics.as_deref().ok().map(backend_requests);
     let slow = metrics
         .as_deref()
+        .ok()
         .map(l4_slow_connections)
         .unwrap_or_default();
     let requests_of = |service: &str, backend: &str| {
@@ -52,6 +71,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             })
             .collect();
         let doc = serde_json::json!({
+            "source": "maps",
             "backends": backends,
             "interfaces": interfaces,
             "l4": {
@@ -62,7 +82,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             },
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
-        return Ok(());
+        return missing_requests(metrics.err());
     }
     writeln!(
         out,
@@ -154,6 +174,62 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             c.slow_return_path
         )?;
     }
+    missing_requests(metrics.err())
+}
+
+/// The maps were read; an API that did not answer still fails the command, since a proxy
+/// killed with its pins kept leaves counters that look alive.
+fn missing_requests(api: Option<String>) -> anyhow::Result<()> {
+    match api {
+        None => Ok(()),
+        Some(api) => bail!(
+            "{api}: the counters above are the pinned maps' (they outlive a proxy that is \
+             not running), the request counts are missing; is the proxy running, with this --api-url?"
+        ),
+    }
+}
+
+/// The API's counts alone, when no maps are pinned.
+fn print_from_api(metrics: &str, pin_dir: &Path, json: bool) -> anyhow::Result<()> {
+    let requests = backend_requests(metrics);
+    let slow = l4_slow_connections(metrics);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let backends: Vec<serde_json::Value> = requests
+            .iter()
+            .map(|((service, backend), n)| {
+                serde_json::json!({"service": service, "backend": backend, "requests": n})
+            })
+            .collect();
+        let l4: Vec<serde_json::Value> = slow
+            .iter()
+            .map(|(port, (service, n))| {
+                serde_json::json!({"service": service, "port": port, "slow_flows": n})
+            })
+            .collect();
+        let doc = serde_json::json!({
+            "source": "api",
+            "backends": backends,
+            "l4": {"services": l4},
+        });
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "no maps are pinned under {}: request counts from the API only (packet and byte \
+         counters need the data plane)",
+        pin_dir.display()
+    )?;
+    writeln!(out, "{:<20} {:<22} {:>9}", "SERVICE", "REPLICA", "REQUESTS")?;
+    for ((service, backend), n) in &requests {
+        writeln!(out, "{service:<20} {backend:<22} {n:>9}")?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{:<20} {:>6} {:>10}", "SERVICE", "PORT", "SLOW")?;
+    for (port, (service, n)) in &slow {
+        writeln!(out, "{service:<20} {port:>6} {n:>10}")?;
+    }
     Ok(())
 }
 
@@ -191,24 +267,18 @@ fn label(line: &str, name: &str) -> Option<String> {
     Some(line[start..end].to_owned())
 }
 
-/// The API's `/metrics` text, or `None` when it does not answer within a second.
-fn fetch_metrics(api_url: &str) -> Option<String> {
-    let uri: hyper::Uri = format!("{}/metrics", api_url.trim_end_matches('/'))
-        .parse()
-        .ok()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    runtime.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
-        let response = tokio::time::timeout(Duration::from_secs(1), client.get(uri))
-            .await
-            .ok()?
-            .ok()?;
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        String::from_utf8(body.to_vec()).ok()
-    })
+/// The API's `/metrics` text, or why it could not be had.
+fn fetch_metrics(api_url: &str) -> Result<String, String> {
+    let answer = local_api::get(api_url, "/metrics", API_TIMEOUT).map_err(|e| e.to_string())?;
+    if answer.status != hyper::StatusCode::OK {
+        return Err(format!(
+            "{}/metrics answered {}: {}",
+            api_url.trim_end_matches('/'),
+            answer.status.as_u16(),
+            answer.message()
+        ));
+    }
+    Ok(answer.body)
 }
 
 /// `flowproxy_backend_requests_total` samples by (service, backend).

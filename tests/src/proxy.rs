@@ -179,7 +179,7 @@ impl Flowproxy {
         Ok(cmd)
     }
 
-    /// Starts flowproxy and waits until it logs that it is ready.
+    /// Starts flowproxy and waits until it logs that it listens (a lone proxy is ready by then).
     pub fn start(self) -> anyhow::Result<RunningProxy> {
         let pin_dir = self
             .pin_dir
@@ -252,7 +252,13 @@ impl RunningProxy {
                 self.exited = Some(status);
                 return Ok(());
             }
-            if let Some(line) = self.log().lines().find(|l| l.contains("flowproxy ready")) {
+            // Listening, not ready: a replica with peers is ready only once it has their
+            // configuration, which a cluster test waits for by ping.
+            if let Some(line) = self
+                .log()
+                .lines()
+                .find(|l| l.contains("flowproxy listening"))
+            {
                 self.http_addr = field(line, "http_addr")?;
                 self.https_addr = field(line, "https_addr")?;
                 self.api_addr = field(line, "api_addr")?;

@@ -380,10 +380,13 @@ fn a_replica_switching_to_h2c_opens_no_tunnel() -> anyhow::Result<()> {
          Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
     )?;
     assert_eq!(answer.status, 502, "{answer:?}");
+    assert_eq!(answer.body, "service h2c sent no valid answer\n");
     assert!(
-        answer.body.contains("switched protocols"),
-        "{}",
-        answer.body
+        proxy
+            .log()
+            .contains("switched protocols without an allowed upgrade"),
+        "the reason is in the log:\n{}",
+        proxy.log()
     );
     assert_eq!(replica.requests(), ["GET /h2c HTTP/1.1"]);
     Ok(())

@@ -127,7 +127,7 @@ fn swarm_checks(extra: &[String], totals: &mut Totals) {
         println!("swarm-test: not run (a test filter was given); run `cargo xtask swarm-test`");
         return;
     }
-    match crate::swarm::swarm_test(crate::swarm::Driver::Local) {
+    match crate::swarm::swarm_test(crate::swarm::Driver::Local, crate::swarm::Scenario::All) {
         Ok(report) => {
             println!("{}", report.summary());
             totals.passed += report.passed();

@@ -20,7 +20,7 @@ use crate::{
 /// binaries, not build scripts and proc macros (which cannot be static).
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// One image: its tag, the binary it wraps and the ports it exposes.
+/// One image: its tag, the binary it wraps, the ports it exposes and its health check.
 #[derive(Debug, Clone, Copy)]
 pub struct Image {
     /// `name:tag` as `docker service create` refers to it.
@@ -28,7 +28,14 @@ pub struct Image {
     /// The binary (and cargo package) inside it, run as the entry point.
     pub binary: &'static str,
     ports: &'static str,
+    /// The binary's arguments that check it (exec form: `FROM scratch` has no shell).
+    healthcheck: Option<&'static str>,
 }
+
+/// How often Docker checks the proxy, how long a check may take, how long a start may take
+/// before failed checks count (a replica with peers answers 503 while it takes their
+/// configuration, up to BOOTSTRAP_TIMEOUT, 15 s), and how many failures make it unhealthy.
+pub const HEALTHCHECK_OPTIONS: &str = "--interval=5s --timeout=3s --start-period=20s --retries=3";
 
 /// The proxy and the article's go-demo stand-in.
 pub const IMAGES: [Image; 2] = [
@@ -36,11 +43,13 @@ pub const IMAGES: [Image; 2] = [
         tag: "flowproxy:latest",
         binary: "flowproxy",
         ports: "80 443 8080",
+        healthcheck: Some("healthcheck"),
     },
     Image {
         tag: "flowproxy-demo:latest",
         binary: "flowproxy-demo",
         ports: "8080",
+        healthcheck: None,
     },
 ];
 
@@ -84,11 +93,22 @@ pub fn write_contexts() -> anyhow::Result<Vec<(Image, PathBuf)>> {
 }
 
 fn dockerfile(image: &Image) -> String {
-    format!(
+    let mut file = format!(
         "FROM scratch\nCOPY {bin} /{bin}\nEXPOSE {ports}\nENTRYPOINT [\"/{bin}\"]\n",
         bin = image.binary,
         ports = image.ports
-    )
+    );
+    if let Some(args) = image.healthcheck {
+        let argv: Vec<String> = std::iter::once(format!("/{}", image.binary))
+            .chain(args.split_whitespace().map(str::to_owned))
+            .map(|a| format!("\"{a}\""))
+            .collect();
+        file.push_str(&format!(
+            "HEALTHCHECK {HEALTHCHECK_OPTIONS} CMD [{}]\n",
+            argv.join(",")
+        ));
+    }
+    file
 }
 
 /// Builds every image from its context with `docker` (the classic builder: it needs no
@@ -142,5 +162,14 @@ mod tests {
         assert!(file.contains("COPY flowproxy /flowproxy\n"), "{file}");
         assert!(file.contains("ENTRYPOINT [\"/flowproxy\"]"), "{file}");
         assert!(file.contains("EXPOSE 80 443 8080"), "{file}");
+        assert!(
+            file.contains(
+                "HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
+                 CMD [\"/flowproxy\",\"healthcheck\"]\n"
+            ),
+            "{file}"
+        );
+        let demo = dockerfile(&IMAGES[1]);
+        assert!(!demo.contains("HEALTHCHECK"), "{demo}");
     }
 }

@@ -77,6 +77,10 @@ enum Task {
         /// Who plays the article's nodes: dockerd in network namespaces, or docker-machine VMs.
         #[arg(long, value_enum, default_value = "local")]
         driver: swarm::Driver,
+        /// Run only one scenario (`single`: the article on one node; `multi`: three nodes
+        /// with the stack file, its health checks and a rolling update).
+        #[arg(long, value_enum, default_value = "all")]
+        scenario: swarm::Scenario,
     },
     /// Start flowproxy on a veth pair, send traffic and show what bpftool sees.
     Demo {
@@ -132,9 +136,9 @@ fn main() -> anyhow::Result<()> {
             setup::setup()?;
             image::image()
         }
-        Task::SwarmTest { driver } => {
+        Task::SwarmTest { driver, scenario } => {
             setup::setup()?;
-            swarm::command(driver)
+            swarm::command(driver, scenario)
         }
         Task::Demo { exit } => {
             setup::setup()?;

@@ -161,7 +161,7 @@ impl Cluster {
         if !self.ready.send_replace(true) {
             tracing::info!(
                 reason = why,
-                "ready: /v1/docker-flow-proxy/ping answers 200"
+                "flowproxy ready: /v1/docker-flow-proxy/ping answers 200"
             );
         }
     }

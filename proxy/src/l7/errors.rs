@@ -1,6 +1,8 @@
 //! Why a request could not be proxied, and the response each reason gets: a status and a
 //! one-line body saying which. Each error records its source (pingora's rule): a client's
-//! fault is a 4xx and never counts against a replica; an upstream's is a 5xx.
+//! fault is a 4xx and never counts against a replica; an upstream's is a 5xx. The body is
+//! short and generic ([`ProxyError::public_text`]); the details (replica addresses, the HTTP
+//! library's wording) are in the `Display` form, for the log only.
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::{Response, StatusCode, header};
@@ -40,7 +42,7 @@ pub enum ProxyError {
     #[error("{0}")]
     Body(BodyFailure),
     /// The service has no replica that accepts connections (503).
-    #[error("no replica of {service} is reachable: {reason}")]
+    #[error("no replica of service {service} is reachable: {reason}")]
     NoReplica {
         /// The service.
         service: String,
@@ -48,13 +50,13 @@ pub enum ProxyError {
         reason: String,
     },
     /// The replica did not answer within `timeoutServer` (504).
-    #[error("{service} did not answer in time")]
+    #[error("service {service} did not answer in time")]
     Timeout {
         /// The service.
         service: String,
     },
-    /// The connection to the replica failed mid-request (502).
-    #[error("the connection to {service} failed: {reason}")]
+    /// The connection to the replica failed mid-request, or its answer cannot be relayed (502).
+    #[error("service {service} sent no valid answer: {reason}")]
     Upstream {
         /// The service.
         service: String,
@@ -99,6 +101,22 @@ impl ProxyError {
         }
     }
 
+    /// What the client is told: one short line without the proxy's insides.
+    pub fn public_text(&self) -> String {
+        match self {
+            Self::NoReplica { service, .. } => {
+                format!("no replica of service {service} is reachable")
+            }
+            Self::Upstream { service, .. } => format!("service {service} sent no valid answer"),
+            Self::Internal(_) => "the request could not be forwarded".to_owned(),
+            // hyper's wording of the framing error stays in the log.
+            Self::Body(BodyFailure::Client(_)) => {
+                "the request body is malformed or cut short".to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The response the client gets. A client error closes the connection: after a bad
     /// head or body, what follows on it cannot be trusted to be a request.
     pub fn into_response(self) -> Response<Body> {
@@ -115,9 +133,26 @@ impl ProxyError {
             builder = builder.header(header::CONNECTION, "close");
         }
         builder
-            .body(text_body(format!("{self}\n")))
+            .body(text_body(format!("{}\n", self.public_text())))
             .expect("static headers are valid")
     }
+}
+
+/// `error` and each of its sources, joined by ": " (hyper-util's "client error (Connect)"
+/// alone does not say that the connection was refused).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        // Some layers repeat their source's text in their own.
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// A complete body from text.
@@ -130,6 +165,8 @@ pub fn text_body(text: impl Into<Bytes>) -> Body {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use http_body_util::BodyExt as _;
 
     use super::*;
 
@@ -197,5 +234,63 @@ mod tests {
                 .unwrap()
                 .starts_with("Basic")
         );
+    }
+
+    #[tokio::test]
+    async fn bodies_are_generic_and_the_details_stay_in_the_display_form() {
+        let s = |s: &str| s.to_owned();
+        let cases = [
+            (
+                ProxyError::NoReplica {
+                    service: s("go-demo"),
+                    reason: s("198.18.0.2:8080: client error (Connect): Connection refused"),
+                },
+                "no replica of service go-demo is reachable",
+            ),
+            (
+                ProxyError::Upstream {
+                    service: s("go-demo"),
+                    reason: s("connection reset by 198.18.0.2:8080"),
+                },
+                "service go-demo sent no valid answer",
+            ),
+            (
+                ProxyError::Internal(s("http://198.18.0.2/x: invalid uri character")),
+                "the request could not be forwarded",
+            ),
+            (
+                ProxyError::Body(BodyFailure::Client(s(
+                    "error reading a body from connection",
+                ))),
+                "the request body is malformed or cut short",
+            ),
+            (
+                ProxyError::Timeout {
+                    service: s("go-demo"),
+                },
+                "service go-demo did not answer in time",
+            ),
+        ];
+        for (error, text) in cases {
+            let detail = error.to_string();
+            assert!(detail.starts_with(text), "{detail}");
+            let body = error.into_response().into_body().collect().await.unwrap();
+            let body = String::from_utf8(body.to_bytes().to_vec()).unwrap();
+            assert_eq!(body, format!("{text}\n"));
+            assert!(
+                !body.contains("198.18.") && !body.contains("client error"),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_every_source_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Outer(#[source] std::io::Error);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let text = error_chain(&Outer(refused));
+        assert_eq!(text, "client error (Connect): connection refused");
     }
 }

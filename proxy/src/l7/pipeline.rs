@@ -19,7 +19,7 @@ use hyper::{
 use super::{
     Body, Peer, access,
     body::{self, BodyFailure},
-    errors::{ErrorSource, ProxyError},
+    errors::{ErrorSource, ProxyError, error_chain},
     header_rules, headers, host,
     limits::{self, HeaderLimits},
     rewrite::{moved_permanently, redirect_to_https, relay_response, upstream_path, upstream_uri},
@@ -123,12 +123,18 @@ impl Proxy {
             Err(e) => {
                 match e.origin() {
                     ErrorSource::Client => {
+                        tracing::debug!(error = %e, "request refused");
                         if let Some(reason) = client_error_reason(&e) {
                             self.metrics.client_errors().count(reason);
                         }
                     }
                     ErrorSource::Internal => tracing::warn!(error = %e, "request not forwarded"),
-                    ErrorSource::Upstream => {}
+                    // The client got a generic line; the details are here.
+                    ErrorSource::Upstream => tracing::warn!(
+                        replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                        error = %e,
+                        "request failed"
+                    ),
                 }
                 e.into_response()
             }
@@ -318,18 +324,20 @@ impl Proxy {
                     return Err(ProxyError::Body(failure.clone()));
                 }
                 Ok(Err(e)) if e.is_connect() => {
-                    tracing::warn!(%service, %replica, error = %e, "replica refused the connection");
+                    let error = error_chain(&e);
+                    tracing::warn!(%service, %replica, error = %error, "replica refused the connection");
                     replicas.report_failure(replica);
-                    last_error = Some(e.to_string());
+                    last_error = Some(format!("{replica}: {error}"));
                 }
                 Ok(Err(e)) if idempotent && bodyless && closed_before_answer(&e) => {
-                    tracing::debug!(%service, %replica, error = %e, "connection closed before an answer; retrying");
-                    last_error = Some(e.to_string());
+                    let error = error_chain(&e);
+                    tracing::debug!(%service, %replica, error = %error, "connection closed before an answer; retrying");
+                    last_error = Some(format!("{replica}: {error}"));
                 }
                 Ok(Err(e)) => {
                     return Err(ProxyError::Upstream {
                         service: service.to_owned(),
-                        reason: e.to_string(),
+                        reason: error_chain(&e),
                     });
                 }
             }

@@ -10,13 +10,17 @@
 //! rewrite and the journal's truncation loses nothing.
 use std::{
     collections::BTreeMap,
-    fs,
-    io::{self, Write as _},
+    fs, io,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
 };
 
 use serde::{Deserialize, Serialize};
+
+mod files;
+
+pub use files::write_atomic;
+use files::{append, io_advice, probe_writable, read_if_present, truncate};
 
 use crate::{
     routes::{RouteTable, Service, parse_params},
@@ -36,10 +40,18 @@ const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The directory could not be created or written.
-    #[error("state directory {dir}: {source}; fix its permissions or choose another --state-dir")]
+    #[error("state directory {dir}: {}", io_advice(.source, .dir))]
     Dir {
         /// The directory.
         dir: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The file exists and could not be read (permissions, most often); it is not corrupt.
+    #[error("state file {file} cannot be read: {}", io_advice(.source, .file.parent().unwrap_or(Path::new("."))))]
+    Read {
+        /// The file.
+        file: PathBuf,
         /// The OS error.
         source: io::Error,
     },
@@ -153,12 +165,15 @@ pub struct StateFile {
 }
 
 impl StateFile {
-    /// Uses (and creates, if needed) `dir`.
+    /// Uses (and creates, if needed) `dir`, which must be writable: a change accepted now
+    /// and lost at the next start would be an OK that was not honoured.
     pub fn open(dir: &Path) -> Result<Self, StateError> {
-        fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+        let dir_error = |source| StateError::Dir {
             dir: dir.into(),
             source,
-        })?;
+        };
+        fs::create_dir_all(dir).map_err(dir_error)?;
+        probe_writable(dir).map_err(dir_error)?;
         Ok(Self {
             dir: dir.into(),
             journal_lines: Arc::default(),
@@ -357,71 +372,8 @@ impl StateFile {
     }
 }
 
-fn read_if_present(file: &Path) -> Result<Option<String>, StateError> {
-    match fs::read_to_string(file) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(StateError::Corrupt {
-            file: file.into(),
-            reason: e.to_string(),
-        }),
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Appends `bytes` to `file` durably (created private to its owner, its directory entry made
-/// durable on creation).
-fn append(file: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let existed = file.exists();
-    let mut out = fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(file)?;
-    out.write_all(bytes)?;
-    out.sync_data()?;
-    if !existed {
-        fs::File::open(file.parent().unwrap_or(Path::new(".")))?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// Empties `file` durably, if it exists.
-fn truncate(file: &Path) -> io::Result<()> {
-    match fs::OpenOptions::new().write(true).open(file) {
-        Ok(out) => {
-            out.set_len(0)?;
-            out.sync_all()
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Writes `bytes` to `file` so that a crash leaves either the old or the new content: a
-/// temporary file beside it, fsync, rename, fsync of the directory.
-/// The file is readable by its owner only: it holds `users=` passwords and private keys.
-pub fn write_atomic(file: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = file.parent().unwrap_or(Path::new("."));
-    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("state");
-    // Unique per process, so two writers never interleave in one temporary file.
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    out.write_all(bytes)?;
-    out.sync_all()?;
-    fs::rename(&tmp, file)?;
-    // The rename is durable only once the directory entry is.
-    fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

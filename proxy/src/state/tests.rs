@@ -1,3 +1,5 @@
+use std::io::Write as _;
+
 use super::*;
 use crate::routes::parse_reconfigure;
 
@@ -231,4 +233,46 @@ fn an_invalid_service_from_the_journal_names_the_journal() {
         other => panic!("{other}"),
     }
     fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_refused_read_says_permission_and_whom_not_corrupt() {
+    let err = StateError::Read {
+        file: "/srv/state/services.json".into(),
+        source: io::Error::from(io::ErrorKind::PermissionDenied),
+    };
+    let text = err.to_string();
+    assert!(text.contains("permission denied"), "{text}");
+    assert!(
+        text.contains("uid ") && text.contains("/srv/state"),
+        "{text}"
+    );
+    assert!(!text.contains("corrupt"), "{text}");
+}
+
+#[test]
+fn a_file_that_cannot_be_read_is_not_called_corrupt() {
+    let dir = temp_dir("unreadable");
+    let state = StateFile::open(&dir).unwrap();
+    // A directory where the file should be: the OS refuses the read.
+    fs::create_dir_all(state.path()).unwrap();
+    let err = state.load().unwrap_err();
+    assert!(matches!(err, StateError::Read { .. }), "{err}");
+    assert!(!err.to_string().contains("corrupt"), "{err}");
+    fs::remove_dir_all(state.path()).unwrap();
+    // Bytes that are not UTF-8 are the file's own fault.
+    fs::write(state.path(), b"\xff\xfe{}").unwrap();
+    let err = state.load().unwrap_err();
+    assert!(matches!(err, StateError::Corrupt { .. }), "{err}");
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_state_directory_that_is_a_file_fails_at_open() {
+    let file = temp_dir("not-a-dir");
+    fs::write(&file, b"").unwrap();
+    let err = StateFile::open(&file).unwrap_err();
+    assert!(matches!(err, StateError::Dir { .. }), "{err}");
+    assert!(err.to_string().contains("--state-dir"), "{err}");
+    fs::remove_file(&file).unwrap();
 }

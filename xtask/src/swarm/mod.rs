@@ -17,6 +17,7 @@ mod machine;
 mod membership;
 mod multi;
 mod pins;
+mod production;
 mod report;
 mod services;
 mod single;
@@ -44,9 +45,20 @@ pub enum Driver {
     DockerMachine,
 }
 
-/// `cargo xtask swarm-test`: runs both scenarios, prints every check, fails if one failed.
-pub fn command(driver: Driver) -> anyhow::Result<()> {
-    let report = swarm_test(driver)?;
+/// Which scenarios run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Both, one node first.
+    All,
+    /// The article on one node.
+    Single,
+    /// Three nodes with the stack file.
+    Multi,
+}
+
+/// `cargo xtask swarm-test`: runs the scenarios, prints every check, fails if one failed.
+pub fn command(driver: Driver, scenario: Scenario) -> anyhow::Result<()> {
+    let report = swarm_test(driver, scenario)?;
     println!("{}", report.summary());
     if report.failed() > 0 {
         bail!("{} Swarm checks failed", report.failed());
@@ -56,7 +68,7 @@ pub fn command(driver: Driver) -> anyhow::Result<()> {
 
 /// Builds the images, brings the Swarm up, runs the scenarios and tears everything down.
 /// An error means the test could not run at all; failed checks are in the report.
-pub fn swarm_test(driver: Driver) -> anyhow::Result<Report> {
+pub fn swarm_test(driver: Driver, scenario: Scenario) -> anyhow::Result<Report> {
     if driver == Driver::Local && !is_root() {
         bail!(
             "the Swarm test starts dockerd in network namespaces: run as root (sudo -E cargo xtask swarm-test)"
@@ -75,7 +87,7 @@ pub fn swarm_test(driver: Driver) -> anyhow::Result<Report> {
             cleanup::leftovers();
             let pins = pins::Guard::new();
             let local = local::Local::start(NODES)?;
-            let result = run(&local, &contexts, &mut report);
+            let result = run(&local, &contexts, scenario, &mut report);
             drop(local);
             drop(pins);
             report.record(
@@ -86,7 +98,7 @@ pub fn swarm_test(driver: Driver) -> anyhow::Result<Report> {
         }
         Driver::DockerMachine => {
             let machines = machine::Machines::start(NODES)?;
-            run(&machines, &contexts, &mut report)?;
+            run(&machines, &contexts, scenario, &mut report)?;
         }
     }
     Ok(report)
@@ -95,6 +107,7 @@ pub fn swarm_test(driver: Driver) -> anyhow::Result<Report> {
 fn run(
     cluster: &dyn Cluster,
     contexts: &[(image::Image, std::path::PathBuf)],
+    scenario: Scenario,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let nodes = cluster.nodes();
@@ -105,8 +118,17 @@ fn run(
         nodes[0].docker.copy_images(&node.docker, &tags)?;
     }
     membership::init(&nodes[0], cluster.address_pool())?;
-    single::run(cluster, report);
-    multi::run(cluster, report);
+    // The README's token secret, which both scenarios' proxies read.
+    article::create_secret(&nodes[0])?;
+    if scenario == Scenario::Multi {
+        // The one-node scenario's step 2, which the three nodes' services also use.
+        article::networks(&nodes[0])?;
+    } else {
+        single::run(cluster, report);
+    }
+    if scenario != Scenario::Single {
+        multi::run(cluster, report);
+    }
     Ok(())
 }
 

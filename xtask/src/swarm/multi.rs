@@ -1,7 +1,8 @@
 //! The multi-node scenario: three nodes in one Swarm, the proxy deployed with the README's stack
-//! file (global), a reconfigure sent to
-//! one replica with `distribute=true` reaching all three, and a killed replica rescheduled
-//! with the whole configuration taken from its peers.
+//! file (global, production-shaped: its settings and health checks are checked), a reconfigure
+//! sent to one replica with `distribute=true` reaching all three, a killed replica rescheduled
+//! with the whole configuration taken from its peers, and a rolling image update that keeps
+//! the configuration on every node.
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -10,7 +11,7 @@ use flowproxy_tests::wait::eventually;
 use super::{
     article,
     cluster::{Cluster, Node},
-    membership,
+    membership, production,
     report::Report,
     services::{self, Services, TASK_TIMEOUT},
     stack,
@@ -35,6 +36,18 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
         return;
     }
     let manager = &nodes[0];
+    report.check(
+        "multi-node: the deployed service has the stack file's update, rollback, restart, grace, volume, secret and reservation settings",
+        || production::settings(manager),
+    );
+    report.check(
+        "multi-node: docker service ps shows every task running and docker inspect every container healthy",
+        || production::healthy(nodes, stack::SERVICE),
+    );
+    report.check(
+        "multi-node: without the secret's API token a reconfigure is refused (401)",
+        || article::refused_without_token(cluster, manager),
+    );
     let distributed = report.check(
         "multi-node: a reconfigure with distribute=true sent to one replica is accepted",
         || {
@@ -77,7 +90,7 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
         },
     );
     let victim = &nodes[1.min(nodes.len() - 1)];
-    report.check(
+    let rescheduled = report.check(
         &format!(
             "multi-node: the proxy replica on {} killed and rescheduled comes back with the full configuration",
             victim.name
@@ -87,6 +100,16 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
             // Ready means bootstrapped: the route must be there at the first ping.
             article::config_routes(cluster, victim, "go-demo")?;
             article::hello(cluster, victim)
+        },
+    );
+    report.check(
+        &format!(
+            "multi-node: docker service update --image {} rolls one node at a time (never two down) without a rollback, every node in a new healthy container and still routing /demo",
+            production::NEXT_TAG
+        ),
+        || {
+            ensure!(rescheduled, "needs every node configured and running");
+            production::roll(cluster, nodes)
         },
     );
 }
