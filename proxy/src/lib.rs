@@ -12,6 +12,7 @@ pub mod dfp_env;
 pub mod discovery;
 pub mod l4;
 pub mod l7;
+pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod state;

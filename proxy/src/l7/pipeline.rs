@@ -17,11 +17,12 @@ use hyper::{
 };
 
 use super::{
-    Body, Peer, access,
+    Body, Peer, access, access_log,
     body::{self, BodyFailure},
     errors::{ErrorSource, ProxyError},
     header_rules, headers, host,
     limits::{self, HeaderLimits},
+    request_id::{self, X_REQUEST_ID},
     rewrite::{moved_permanently, redirect_to_https, relay_response, upstream_path, upstream_uri},
     upgrade::{UpgradeAllowList, UpgradeRequest, upgrade_request},
 };
@@ -83,6 +84,10 @@ pub struct HttpsPolicy {
 struct Outcome {
     service: Option<Arc<ServiceMetrics>>,
     replica: Option<SocketAddr>,
+    /// Whether the access log is on: the fields below are only measured then.
+    logged: bool,
+    upstream: Option<Duration>,
+    request_body: Option<body::RelayedBytes>,
 }
 
 impl Proxy {
@@ -106,19 +111,19 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`; every outcome, errors included, is a response.
-    pub async fn handle(&self, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
+        // Kept or made here, so the replica gets it and every answer (errors too) returns it.
+        let request_id = request_id::ensure(req.headers_mut());
         // The access log is usually off under load: its fields are kept only when it is on.
-        let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
-            let host = host::request_host(req.version(), req.uri(), req.headers())
-                .ok()
-                .flatten()
-                .and_then(|h| h.to_str().ok().map(str::to_owned));
-            (req.uri().path().to_owned(), host)
-        });
-        let mut outcome = Outcome::default();
-        let response = match self.forward(req, &peer, &mut outcome).await {
+        let logged = access_log::enabled()
+            .then(|| access_log::Record::new(&req, &peer, &request_id, started));
+        let mut outcome = Outcome {
+            logged: logged.is_some(),
+            ..Outcome::default()
+        };
+        let mut response = match self.forward(req, &peer, &mut outcome).await {
             Ok(response) => response,
             Err(e) => {
                 match e.origin() {
@@ -139,20 +144,22 @@ impl Proxy {
             .service
             .unwrap_or_else(|| self.metrics.service(NO_SERVICE));
         service.observe(outcome.replica, status, &method, elapsed);
-        if let Some((path, host)) = logged {
-            tracing::info!(
-                target: "access",
-                client = %peer.addr.ip(),
-                %method,
-                host = host.as_deref().unwrap_or("-"),
-                path,
-                status,
-                service = service.name(),
-                replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
-                duration_ms = elapsed * 1000.0,
-            );
-        }
+        // Ours, not the replica's own: the client must see the id the logs have.
         response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id);
+        match logged {
+            None => response,
+            Some(record) => {
+                let forwarded = access_log::Forwarded {
+                    service,
+                    replica: outcome.replica,
+                    upstream: outcome.upstream,
+                    request_body: outcome.request_body,
+                };
+                record.finish(response, forwarded)
+            }
+        }
     }
 
     async fn forward(
@@ -288,6 +295,9 @@ impl Proxy {
                 Some(b) => {
                     let idle = dest.timeout_client.unwrap_or(self.limits.body_idle);
                     let (b, watch) = body::watch(b, idle);
+                    if outcome.logged {
+                        outcome.request_body = Some(watch.relayed());
+                    }
                     (b, Some(watch))
                 }
                 None => (Empty::new().map_err(|never| match never {}).boxed(), None),
@@ -298,6 +308,7 @@ impl Proxy {
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = parts.headers.clone();
             let body_sent = watch.as_mut().map(|w| &mut w.sent);
+            let asked = outcome.logged.then(Instant::now);
             let sent = send(&self.client, upstream_req, body_sent, dest.timeout_server);
             match sent.await {
                 Err(_) => {
@@ -308,6 +319,7 @@ impl Proxy {
                     });
                 }
                 Ok(Ok(response)) => {
+                    outcome.upstream = asked.map(|t| t.elapsed());
                     let mut response = relay_response(response, client_upgrade, dest, service)?;
                     header_rules::apply(response.headers_mut(), &svc.response_headers);
                     pick.stamp(response.headers_mut(), replica, peer.tls);
