@@ -16,6 +16,7 @@ use hyper::{
     header,
 };
 
+use self::send::{closed_before_answer, send};
 use super::{
     Body, Peer, access, access_log,
     body::{self, BodyFailure},
@@ -31,7 +32,7 @@ use crate::{
     credentials::Credentials,
     metrics::{ClientErrorReason, Metrics, ServiceMetrics},
     routes::Destination,
-    upstream::{UpstreamBody, UpstreamClient, sticky},
+    upstream::{UpstreamClient, sticky},
 };
 
 /// How many replicas an idempotent request may try.
@@ -361,50 +362,6 @@ const NO_SERVICE: &str = "-";
 const NO_REPLICA: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-/// Sends `req`; `timeout` counts from when the request body has been sent whole.
-async fn send(
-    client: &UpstreamClient,
-    req: Request<UpstreamBody>,
-    body_sent: Option<&mut tokio::sync::oneshot::Receiver<()>>,
-    timeout: Duration,
-) -> Result<
-    Result<Response<Incoming>, hyper_util::client::legacy::Error>,
-    tokio::time::error::Elapsed,
-> {
-    let request = client.request(req);
-    tokio::pin!(request);
-    if let Some(body_sent) = body_sent {
-        tokio::select! {
-            answered = &mut request => return Ok(answered),
-            _ = body_sent => {}
-        }
-    }
-    tokio::time::timeout(timeout, request).await
-}
-
-/// True when the replica closed or reset the connection before answering: a pooled
-/// connection it had already given up on, or a replica that died (`kill -9`) mid-request.
-fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_canceled())
-        {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = e.source();
-    }
-    false
-}
-
 /// The `flowproxy_client_errors_total` reason of an error the client caused, if it is one of
 /// the rejections counted there (a 404 or 401 is an answer, not a rejection).
 fn client_error_reason(error: &ProxyError) -> Option<ClientErrorReason> {
@@ -430,6 +387,8 @@ fn is_idempotent(method: &Method) -> bool {
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
 }
+
+mod send;
 
 // Tests live in pipeline/tests.rs.
 #[cfg(test)]
