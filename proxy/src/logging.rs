@@ -95,9 +95,14 @@ pub(crate) mod capture {
 
     /// Runs `f` with the production JSON format logging every level into the returned lines.
     pub fn json_lines<T>(f: impl FnOnce() -> T) -> (T, Captured) {
+        filtered_json_lines("trace", f)
+    }
+
+    /// [`json_lines`] with the `RUST_LOG`-style `filter`.
+    pub fn filtered_json_lines<T>(filter: &str, f: impl FnOnce() -> T) -> (T, Captured) {
         let captured = Captured::default();
         let builder = tracing_subscriber::fmt()
-            .with_env_filter("trace")
+            .with_env_filter(filter)
             .with_ansi(false)
             .with_writer(captured.clone());
         let subscriber = super::json(builder).finish();

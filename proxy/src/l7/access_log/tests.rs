@@ -4,7 +4,11 @@ use http_body_util::{BodyExt as _, Full};
 use serde_json::{Map, Value};
 
 use super::*;
-use crate::{l7::text_body, logging::capture::json_lines, metrics::Metrics};
+use crate::{
+    l7::text_body,
+    logging::capture::{filtered_json_lines, json_lines},
+    metrics::Metrics,
+};
 
 fn metrics() -> Arc<Metrics> {
     let provider = crate::tls::install_provider();
@@ -53,6 +57,15 @@ fn the_query_token_is_redacted_and_the_rest_kept() {
     }
     assert!(matches!(redact_query("a=1&b=2"), Cow::Borrowed(_)));
     assert!(matches!(redact_query("a=token"), Cow::Borrowed(_)));
+}
+
+#[test]
+fn the_line_is_kept_only_when_the_access_target_is_on() {
+    // The proxy builds no Record (and so formats nothing) when this is false.
+    assert!(filtered_json_lines("info", enabled).0);
+    assert!(!filtered_json_lines("info,access=off", enabled).0);
+    assert!(!filtered_json_lines("warn", enabled).0);
+    assert!(filtered_json_lines("warn,access=info", enabled).0);
 }
 
 #[test]
