@@ -240,6 +240,24 @@ fn access_lines_are_flat_json_with_every_field() -> anyhow::Result<()> {
             ("x_forwarded_for", "-".into()),
         ],
     );
+    // A client that gives up before the answer is logged as 499, as nginx does.
+    let gave_up = curl(&[
+        "--max-time",
+        "1",
+        "-H",
+        "X-Request-Id: gave-up-1",
+        &proxy.url("/demo/slow?ms=4000"),
+    ]);
+    assert!(gave_up.is_err(), "curl should have timed out: {gave_up:?}");
+    assert_fields(
+        &access_line(&proxy, "gave-up-1")?,
+        &[
+            ("status", 499.into()),
+            ("path", "/demo/slow".into()),
+            ("bytes_out", 0.into()),
+        ],
+    );
+
     let log = proxy.log();
     assert!(
         !log.contains("s3cret") && !log.contains("token=abc"),

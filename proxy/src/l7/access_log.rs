@@ -26,6 +26,9 @@ use crate::metrics::ServiceMetrics;
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// The status logged for a request whose client went away before it was answered (nginx's).
+pub const CLIENT_CLOSED: u16 = 499;
+
 /// What replaces the value of a `token` query parameter in the log.
 pub const REDACTED: &str = "REDACTED";
 
@@ -142,12 +145,42 @@ impl Record {
                 sent: 0,
                 line: Line {
                     record: self,
-                    forwarded,
+                    forwarded: Some(forwarded),
                     status,
                 },
             }
             .boxed()
         })
+    }
+}
+
+/// A [`Record`] while the request is being answered. Dropped unanswered (hyper drops the
+/// handler when the client resets the stream or closes the connection first), it still writes
+/// the line, with status [`CLIENT_CLOSED`]: a client that gave up is what an operator looks for.
+pub struct InFlight(Option<Record>);
+
+impl InFlight {
+    /// Starts watching `record`'s request.
+    pub fn new(record: Record) -> Self {
+        Self(Some(record))
+    }
+
+    /// The request was answered: the line is now the response body's to write.
+    pub fn answered(mut self) -> Record {
+        self.0.take().expect("taken only here, once")
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(record) = self.0.take() {
+            let line = Line {
+                record,
+                forwarded: None,
+                status: CLIENT_CLOSED,
+            };
+            line.write(0);
+        }
     }
 }
 
@@ -169,14 +202,15 @@ fn all_values(headers: &HeaderMap, name: &HeaderName) -> Option<HeaderValue> {
 /// Everything the line says, but the bytes sent.
 struct Line {
     record: Record,
-    forwarded: Forwarded,
+    /// `None` when the request was never answered.
+    forwarded: Option<Forwarded>,
     status: u16,
 }
 
 impl Line {
     fn write(&self, bytes_out: u64) {
         let r = &self.record;
-        let f = &self.forwarded;
+        let f = self.forwarded.as_ref();
         let query = r.uri.query().filter(|q| !q.is_empty()).map(redact_query);
         tracing::info!(
             target: "access",
@@ -188,11 +222,11 @@ impl Line {
             query = query.as_deref().unwrap_or("-"),
             protocol = protocol(r.version),
             status = self.status,
-            bytes_in = f.request_body.as_ref().map_or(0, RelayedBytes::get),
+            bytes_in = f.and_then(|f| f.request_body.as_ref()).map_or(0, RelayedBytes::get),
             bytes_out,
-            service = f.service.name(),
-            replica = %Dash(f.replica),
-            upstream_us = f.upstream.map(micros),
+            service = f.map_or("-", |f| f.service.name()),
+            replica = %Dash(f.and_then(|f| f.replica)),
+            upstream_us = f.and_then(|f| f.upstream).map(micros),
             duration_us = micros(r.started.elapsed()),
             user_agent = &*text(r.user_agent.as_ref()),
             // Always visible ASCII: checked on the way in, or generated.

@@ -118,8 +118,9 @@ impl Proxy {
         // Kept or made here, so the replica gets it and every answer (errors too) returns it.
         let request_id = request_id::ensure(req.headers_mut());
         // The access log is usually off under load: its fields are kept only when it is on.
-        let logged = access_log::enabled()
-            .then(|| access_log::Record::new(&req, &peer, &request_id, started));
+        let logged = access_log::enabled().then(|| {
+            access_log::InFlight::new(access_log::Record::new(&req, &peer, &request_id, started))
+        });
         let mut outcome = Outcome {
             logged: logged.is_some(),
             ..Outcome::default()
@@ -158,7 +159,7 @@ impl Proxy {
                     upstream: outcome.upstream,
                     request_body: outcome.request_body,
                 };
-                record.finish(response, forwarded)
+                record.answered().finish(response, forwarded)
             }
         }
     }

@@ -201,6 +201,37 @@ fn a_line_without_route_or_headers_says_so_and_counts_what_was_sent_before_the_c
     );
 }
 
+#[test]
+fn a_request_dropped_before_its_answer_is_logged_as_client_closed() {
+    let req = Request::builder()
+        .uri("/demo/slow?ms=5000")
+        .header("host", "go-demo.test")
+        .body(())
+        .unwrap();
+    let id = HeaderValue::from_static("req-3");
+    let ((), captured) = json_lines(|| {
+        let flight = InFlight::new(Record::new(&req, &peer(), &id, Instant::now()));
+        drop(flight);
+        // Answered, it writes nothing itself: the body does.
+        let answered = InFlight::new(Record::new(&req, &peer(), &id, Instant::now()));
+        drop(answered.answered());
+    });
+    let lines = access(captured.lines());
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    for (name, value) in [
+        ("status", Value::from(499)),
+        ("path", "/demo/slow".into()),
+        ("query", "ms=5000".into()),
+        ("service", "-".into()),
+        ("replica", "-".into()),
+        ("bytes_out", 0.into()),
+        ("request_id", "req-3".into()),
+    ] {
+        assert_eq!(line.get(name), Some(&value), "{name} in {line:?}");
+    }
+}
+
 /// A line's fields as text, for "this secret appears nowhere".
 trait Lossy {
     fn to_string_lossy(&self) -> String;
