@@ -17,9 +17,9 @@ pub const MAX_LEN: usize = 128;
 ///
 /// One incoming id made only of visible ASCII other than `"` and `\` (so it never needs
 /// escaping in a text or JSON log line) and at most [`MAX_LEN`] bytes long is kept as the
-/// client sent it. Anything else —
-/// absent, empty, repeated, too long, or carrying spaces, control or non-ASCII bytes — is
-/// replaced by a generated id: a hostile value must not reach the replica's logs or ours.
+/// client sent it. Anything else (absent, empty, repeated, too long, or carrying spaces,
+/// control or non-ASCII bytes) is replaced by a generated id: a hostile value must not reach
+/// the replica's logs or ours.
 pub fn ensure(headers: &mut HeaderMap) -> HeaderValue {
     let mut values = headers.get_all(&X_REQUEST_ID).iter();
     if let (Some(id), None) = (values.next(), values.next())
