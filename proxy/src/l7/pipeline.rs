@@ -152,14 +152,14 @@ impl Proxy {
             .insert(X_REQUEST_ID.clone(), request_id);
         match logged {
             None => response,
-            Some(record) => {
+            Some(flight) => {
                 let forwarded = access_log::Forwarded {
                     service,
                     replica: outcome.replica,
                     upstream: outcome.upstream,
                     request_body: outcome.request_body,
                 };
-                record.answered().finish(response, forwarded)
+                flight.answered().finish(response, forwarded)
             }
         }
     }
