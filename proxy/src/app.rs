@@ -166,7 +166,9 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         cluster: Arc::clone(&cluster),
         token,
     });
-    let api_handler = Arc::new(move |req, _peer| api::handle(Arc::clone(&api_context), req));
+    let api_handler = Arc::new(move |req, peer: Arc<l7::Peer>| {
+        api::handle(Arc::clone(&api_context), req, peer.addr.ip())
+    });
     let (handshakes_ok, handshakes_failed) = metrics.handshakes();
     let tls = TlsListener {
         acceptor: tls::acceptor(Arc::clone(&certs), Arc::clone(&provider))

@@ -15,6 +15,7 @@ pub mod health_cmd;
 pub mod l4;
 pub mod l7;
 pub mod local_api;
+pub mod logging;
 pub mod metrics;
 pub mod routes;
 pub mod state;

@@ -1,6 +1,4 @@
 //! The `flowproxy` binary: parses flags, sets up logging and hands over to the proxy or a command.
-use std::io::IsTerminal as _;
-
 use clap::{CommandFactory as _, FromArgMatches as _, parser::ValueSource};
 
 use flowproxy::{
@@ -69,14 +67,5 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    flowproxy::logging::init(format);
 }

@@ -361,15 +361,25 @@ pub fn temp_state_dir() -> PathBuf {
     std::env::temp_dir().join(format!("{}-state", Ids::next().netns()))
 }
 
-/// The value of `name=value` in a log line.
+/// The value of `name=value` in a text log line, or of the field `name` in a JSON one
+/// (`--log-format json`).
 fn field(line: &str, name: &str) -> anyhow::Result<SocketAddr> {
-    let prefix = format!("{name}=");
-    line.split_whitespace()
-        .find_map(|token| token.strip_prefix(&prefix))
-        .with_context(|| format!("no {name} in {line:?}"))?
-        .trim_matches('"')
-        .parse()
-        .with_context(|| format!("{name} in {line:?}"))
+    let value = if line.starts_with('{') {
+        let json: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("a JSON log line: {line:?}"))?;
+        json.get(name)
+            .and_then(serde_json::Value::as_str)
+            .with_context(|| format!("no {name} in {line:?}"))?
+            .to_owned()
+    } else {
+        let prefix = format!("{name}=");
+        line.split_whitespace()
+            .find_map(|token| token.strip_prefix(&prefix))
+            .with_context(|| format!("no {name} in {line:?}"))?
+            .trim_matches('"')
+            .to_owned()
+    };
+    value.parse().with_context(|| format!("{name} in {line:?}"))
 }
 
 impl Drop for RunningProxy {

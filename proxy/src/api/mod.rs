@@ -4,8 +4,9 @@
 mod certs;
 mod cluster;
 mod dfp;
+mod log;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
@@ -53,8 +54,18 @@ pub struct ApiContext {
     pub token: Option<ApiToken>,
 }
 
+/// Answers one API request from `client`, and logs it (`log.rs`).
+pub async fn handle(
+    ctx: Arc<ApiContext>,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Response<Body> {
+    let asked = log::Asked::new(&req, client);
+    asked.answered(route(ctx, req).await).await
+}
+
 /// Routes one API request to its endpoint.
-pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
+async fn route(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
     if let Some(param) = non_utf8_param(req.uri().query()) {
         return envelope::error(
             400,
@@ -69,7 +80,6 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
     if let Some(token) = &ctx.token
         && let Err(denied) = token.check(&path, req.headers(), &query)
     {
-        tracing::info!(target: "api", %method, path, status = 401, "{denied}");
         let mut response = envelope::error(401, &denied.to_string(), None).into_response();
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -97,7 +107,7 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
         .into_response();
     }
     let control = &ctx.changes.control;
-    let response = match path.as_str() {
+    match path.as_str() {
         "/v1/docker-flow-proxy/cert" => {
             let body = match Limited::new(req.into_body(), certs::MAX_BODY)
                 .collect()
@@ -150,9 +160,7 @@ pub async fn handle(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Bo
             .body(crate::l7::text_body(ctx.metrics.encode()))
             .expect("static headers are valid"),
         _ => envelope::error(404, &format!("no API endpoint at {path}"), None).into_response(),
-    };
-    tracing::info!(target: "api", %method, path, status = response.status().as_u16());
-    response
+    }
 }
 
 /// `reply`, sent on to every peer first when the request asks for `distribute=true`.

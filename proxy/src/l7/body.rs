@@ -1,11 +1,15 @@
 //! The client's request body on its way to the replica. It says when it was sent whole (so
 //! `timeoutServer` measures the replica's time to answer, not the client's upload), gives up
 //! once the client has sent nothing for `--timeout-client` (HAProxy's `timeout client`), and
-//! records a failure as the client's, so a broken upload is never blamed on the replica.
+//! records a failure as the client's, so a broken upload is never blamed on the replica. It
+//! also counts the bytes it relayed, for the access log.
 use std::{
     future::Future as _,
     pin::Pin,
-    sync::{Arc, OnceLock},
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -30,17 +34,39 @@ pub enum BodyFailure {
     Client(String),
 }
 
+/// What the wrapped body and the request path share (one allocation for both).
+#[derive(Default)]
+struct Shared {
+    failure: OnceLock<BodyFailure>,
+    relayed: AtomicU64,
+}
+
 /// What the request path learns about the body while it is forwarded.
 pub struct BodyWatch {
     /// Completes once the body has been read to its end (errs if it is dropped first).
     pub sent: oneshot::Receiver<()>,
-    failure: Arc<OnceLock<BodyFailure>>,
+    shared: Arc<Shared>,
 }
 
 impl BodyWatch {
     /// Why the body failed, once it has.
     pub fn failure(&self) -> Option<&BodyFailure> {
-        self.failure.get()
+        self.shared.failure.get()
+    }
+
+    /// The count of the body's bytes passed on to the replica, which goes on as it is read.
+    pub fn relayed(&self) -> RelayedBytes {
+        RelayedBytes(Arc::clone(&self.shared))
+    }
+}
+
+/// How many bytes of the client's body went on to the replica so far.
+pub struct RelayedBytes(Arc<Shared>);
+
+impl RelayedBytes {
+    /// The count now.
+    pub fn get(&self) -> u64 {
+        self.0.relayed.load(Ordering::Relaxed)
     }
 }
 
@@ -51,15 +77,15 @@ where
     B::Error: std::fmt::Display,
 {
     let (tx, rx) = oneshot::channel();
-    let failure = Arc::new(OnceLock::new());
+    let shared = Arc::new(Shared::default());
     let wrapped = Watched {
         inner: body,
         done: Some(tx),
         idle,
         timer: None,
-        failure: Arc::clone(&failure),
+        shared: Arc::clone(&shared),
     };
-    (wrapped.boxed(), BodyWatch { sent: rx, failure })
+    (wrapped.boxed(), BodyWatch { sent: rx, shared })
 }
 
 struct Watched<B> {
@@ -68,7 +94,7 @@ struct Watched<B> {
     idle: Duration,
     /// Armed while the replica waits for the client; `None` until the first wait.
     timer: Option<(Pin<Box<Sleep>>, bool)>,
-    failure: Arc<OnceLock<BodyFailure>>,
+    shared: Arc<Shared>,
 }
 
 impl<B> Watched<B> {
@@ -79,7 +105,7 @@ impl<B> Watched<B> {
     }
 
     fn fail(&mut self, failure: BodyFailure) -> crate::upstream::BoxError {
-        let _ = self.failure.set(failure.clone());
+        let _ = self.shared.failure.set(failure.clone());
         Box::new(failure)
     }
 
@@ -132,6 +158,10 @@ where
             }
             Poll::Ready(Some(Ok(frame))) => {
                 this.disarm();
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    this.shared.relayed.fetch_add(len, Ordering::Relaxed);
+                }
                 // hyper may stop polling once a sized body is complete, so the end is also
                 // the frame after which the body reports itself finished.
                 if this.inner.is_end_stream() {
@@ -186,6 +216,7 @@ mod tests {
         assert_eq!(&bytes[..], b"upload");
         assert!(watch.sent.try_recv().is_ok());
         assert_eq!(watch.failure(), None);
+        assert_eq!(watch.relayed().get(), 6);
     }
 
     #[tokio::test]
@@ -193,6 +224,7 @@ mod tests {
         let idle = Duration::from_millis(150);
         let (tx, inner) = fed();
         let (mut body, watch) = watch(inner, idle);
+        let relayed = watch.relayed();
         // A frame every 50 ms for 450 ms: never idle for 150 ms.
         for _ in 0..9 {
             tx.send(Bytes::from_static(b"x")).await.unwrap();
@@ -205,6 +237,7 @@ mod tests {
         assert!(started.elapsed() >= idle, "{:?}", started.elapsed());
         assert!(err.to_string().contains("--timeout-client"), "{err}");
         assert_eq!(watch.failure(), Some(&BodyFailure::Idle(idle)));
+        assert_eq!(relayed.get(), 9, "what came before the stall was relayed");
         drop(tx);
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP engine on `--http-addr`: HTTP/1.1 and h2c on one port, routing, forwarding to a
 //! replica through the pooled client, WebSocket tunnels.
 mod access;
+mod access_log;
 mod body;
 mod client_io;
 mod errors;
@@ -10,6 +11,7 @@ mod host;
 mod idle;
 mod limits;
 mod pipeline;
+mod request_id;
 mod rewrite;
 mod server;
 mod tunnel;

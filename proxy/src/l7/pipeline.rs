@@ -16,12 +16,14 @@ use hyper::{
     header,
 };
 
+use self::send::{closed_before_answer, send};
 use super::{
-    Body, Peer, access,
+    Body, Peer, access, access_log,
     body::{self, BodyFailure},
     errors::{ErrorSource, ProxyError, error_chain},
     header_rules, headers, host,
     limits::{self, HeaderLimits},
+    request_id::{self, X_REQUEST_ID},
     rewrite::{moved_permanently, redirect_to_https, relay_response, upstream_path, upstream_uri},
     upgrade::{UpgradeAllowList, UpgradeRequest, upgrade_request},
 };
@@ -30,7 +32,7 @@ use crate::{
     credentials::Credentials,
     metrics::{ClientErrorReason, Metrics, ServiceMetrics},
     routes::Destination,
-    upstream::{UpstreamBody, UpstreamClient, sticky},
+    upstream::{UpstreamClient, sticky},
 };
 
 /// How many replicas an idempotent request may try.
@@ -83,6 +85,10 @@ pub struct HttpsPolicy {
 struct Outcome {
     service: Option<Arc<ServiceMetrics>>,
     replica: Option<SocketAddr>,
+    /// Whether the access log is on: the fields below are only measured then.
+    logged: bool,
+    upstream: Option<Duration>,
+    request_body: Option<body::RelayedBytes>,
 }
 
 impl Proxy {
@@ -106,19 +112,20 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`; every outcome, errors included, is a response.
-    pub async fn handle(&self, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let started = Instant::now();
         let method = req.method().clone();
+        // Kept or made here, so the replica gets it and every answer (errors too) returns it.
+        let request_id = request_id::ensure(req.headers_mut());
         // The access log is usually off under load: its fields are kept only when it is on.
-        let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
-            let host = host::request_host(req.version(), req.uri(), req.headers())
-                .ok()
-                .flatten()
-                .and_then(|h| h.to_str().ok().map(str::to_owned));
-            (req.uri().path().to_owned(), host)
+        let logged = access_log::enabled().then(|| {
+            access_log::InFlight::new(access_log::Record::new(&req, &peer, &request_id, started))
         });
-        let mut outcome = Outcome::default();
-        let response = match self.forward(req, &peer, &mut outcome).await {
+        let mut outcome = Outcome {
+            logged: logged.is_some(),
+            ..Outcome::default()
+        };
+        let mut response = match self.forward(req, &peer, &mut outcome).await {
             Ok(response) => response,
             Err(e) => {
                 match e.origin() {
@@ -145,20 +152,22 @@ impl Proxy {
             .service
             .unwrap_or_else(|| self.metrics.service(NO_SERVICE));
         service.observe(outcome.replica, status, &method, elapsed);
-        if let Some((path, host)) = logged {
-            tracing::info!(
-                target: "access",
-                client = %peer.addr.ip(),
-                %method,
-                host = host.as_deref().unwrap_or("-"),
-                path,
-                status,
-                service = service.name(),
-                replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
-                duration_ms = elapsed * 1000.0,
-            );
-        }
+        // Ours, not the replica's own: the client must see the id the logs have.
         response
+            .headers_mut()
+            .insert(X_REQUEST_ID.clone(), request_id);
+        match logged {
+            None => response,
+            Some(flight) => {
+                let forwarded = access_log::Forwarded {
+                    service,
+                    replica: outcome.replica,
+                    upstream: outcome.upstream,
+                    request_body: outcome.request_body,
+                };
+                flight.answered().finish(response, forwarded)
+            }
+        }
     }
 
     async fn forward(
@@ -294,6 +303,9 @@ impl Proxy {
                 Some(b) => {
                     let idle = dest.timeout_client.unwrap_or(self.limits.body_idle);
                     let (b, watch) = body::watch(b, idle);
+                    if outcome.logged {
+                        outcome.request_body = Some(watch.relayed());
+                    }
                     (b, Some(watch))
                 }
                 None => (Empty::new().map_err(|never| match never {}).boxed(), None),
@@ -304,6 +316,7 @@ impl Proxy {
             *upstream_req.version_mut() = Version::HTTP_11;
             *upstream_req.headers_mut() = parts.headers.clone();
             let body_sent = watch.as_mut().map(|w| &mut w.sent);
+            let asked = outcome.logged.then(Instant::now);
             let sent = send(&self.client, upstream_req, body_sent, dest.timeout_server);
             match sent.await {
                 Err(_) => {
@@ -314,6 +327,7 @@ impl Proxy {
                     });
                 }
                 Ok(Ok(response)) => {
+                    outcome.upstream = asked.map(|t| t.elapsed());
                     let mut response = relay_response(response, client_upgrade, dest, service)?;
                     header_rules::apply(response.headers_mut(), &svc.response_headers);
                     pick.stamp(response.headers_mut(), replica, peer.tls);
@@ -357,50 +371,6 @@ const NO_SERVICE: &str = "-";
 const NO_REPLICA: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-/// Sends `req`; `timeout` counts from when the request body has been sent whole.
-async fn send(
-    client: &UpstreamClient,
-    req: Request<UpstreamBody>,
-    body_sent: Option<&mut tokio::sync::oneshot::Receiver<()>>,
-    timeout: Duration,
-) -> Result<
-    Result<Response<Incoming>, hyper_util::client::legacy::Error>,
-    tokio::time::error::Elapsed,
-> {
-    let request = client.request(req);
-    tokio::pin!(request);
-    if let Some(body_sent) = body_sent {
-        tokio::select! {
-            answered = &mut request => return Ok(answered),
-            _ = body_sent => {}
-        }
-    }
-    tokio::time::timeout(timeout, request).await
-}
-
-/// True when the replica closed or reset the connection before answering: a pooled
-/// connection it had already given up on, or a replica that died (`kill -9`) mid-request.
-fn closed_before_answer(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_canceled())
-        {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        source = e.source();
-    }
-    false
-}
-
 /// The `flowproxy_client_errors_total` reason of an error the client caused, if it is one of
 /// the rejections counted there (a 404 or 401 is an answer, not a rejection).
 fn client_error_reason(error: &ProxyError) -> Option<ClientErrorReason> {
@@ -426,6 +396,8 @@ fn is_idempotent(method: &Method) -> bool {
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
     )
 }
+
+mod send;
 
 // Tests live in pipeline/tests.rs.
 #[cfg(test)]
