@@ -60,7 +60,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             .map(|s| {
                 let mut v = serde_json::to_value(s).unwrap_or_default();
                 let (service, mut slow_flows) = slow.get(&s.port).cloned().unzip();
-                if metrics.is_some() {
+                if metrics.is_ok() {
                     // The API answered: no sample means no flow relayed yet.
                     slow_flows.get_or_insert(0);
                 }
