@@ -22,6 +22,7 @@ mod report;
 mod services;
 mod single;
 mod stack;
+mod tcp_mode;
 
 use std::{fs::File, os::fd::AsRawFd as _};
 

@@ -90,6 +90,11 @@ fn check_spec(spec: &Value) -> anyhow::Result<()> {
         "no {} secret: {secrets:?}",
         article::SECRET
     );
+    ensure!(
+        container["Sysctls"]["net.ipv4.conf.all.forwarding"] == "1",
+        "forwarding (the TCP-mode fast path's FIB lookups) is not on: {}",
+        container["Sysctls"]
+    );
     let env = container["Env"].as_array().cloned().unwrap_or_default();
     ensure!(
         env.iter()
@@ -235,6 +240,7 @@ mod tests {
                     "Mounts": [{"Type": "volume", "Source": "proxy_flowproxy-state", "Target": "/var/lib/flowproxy"}],
                     "Secrets": [{"SecretName": "flowproxy_api_token"}],
                     "Env": ["MODE=swarm", "API_TOKEN_FILE=/run/secrets/flowproxy_api_token"],
+                    "Sysctls": {"net.ipv4.conf.all.forwarding": "1"},
                 },
             },
         })
@@ -272,6 +278,7 @@ mod tests {
             "test: [\"CMD\", \"/flowproxy\", \"healthcheck\"]",
             "condition: any",
             "reservations:",
+            "net.ipv4.conf.all.forwarding=1",
         ] {
             assert!(file.contains(line), "{line} missing from the stack file");
         }

@@ -9,6 +9,7 @@ use super::{
     http,
     report::Report,
     services::{self, Services, TASK_TIMEOUT},
+    tcp_mode,
 };
 
 /// Requests sent to the five replicas, and the share each must get (20% ± 5%).
@@ -51,6 +52,7 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
             bpf::check_counters(cluster, node, "/sys/fs/bpf/flowproxy", 5)
         },
     );
+    tcp_mode(cluster, node, &mut services, report);
     report.check(
         "single-node: after remove, /demo/hello is not routed (404)",
         || {
@@ -98,6 +100,28 @@ fn scale_and_balance(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A TCP-mode service with its port published the README's way, on the fast path.
+fn tcp_mode(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &mut Report) {
+    let exposed = report.check(
+        "single-node: a TCP-mode service (reqMode=tcp, srcPort published with --publish-add) is configured",
+        || tcp_mode::expose(cluster, node, services),
+    );
+    let answered = report.check(
+        "single-node: 50 short connections through the TCP-mode port all answer",
+        || {
+            ensure!(exposed, "needs the TCP-mode service");
+            tcp_mode::short_connections(cluster, node)
+        },
+    );
+    report.check(
+        "single-node: flowproxy stats in the proxy container shows fast flows, slow ones only with a reason",
+        || {
+            ensure!(answered, "needs the connections");
+            tcp_mode::fast_pathed(node)
+        },
+    );
 }
 
 /// A second service exposed by its labels alone (the Swarm Listener's contract): routed once

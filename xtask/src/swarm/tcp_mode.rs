@@ -1,0 +1,85 @@
+//! A TCP-mode service on the one-node Swarm, exposed as the README says: its `srcPort`
+//! published on the proxy (`docker service update --publish-add`), then a reconfigure with
+//! `reqMode=tcp`. What the fast path does there (issue 13): every connection is answered, and
+//! `flowproxy stats --json` in the proxy's container shows fast flows, and slow ones only
+//! with a reason.
+use anyhow::{Context as _, ensure};
+use flowproxy_tests::wait::eventually;
+
+use super::{
+    article,
+    cluster::{Cluster, Node},
+    http,
+    services::{self, Services, TASK_TIMEOUT},
+};
+
+/// The service's `srcPort`, published on every node.
+pub const PORT: u16 = 15000;
+/// Its name: a Swarm service of its own (`tasks.go-demo-tcp` lists its replicas).
+const SERVICE: &str = "go-demo-tcp";
+/// Short connections made through it.
+const CONNECTIONS: usize = 50;
+
+/// Publishes the port, starts the service and configures it.
+pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> anyhow::Result<()> {
+    services.create(
+        SERVICE,
+        &["--network", "proxy", "--replicas", "2", "flowproxy-demo:latest"],
+    )?;
+    services::wait_running(node, SERVICE, 2)?;
+    let publish = format!("mode=host,target={PORT},published={PORT}");
+    node.docker
+        .capture(&["service", "update", "--quiet", "--publish-add", &publish, "proxy"])?;
+    services::wait_running(node, "proxy", 1)?;
+    services::wait_proxy_ready(cluster, node)?;
+    let query = format!(
+        "/v1/docker-flow-proxy/reconfigure?serviceName={SERVICE}&reqMode=tcp&srcPort={PORT}&port=8080"
+    );
+    eventually(TASK_TIMEOUT, || article::api_ok(cluster, node, &query).map(drop))
+}
+
+/// Every one of `CONNECTIONS` new connections through the TCP-mode port is answered.
+pub fn short_connections(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+    let url = format!("http://{}:{PORT}/demo/hello", node.addr);
+    // The first may find the listener or the replicas not there yet.
+    eventually(TASK_TIMEOUT, || {
+        let r = http::get(cluster, &url, &[])?;
+        ensure!(r.status == 200, "{url} answered {}", r.status);
+        Ok(())
+    })?;
+    for i in 0..CONNECTIONS {
+        let r = http::get(cluster, &url, &[]).with_context(|| format!("connection {i}"))?;
+        ensure!(
+            r.status == 200 && r.body.contains("hello, world!"),
+            "connection {i}: {} {}",
+            r.status,
+            r.body
+        );
+    }
+    Ok(())
+}
+
+/// `flowproxy stats --json` in the proxy's container: fast flows > 0, and every slow flow has a
+/// reason (none arrived where the program is not attached).
+pub fn fast_pathed(node: &Node) -> anyhow::Result<()> {
+    let container = services::containers(node, "proxy")?
+        .into_iter()
+        .next()
+        .context("no proxy container")?;
+    let out = node
+        .docker
+        .capture(&["exec", &container, "/flowproxy", "stats", "--json"])?;
+    let stats: serde_json::Value = serde_json::from_str(&out).context("stats --json")?;
+    let service = stats["l4"]["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["port"] == PORT))
+        .with_context(|| format!("port {PORT} is not in the fast path: {}", stats["l4"]))?;
+    let fast = service["fast_flows"].as_u64().unwrap_or(0);
+    ensure!(fast > 0, "no flow took the fast path: {service}");
+    ensure!(
+        service["slow_not_attached"].as_u64() == Some(0),
+        "slow flows without a reason: {service}"
+    );
+    eprintln!("swarm-test: TCP-mode fast path on the Swarm: {service}");
+    Ok(())
+}
