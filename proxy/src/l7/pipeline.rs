@@ -108,7 +108,7 @@ impl Proxy {
     /// Handles one request from `peer`; every outcome, errors included, is a response.
     pub async fn handle(&self, req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let started = Instant::now();
-        let method = req.method().clone();
+        let (method, version) = (req.method().clone(), req.version());
         // The access log is usually off under load: its fields are kept only when it is on.
         let logged = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| {
             let host = host::request_host(req.version(), req.uri(), req.headers())
@@ -138,7 +138,7 @@ impl Proxy {
         let service = outcome
             .service
             .unwrap_or_else(|| self.metrics.service(NO_SERVICE));
-        service.observe(outcome.replica, status, &method, elapsed);
+        service.observe(outcome.replica, status, &method, version, elapsed);
         if let Some((path, host)) = logged {
             tracing::info!(
                 target: "access",
