@@ -14,8 +14,11 @@ use proxy_common::fastpath::ServiceCounters;
 use super::replicas::ControlSlot;
 use crate::dataplane::{L4Stats, read_l4_stats};
 
+/// Reads one counter of a service's fast-path counters.
+type Field = fn(&ServiceCounters) -> u64;
+
 /// The `reason` label of `flowproxy_l4_slow_flows_total`, with each reason's counter.
-pub(super) const SLOW_REASONS: [(&str, fn(&ServiceCounters) -> u64); 5] = [
+const SLOW_REASONS: [(&str, Field); 5] = [
     ("conntrack_full", |c| c.slow_conntrack_full),
     ("no_port", |c| c.slow_no_port),
     ("no_route", |c| c.slow_no_route),
