@@ -11,6 +11,9 @@ mod snapshot;
 
 use std::{sync::Arc, time::Duration};
 
+use arc_swap::{ArcSwap, Guard};
+use futures_util::future::join_all;
+
 use self::edit::{Edit, assign_missing, cert, newer_here, put, remove};
 pub use self::{
     hooks::{ChangeCounters, ControlHooks},
@@ -22,8 +25,6 @@ use crate::{
     upstream::{ReplicaResolver, ReplicaSet, UpstreamKey},
     versioning::{Hlc, Kind, Stamp, Version},
 };
-use arc_swap::{ArcSwap, Guard};
-use futures_util::future::join_all;
 
 /// How long a reconfigure waits for a new service's first DNS answer before replying (the
 /// article's curl follows the reconfigure at once). A slower answer is not an error.
@@ -269,6 +270,8 @@ impl ControlPlane {
         };
         let mut versions = old.versions.clone();
         // Taken under the writer lock: versions made here follow the order changes apply in.
+        // Forgetting old tombstones changes what is stored, not the configuration.
+        let is_change = edit.entry.is_some();
         let record = edit.entry.map(|(change, version)| {
             let version = version.unwrap_or_else(|| self.clock.now());
             let (kind, name, live) = change.entry();
@@ -297,7 +300,9 @@ impl ControlPlane {
         let (snapshot, fresh) = old.with_changes(edit.routes, versions, &edit.changed, &make_set);
         self.current.store(Arc::new(snapshot));
         self.hooks.reloads.inc();
-        self.hooks.changes.applied();
+        if is_change {
+            self.hooks.changes.applied();
+        }
         self.hooks.changed.notify_one();
         // The change is in place: later changes need not wait for this one's DNS answers.
         drop(writer);

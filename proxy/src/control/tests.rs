@@ -140,7 +140,6 @@ async fn changes_are_counted_by_result_and_the_last_applied_one_is_timed() {
     fs::write(&dir, "not a directory").unwrap();
     let err = plane.reconfigure(http("c", "/c")).await.unwrap_err();
     assert_eq!(err.status(), 500, "{err}");
-    let _ = fs::remove_file(&dir);
     let counts = (
         counters.applied.get(),
         counters.rejected.get(),
@@ -150,4 +149,11 @@ async fn changes_are_counted_by_result_and_the_last_applied_one_is_timed() {
     assert!(counters.last_applied.get() >= restored);
     assert!(plane.snapshot().routes.services().contains_key("a"));
     assert!(!plane.snapshot().routes.services().contains_key("c"));
+    // Forgetting a tombstone is not a configuration change.
+    fs::remove_file(&dir).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    assert!(plane.remove("a").await.unwrap());
+    assert_eq!(plane.collect_tombstones(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(counters.applied.get(), 2);
+    let _ = fs::remove_dir_all(&dir);
 }
