@@ -87,6 +87,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     );
     let hooks = ControlHooks {
         reloads: metrics.config_reloads(),
+        changes: metrics.config_changes(),
         changed: Arc::new(Notify::new()),
     };
     let api_certs_dir = state.certs_dir();
@@ -106,6 +107,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         hooks.clone(),
         clock,
     )?);
+    metrics.watch(Arc::clone(&control));
 
     let (stop, stopped) = watch::channel(false);
     let https_policy = HttpsPolicy {

@@ -78,9 +78,8 @@ impl Changes {
         if service.replicas() == Some(0) {
             return Ok(Applied::Removed(self.remove(&service.name).await?));
         }
-        self.credentials.validate(&service)?;
         // A TCP-mode service needs its port: a taken one refuses the change before it applies.
-        self.reserve_ports(&service)?;
+        self.admit(&service)?;
         let result = match self.version {
             None => self.control.reconfigure(service).await,
             Some(version) => {
@@ -123,8 +122,7 @@ impl Changes {
         version: Version,
     ) -> Result<bool, ChangeError> {
         if let Some(service) = &service {
-            self.credentials.validate(service)?;
-            self.reserve_ports(service)?;
+            self.admit(service)?;
         }
         let result = self
             .control
@@ -132,6 +130,20 @@ impl Changes {
             .await;
         self.l4.sync();
         Ok(result?)
+    }
+
+    /// Checks what the control plane cannot: the service's users and its TCP-mode ports. A
+    /// refusal here is counted as a rejected change, as the control plane counts its own.
+    fn admit(&self, service: &Service) -> Result<(), ChangeError> {
+        let admitted = self
+            .credentials
+            .validate(service)
+            .map_err(ChangeError::from)
+            .and_then(|()| self.reserve_ports(service).map_err(ChangeError::from));
+        if admitted.is_err() {
+            self.control.change_counters().rejected.inc();
+        }
+        admitted
     }
 
     /// Binds every TCP-mode `srcPort` of `service` (a taken one refuses the change).

@@ -1,6 +1,7 @@
 //! Prometheus metrics on the API's `/metrics`: user space's request counters, and the kernel's
 //! per-backend counters read from the pinned maps at each scrape (summed over CPUs), so both
-//! come from one registry and agree on labels.
+//! come from one registry and agree on labels. A scrape gets OpenMetrics or the Prometheus
+//! 0.0.4 text format, as its `Accept` header asks (`exposition.rs`).
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -8,7 +9,6 @@ use std::{
     sync::{Arc, RwLock},
 };
 
-use hyper::Method;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -16,24 +16,33 @@ use prometheus_client::{
         family::Family,
         gauge::Gauge,
         histogram::{Histogram, exponential_buckets},
+        info::Info,
     },
     registry::Registry,
 };
 
-use crate::{tls::CertStore, upstream::ByteCounters};
+use crate::{
+    control::{ChangeCounters, ControlPlane},
+    tls::CertStore,
+    upstream::ByteCounters,
+};
 
 mod client_errors;
 mod collectors;
+mod exposition;
+mod fastpath;
+mod process;
+mod replicas;
+mod service;
 
 pub use client_errors::{ClientErrorReason, ClientErrors};
 use collectors::{BackendCollector, CertCollector};
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    service: String,
-    code: u16,
-    method: String,
-}
+pub use exposition::Format;
+use fastpath::FastPathCollector;
+use process::ProcessCollector;
+use replicas::{ControlSlot, ReplicaCollector};
+use service::{BackendRequestLabels, DurationLabels};
+pub use service::{RequestCounters, ServiceMetrics};
 
 /// Labels of the user-space TCP-mode relay's per-service counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,17 +62,13 @@ pub struct L4Metrics {
     pub by_service: Family<L4Labels, Counter>,
     /// Bytes relayed, both ways, all services.
     pub relayed_bytes: Counter,
+    /// The request counters, where a relayed connection counts with `protocol="tcp"`.
+    pub requests: RequestCounters,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
     service: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BackendRequestLabels {
-    service: String,
-    backend: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,99 +105,21 @@ struct ResultLabel {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    durations: Family<ServiceLabel, Histogram>,
+    requests: RequestCounters,
+    durations: Family<DurationLabels, Histogram>,
     backend_requests: Family<BackendRequestLabels, Counter>,
     backend_bytes: BackendBytes,
     open_connections: Gauge,
     config_reloads: Counter,
+    config_changes: ChangeCounters,
     handshakes: Family<ResultLabel, Counter>,
     client_errors: ClientErrors,
     retries: Family<ServiceLabel, Counter>,
     l4: L4Metrics,
+    control: ControlSlot,
     /// Handles per service, so the request path skips the label look-ups.
     services: RwLock<HashMap<String, Arc<ServiceMetrics>>>,
 }
-
-/// One service's request metrics, with the label sets it has used so far resolved to their
-/// counters (a handful each: status codes times methods, and the service's replicas).
-#[derive(Debug)]
-pub struct ServiceMetrics {
-    name: String,
-    durations: Histogram,
-    retries: Counter,
-    requests: Family<RequestLabels, Counter>,
-    backend_requests: Family<BackendRequestLabels, Counter>,
-    by_code: RwLock<Vec<(u16, &'static str, Counter)>>,
-    by_backend: RwLock<Vec<(SocketAddr, Counter)>>,
-}
-
-impl ServiceMetrics {
-    /// The service's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Records one answered request (and, if it reached one, the replica).
-    pub fn observe(&self, replica: Option<SocketAddr>, code: u16, method: &Method, seconds: f64) {
-        let method = method_label(method);
-        if let Some(backend) = replica {
-            self.backend_counter(backend).inc();
-        }
-        self.request_counter(code, method).inc();
-        self.durations.observe(seconds);
-    }
-
-    /// Counts one request sent again to another replica.
-    pub fn retried(&self) {
-        self.retries.inc();
-    }
-
-    fn request_counter(&self, code: u16, method: &'static str) -> Counter {
-        let known = read(&self.by_code)
-            .iter()
-            .find(|(c, m, _)| *c == code && *m == method)
-            .map(|(_, _, counter)| counter.clone());
-        known.unwrap_or_else(|| {
-            let counter = self
-                .requests
-                .get_or_create(&RequestLabels {
-                    service: self.name.clone(),
-                    code,
-                    method: method.to_owned(),
-                })
-                .clone();
-            write(&self.by_code).push((code, method, counter.clone()));
-            counter
-        })
-    }
-
-    fn backend_counter(&self, backend: SocketAddr) -> Counter {
-        let known = read(&self.by_backend)
-            .iter()
-            .find(|(b, _)| *b == backend)
-            .map(|(_, counter)| counter.clone());
-        known.unwrap_or_else(|| {
-            let counter = self
-                .backend_requests
-                .get_or_create(&BackendRequestLabels {
-                    service: self.name.clone(),
-                    backend: backend.to_string(),
-                })
-                .clone();
-            let mut known = write(&self.by_backend);
-            // Replicas come and go: bound the list (the family keeps every series anyway).
-            if known.len() >= MAX_CACHED_BACKENDS {
-                known.clear();
-            }
-            known.push((backend, counter.clone()));
-            counter
-        })
-    }
-}
-
-/// How many replicas' counters one service keeps at hand.
-const MAX_CACHED_BACKENDS: usize = 64;
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read()
@@ -205,22 +132,24 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 impl Metrics {
-    /// A registry; with `pin_dir`, the kernel's backend counters are exported too; the
-    /// certificates' expiry comes from `certs` at each scrape.
+    /// A registry; with `pin_dir`, the kernel's backend and fast-path counters are exported
+    /// too; the certificates' expiry comes from `certs` at each scrape.
     pub fn new(pin_dir: Option<PathBuf>, certs: Arc<CertStore>) -> Arc<Self> {
         let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
+        let requests = RequestCounters::default();
         registry.register(
             "flowproxy_service_requests",
-            "HTTP requests by service, status code and method",
-            requests.clone(),
+            "Requests by service, status code, method and protocol (http/1.0, http/1.1, h2); \
+             TCP-mode connections relayed in user space count with protocol tcp and no code \
+             or method",
+            requests.0.clone(),
         );
-        let durations = Family::<ServiceLabel, Histogram>::new_with_constructor(|| {
+        let durations = Family::<DurationLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         registry.register(
             "flowproxy_service_request_duration_seconds",
-            "Time from request to response headers, by service",
+            "Time from request to response headers, by service and status code",
             durations.clone(),
         );
         let backend_requests = Family::<BackendRequestLabels, Counter>::default();
@@ -247,6 +176,7 @@ impl Metrics {
             "Configuration changes applied",
             config_reloads.clone(),
         );
+        let config_changes = register_config_changes(&mut registry);
         let handshakes = Family::<ResultLabel, Counter>::default();
         registry.register(
             "flowproxy_tls_handshakes",
@@ -267,7 +197,10 @@ impl Metrics {
             "Requests sent again to another replica after the first one failed before answering",
             retries.clone(),
         );
-        let l4 = L4Metrics::default();
+        let l4 = L4Metrics {
+            requests: requests.clone(),
+            ..L4Metrics::default()
+        };
         registry.register(
             "flowproxy_l4_connections",
             "TCP-mode connections relayed in user space",
@@ -283,9 +216,23 @@ impl Metrics {
             "Bytes the user-space TCP-mode relay copied, both ways",
             l4.relayed_bytes.clone(),
         );
+        registry.register(
+            "flowproxy_build",
+            "The running flowproxy's version (always 1)",
+            Info::new([("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let control = ControlSlot::default();
+        registry.register_collector(Box::new(ReplicaCollector(control.clone())));
         registry.register_collector(Box::new(CertCollector(certs)));
+        registry.register_collector(Box::new(ProcessCollector));
         if let Some(dir) = pin_dir {
-            registry.register_collector(Box::new(BackendCollector { pin_dir: dir }));
+            registry.register_collector(Box::new(BackendCollector {
+                pin_dir: dir.clone(),
+            }));
+            registry.register_collector(Box::new(FastPathCollector {
+                pin_dir: dir,
+                control: control.clone(),
+            }));
         }
         Arc::new(Self {
             registry,
@@ -295,12 +242,22 @@ impl Metrics {
             backend_bytes,
             open_connections,
             config_reloads,
+            config_changes,
             handshakes,
             client_errors,
             retries,
             l4,
+            control,
             services: RwLock::default(),
         })
+    }
+
+    /// Reads replicas and TCP-mode routes from `control` at each scrape from now on (the
+    /// control plane is made after the metrics, as it counts into them).
+    pub fn watch(&self, control: Arc<ControlPlane>) {
+        if !self.control.set(control) {
+            tracing::warn!("the metrics already read a control plane; the second is ignored");
+        }
     }
 
     /// The request metrics of `service` (`-` for requests no route took), created on first
@@ -309,25 +266,19 @@ impl Metrics {
         if let Some(found) = read(&self.services).get(service) {
             return Arc::clone(found);
         }
-        let created = Arc::new(ServiceMetrics {
-            name: service.to_owned(),
-            durations: self
-                .durations
-                .get_or_create(&ServiceLabel {
-                    service: service.to_owned(),
-                })
-                .clone(),
-            retries: self
-                .retries
-                .get_or_create(&ServiceLabel {
-                    service: service.to_owned(),
-                })
-                .clone(),
-            requests: self.requests.clone(),
-            backend_requests: self.backend_requests.clone(),
-            by_code: RwLock::default(),
-            by_backend: RwLock::default(),
-        });
+        let retries = self
+            .retries
+            .get_or_create(&ServiceLabel {
+                service: service.to_owned(),
+            })
+            .clone();
+        let created = Arc::new(ServiceMetrics::new(
+            service,
+            retries,
+            self.requests.clone(),
+            self.durations.clone(),
+            self.backend_requests.clone(),
+        ));
         let mut services = write(&self.services);
         Arc::clone(services.entry(service.to_owned()).or_insert(created))
     }
@@ -345,6 +296,11 @@ impl Metrics {
     /// The config-reloads counter, for the control plane to count applied changes.
     pub fn config_reloads(&self) -> Counter {
         self.config_reloads.clone()
+    }
+
+    /// The counters of changes by result, for the control plane.
+    pub fn config_changes(&self) -> ChangeCounters {
+        self.config_changes.clone()
     }
 
     /// The handshake counters `(ok, error)`, for the HTTPS listener.
@@ -367,41 +323,42 @@ impl Metrics {
         self.l4.clone()
     }
 
-    /// The OpenMetrics text of every metric.
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+    /// The text of every metric in `format`.
+    pub fn encode(&self, format: Format) -> String {
+        format.encode(&self.registry).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "encoding metrics failed");
-        }
-        out
+            String::new()
+        })
     }
 }
 
-/// The method as a label: the standard ones by name, any other as `OTHER`, so clients
-/// cannot create series without bound.
-fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::HEAD => "HEAD",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::CONNECT => "CONNECT",
-        Method::OPTIONS => "OPTIONS",
-        Method::TRACE => "TRACE",
-        Method::PATCH => "PATCH",
-        _ => "OTHER",
-    }
+/// `flowproxy_config_changes_total{result}` and `flowproxy_config_last_change_timestamp_seconds`,
+/// registered; returns the control plane's handles on them. Each result's series is there from
+/// the start, so `rate()` and alerts work before the first refusal.
+fn register_config_changes(registry: &mut Registry) -> ChangeCounters {
+    let by_result = Family::<ResultLabel, Counter>::default();
+    // A counter's clone counts into the same series: the family exports what these count.
+    let series = |result| by_result.get_or_create(&ResultLabel { result }).clone();
+    let changes = ChangeCounters {
+        applied: series("applied"),
+        rejected: series("rejected"),
+        failed: series("failed"),
+        last_applied: Gauge::default(),
+    };
+    registry.register(
+        "flowproxy_config_changes",
+        "Configuration changes by result: applied; rejected (invalid or conflicting, a 4xx); \
+         failed (valid but not saved, a 500)",
+        by_result,
+    );
+    registry.register(
+        "flowproxy_config_last_change_timestamp_seconds",
+        "When the running configuration was last applied (unix time): the restore at start, \
+         then each applied change",
+        changes.last_applied.clone(),
+    );
+    changes
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn odd_methods_share_one_label() {
-        assert_eq!(method_label(&Method::GET), "GET");
-        let odd = Method::from_bytes(b"FOO1").unwrap();
-        assert_eq!(method_label(&odd), "OTHER");
-    }
-}
+mod tests;

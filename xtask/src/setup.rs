@@ -22,6 +22,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "curl",
     "dnsmasq-base",
     "ethtool",
+    // promtool and the Prometheus server, which check /metrics and deploy/alert-rules.yml.
+    "prometheus",
 ];
 
 /// Installs whatever is missing, printing each step.

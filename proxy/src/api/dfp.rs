@@ -47,7 +47,10 @@ pub async fn reconfigure(
         .collect();
     let service = match parse_reconfigure(&params) {
         Ok(service) => service,
-        Err(e) => return envelope::error(e.status(), &e.to_string(), name),
+        Err(e) => {
+            changes.control.change_counters().rejected.inc();
+            return envelope::error(e.status(), &e.to_string(), name);
+        }
     };
     if let Some(pem) = cert {
         let reply = store_service_cert(ctx, &service, &pem, version).await;

@@ -17,7 +17,7 @@ use crate::{
     changes::Changes,
     cluster::{Call, Cluster, distribute},
     l7::Body,
-    metrics::Metrics,
+    metrics::{Format, Metrics},
     routes::distribute_requested,
     tls::CertStore,
     versioning::{Kind, Version},
@@ -152,15 +152,26 @@ async fn route(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
         "/v1/flowproxy/config/version" => cluster::version(&ctx),
         "/v1/flowproxy/peers" => cluster::peers(&ctx).await,
         "/v1/flowproxy/sync" => cluster::sync(&ctx).await,
-        "/metrics" => Response::builder()
-            .header(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-            .body(crate::l7::text_body(ctx.metrics.encode()))
-            .expect("static headers are valid"),
+        "/metrics" => metrics(&ctx, req.headers()),
         _ => envelope::error(404, &format!("no API endpoint at {path}"), None).into_response(),
     }
+}
+
+/// Every metric, in the format the request's `Accept` header prefers (OpenMetrics unless it
+/// asks for `text/plain`, the Prometheus 0.0.4 format).
+fn metrics(ctx: &ApiContext, headers: &hyper::HeaderMap) -> Response<Body> {
+    // Several Accept fields are one list (RFC 9110, 5.3).
+    let accept: Vec<&str> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let format = Format::negotiate((!accept.is_empty()).then(|| accept.join(",")).as_deref());
+    Response::builder()
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header(header::VARY, "Accept")
+        .body(crate::l7::text_body(ctx.metrics.encode(format)))
+        .expect("static headers are valid")
 }
 
 /// `reply`, sent on to every peer first when the request asks for `distribute=true`.

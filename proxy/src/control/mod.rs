@@ -6,17 +6,19 @@
 //! leaves a tombstone. A peer's entry is applied only if its version wins over the one here,
 //! so replicas merge instead of replacing each other.
 mod edit;
+mod hooks;
 mod snapshot;
 
 use std::{sync::Arc, time::Duration};
 
 use arc_swap::{ArcSwap, Guard};
 use futures_util::future::join_all;
-use prometheus_client::metrics::counter::Counter;
-use tokio::sync::Notify;
 
 use self::edit::{Edit, assign_missing, cert, newer_here, put, remove};
-pub use self::snapshot::Snapshot;
+pub use self::{
+    hooks::{ChangeCounters, ControlHooks},
+    snapshot::Snapshot,
+};
 use crate::{
     routes::{RouteError, Service},
     state::{Record, Saved, StateError, StateFile},
@@ -41,15 +43,6 @@ pub enum Dns {
 async fn first_answers(fresh: Vec<Arc<ReplicaSet>>) {
     let fresh = fresh.iter().map(|set| set.ensure_resolved());
     let _ = tokio::time::timeout(FIRST_RESOLVE_WAIT, join_all(fresh)).await;
-}
-
-/// What the control plane tells the rest of the process.
-#[derive(Clone, Default)]
-pub struct ControlHooks {
-    /// Counts applied changes (`flowproxy_config_reloads_total`).
-    pub reloads: Counter,
-    /// Notified when routes or replicas change.
-    pub changed: Arc<Notify>,
 }
 
 /// Why a change was refused.
@@ -126,6 +119,7 @@ impl ControlPlane {
         let names: Vec<String> = saved.routes.services().keys().cloned().collect();
         let (snapshot, _) =
             Snapshot::default().with_changes(saved.routes, versions, &names, &make_set);
+        hooks.changes.touch();
         Ok(Self {
             current: ArcSwap::from_pointee(snapshot),
             writer: tokio::sync::Mutex::new(()),
@@ -144,6 +138,12 @@ impl ControlPlane {
     /// The current snapshot, owned, for holding across awaits.
     pub fn snapshot_full(&self) -> Arc<Snapshot> {
         self.current.load_full()
+    }
+
+    /// The counters of changes applied and refused, for refusals made before a change gets
+    /// here (a request that does not parse, a port that cannot be bound).
+    pub fn change_counters(&self) -> &ChangeCounters {
+        &self.hooks.changes
     }
 
     /// This replica's clock (peers' versions are observed through it).
@@ -260,11 +260,18 @@ impl ControlPlane {
     ) -> Result<Option<Vec<Arc<ReplicaSet>>>, ControlError> {
         let writer = self.writer.lock().await;
         let old = self.current.load_full();
-        let Some(edit) = edit(&old)? else {
-            return Ok(None);
+        let edit = match edit(&old) {
+            Ok(Some(edit)) => edit,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                self.count_refusal(&e);
+                return Err(e);
+            }
         };
         let mut versions = old.versions.clone();
         // Taken under the writer lock: versions made here follow the order changes apply in.
+        // Forgetting old tombstones changes what is stored, not the configuration.
+        let is_change = edit.entry.is_some();
         let record = edit.entry.map(|(change, version)| {
             let version = version.unwrap_or_else(|| self.clock.now());
             let (kind, name, live) = change.entry();
@@ -277,19 +284,38 @@ impl ControlPlane {
         // An fsync: off the runtime's worker threads. The table and versions are cheap clones.
         let state = self.state.clone();
         let (saved, saved_versions) = (edit.routes.clone(), versions.clone());
-        tokio::task::spawn_blocking(move || state.record(record.as_ref(), &saved, &saved_versions))
-            .await
-            .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))??;
+        let saved = tokio::task::spawn_blocking(move || {
+            state.record(record.as_ref(), &saved, &saved_versions)
+        })
+        .await
+        .map_err(|e| ControlError::Persist(StateError::Task(e.to_string())))
+        .and_then(|saved| saved.map_err(ControlError::from));
+        if let Err(e) = saved {
+            self.count_refusal(&e);
+            return Err(e);
+        }
         let make_set = |key: UpstreamKey| {
             ReplicaSet::new(key, self.resolver.clone(), Arc::clone(&self.hooks.changed))
         };
         let (snapshot, fresh) = old.with_changes(edit.routes, versions, &edit.changed, &make_set);
         self.current.store(Arc::new(snapshot));
         self.hooks.reloads.inc();
+        if is_change {
+            self.hooks.changes.applied();
+        }
         self.hooks.changed.notify_one();
         // The change is in place: later changes need not wait for this one's DNS answers.
         drop(writer);
         Ok(Some(fresh))
+    }
+
+    /// Counts a change that was not applied: `rejected` when it was invalid, `failed` when it
+    /// could not be saved.
+    fn count_refusal(&self, error: &ControlError) {
+        match error {
+            ControlError::Route(_) => self.hooks.changes.rejected.inc(),
+            ControlError::Persist(_) => self.hooks.changes.failed.inc(),
+        };
     }
 
     /// Re-resolves every service now (`/reload`).

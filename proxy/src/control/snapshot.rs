@@ -46,6 +46,17 @@ impl Snapshot {
         sets.get(pos)
     }
 
+    /// Every service with the replica sets of its destinations (by position), by name.
+    pub fn service_sets(&self) -> impl Iterator<Item = (&String, &[Arc<ReplicaSet>])> {
+        let mut services: Vec<_> = self
+            .sets
+            .iter()
+            .map(|(name, sets)| (name, &sets[..]))
+            .collect();
+        services.sort_by_key(|(name, _)| *name);
+        services.into_iter()
+    }
+
     /// Every replica set, for refreshing.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<ReplicaSet>> {
         self.upstreams.values().map(|u| &u.set)

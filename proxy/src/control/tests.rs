@@ -121,3 +121,39 @@ async fn services_saved_without_versions_get_them_at_their_saved_time() {
     assert_eq!(stamp(&again, "old").map(|s| s.version), Some(version));
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn changes_are_counted_by_result_and_the_last_applied_one_is_timed() {
+    let dir = temp_dir("counted");
+    let plane = plane(&dir, 1);
+    let counters = plane.change_counters().clone();
+    let restored = counters.last_applied.get();
+    assert!(
+        restored > 1.7e9,
+        "the restore at start sets the time: {restored}"
+    );
+    plane.reconfigure(http("a", "/demo")).await.unwrap();
+    let err = plane.reconfigure(http("b", "/demo")).await.unwrap_err();
+    assert_eq!(err.status(), 409, "{err}");
+    // The state directory becomes a file: a valid change cannot be saved.
+    fs::remove_dir_all(&dir).unwrap();
+    fs::write(&dir, "not a directory").unwrap();
+    let err = plane.reconfigure(http("c", "/c")).await.unwrap_err();
+    assert_eq!(err.status(), 500, "{err}");
+    let counts = (
+        counters.applied.get(),
+        counters.rejected.get(),
+        counters.failed.get(),
+    );
+    assert_eq!(counts, (1, 1, 1));
+    assert!(counters.last_applied.get() >= restored);
+    assert!(plane.snapshot().routes.services().contains_key("a"));
+    assert!(!plane.snapshot().routes.services().contains_key("c"));
+    // Forgetting a tombstone is not a configuration change.
+    fs::remove_file(&dir).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    assert!(plane.remove("a").await.unwrap());
+    assert_eq!(plane.collect_tombstones(Duration::ZERO).await.unwrap(), 1);
+    assert_eq!(counters.applied.get(), 2);
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -36,7 +36,7 @@ use self::{
 pub use backends::Backend;
 pub use error::DataPlaneError;
 pub use fastpath::{FastPathMode, FastPathSettings, L4Service, SweepReport};
-pub use l4_stats::read_l4_stats;
+pub use l4_stats::{L4ServiceStat, L4Stats, read_l4_stats};
 pub use netif::up_ethernet_interfaces;
 pub use routes::live_interface_for;
 pub use stats::{BackendStat, read_backend_stats, read_iface_stats};

@@ -79,6 +79,7 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
             port: port.to_string(),
         })
         .inc();
+    listeners.metrics.requests.tcp_connection(&service.name);
     let _ = client.set_nodelay(true);
     let _ = upstream.set_nodelay(true);
     let (service, idle) = (service.name.clone(), dest.timeout_tunnel);

@@ -114,7 +114,7 @@ impl Proxy {
     /// Handles one request from `peer`; every outcome, errors included, is a response.
     pub async fn handle(&self, mut req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
         let started = Instant::now();
-        let method = req.method().clone();
+        let (method, version) = (req.method().clone(), req.version());
         // Kept or made here, so the replica gets it and every answer (errors too) returns it.
         let request_id = request_id::ensure(req.headers_mut());
         // The access log is usually off under load: its fields are kept only when it is on.
@@ -151,7 +151,7 @@ impl Proxy {
         let service = outcome
             .service
             .unwrap_or_else(|| self.metrics.service(NO_SERVICE));
-        service.observe(outcome.replica, status, &method, elapsed);
+        service.observe(outcome.replica, status, &method, version, elapsed);
         // Ours, not the replica's own: the client must see the id the logs have.
         response
             .headers_mut()

@@ -1,6 +1,7 @@
-//! Metrics read at scrape time rather than counted: the certificates' expiry from the store,
-//! and the kernel's per-backend counters from the pinned maps (summed over CPUs).
-use std::{path::PathBuf, sync::Arc};
+//! Metrics read at scrape time rather than counted: the certificates' expiry from the store
+//! (per certificate and per domain), and the kernel's per-backend counters from the pinned
+//! maps (summed over CPUs).
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc};
 
 use prometheus_client::{
     collector::Collector,
@@ -11,7 +12,7 @@ use proxy_common::BackendCounters;
 
 use crate::{
     dataplane::{BackendStat, read_backend_stats},
-    tls::CertStore,
+    tls::{CertInfo, CertStore},
 };
 
 /// The served certificates' not-after times, read from the store at scrape time.
@@ -26,12 +27,35 @@ impl Collector for CertCollector {
             None,
             MetricType::Gauge,
         )?;
-        for info in self.0.list() {
-            let labels = [("name", info.name)];
+        let certs = self.0.list();
+        for info in &certs {
+            let labels = [("name", info.name.as_str())];
             ConstGauge::new(info.not_after).encode(family.encode_family(&labels)?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "flowproxy_certificate_expiry_timestamp_seconds",
+            "When the certificate served for each domain (SAN) expires (unix time)",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (domain, not_after) in expiry_by_domain(&certs) {
+            let labels = [("domain", domain)];
+            ConstGauge::new(not_after).encode(family.encode_family(&labels)?)?;
         }
         Ok(())
     }
+}
+
+/// Each domain's expiry, once: a domain two certificates name is served the first one's (the
+/// store lists them in name order and indexes the first), so that one's expiry counts.
+fn expiry_by_domain(certs: &[CertInfo]) -> BTreeMap<&str, i64> {
+    let mut domains = BTreeMap::new();
+    for info in certs {
+        for domain in &info.sans {
+            domains.entry(domain.as_str()).or_insert(info.not_after);
+        }
+    }
+    domains
 }
 
 /// Reads `BACKENDS`/`BACKEND_STATS` at scrape time.
@@ -101,4 +125,36 @@ fn encode_in_out(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(name: &str, sans: &[&str], not_after: i64) -> CertInfo {
+        CertInfo {
+            name: name.into(),
+            sans: sans.iter().map(|s| s.to_string()).collect(),
+            issuer: "CN=test".into(),
+            not_after,
+            source: "file".into(),
+        }
+    }
+
+    #[test]
+    fn each_domain_gets_the_expiry_of_the_certificate_served_for_it() {
+        let certs = [
+            cert("a", &["example.com", "*.example.com"], 100),
+            cert("b", &["example.com", "other.example"], 200),
+        ];
+        let by_domain: Vec<_> = expiry_by_domain(&certs).into_iter().collect();
+        assert_eq!(
+            by_domain,
+            [
+                ("*.example.com", 100),
+                ("example.com", 100),
+                ("other.example", 200)
+            ]
+        );
+    }
 }

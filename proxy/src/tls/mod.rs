@@ -11,7 +11,7 @@ use rustls::{ServerConfig, crypto::CryptoProvider};
 use tokio_rustls::TlsAcceptor;
 
 pub use api_certs::{read_api_certs, unix_now, valid_cert_name};
-pub use cert::{Certificate, parse_certificate};
+pub use cert::{CertInfo, Certificate, parse_certificate};
 pub use sources::{CertSources, load_all, save_api_cert};
 pub use store::CertStore;
 

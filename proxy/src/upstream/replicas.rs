@@ -200,6 +200,19 @@ impl ReplicaSet {
         self.current.load().addrs.clone()
     }
 
+    /// Every replica known, with whether it is in rotation now (`false`: ejected after a
+    /// failure, for [`EJECT_FOR`]).
+    pub fn health(&self) -> Vec<(SocketAddr, bool)> {
+        let replicas = self.current.load();
+        let now = now_ms();
+        replicas
+            .addrs
+            .iter()
+            .zip(&replicas.ejected_until)
+            .map(|(addr, until)| (*addr, until.load(Ordering::Relaxed) <= now))
+            .collect()
+    }
+
     /// The last look-up error, if the last look-up failed.
     pub fn last_error(&self) -> Option<String> {
         self.current.load().error.clone()
@@ -251,6 +264,38 @@ mod tests {
             .map(|a| a.to_string())
             .collect();
         assert_eq!(names, ["198.18.0.2:8080", "[2001:db8::1]:80"]);
+    }
+
+    /// A set that already resolved to `addrs`, whose later look-ups fail (a closed port).
+    fn resolved_set(addrs: &[SocketAddr]) -> Arc<ReplicaSet> {
+        let key = UpstreamKey {
+            host: "go-demo".into(),
+            port: 8080,
+            direct: false,
+        };
+        let resolver = ReplicaResolver::new(Some("127.0.0.1:9".parse().unwrap())).unwrap();
+        let set = ReplicaSet::new(key, resolver, Arc::default());
+        set.current.store(Arc::new(Replicas {
+            addrs: addrs.to_vec(),
+            authorities: authorities_of(addrs),
+            ejected_until: addrs.iter().map(|_| AtomicU64::new(0)).collect(),
+            resolved: true,
+            resolved_at: now_ms(),
+            error: None,
+        }));
+        set
+    }
+
+    #[tokio::test]
+    async fn a_failed_replica_shows_as_down_and_the_others_up() {
+        let addrs: Vec<SocketAddr> = vec![
+            "198.18.0.2:8080".parse().unwrap(),
+            "198.18.0.3:8080".parse().unwrap(),
+        ];
+        let set = resolved_set(&addrs);
+        assert_eq!(set.health(), [(addrs[0], true), (addrs[1], true)]);
+        set.report_failure(addrs[1]);
+        assert_eq!(set.health(), [(addrs[0], true), (addrs[1], false)]);
     }
 
     #[test]

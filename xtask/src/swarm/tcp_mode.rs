@@ -24,18 +24,32 @@ const CONNECTIONS: usize = 50;
 pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> anyhow::Result<()> {
     services.create(
         SERVICE,
-        &["--network", "proxy", "--replicas", "2", "flowproxy-demo:latest"],
+        &[
+            "--network",
+            "proxy",
+            "--replicas",
+            "2",
+            "flowproxy-demo:latest",
+        ],
     )?;
     services::wait_running(node, SERVICE, 2)?;
     let publish = format!("mode=host,target={PORT},published={PORT}");
-    node.docker
-        .capture(&["service", "update", "--quiet", "--publish-add", &publish, "proxy"])?;
+    node.docker.capture(&[
+        "service",
+        "update",
+        "--quiet",
+        "--publish-add",
+        &publish,
+        "proxy",
+    ])?;
     services::wait_running(node, "proxy", 1)?;
     services::wait_proxy_ready(cluster, node)?;
     let query = format!(
         "/v1/docker-flow-proxy/reconfigure?serviceName={SERVICE}&reqMode=tcp&srcPort={PORT}&port=8080"
     );
-    eventually(TASK_TIMEOUT, || article::api_ok(cluster, node, &query).map(drop))
+    eventually(TASK_TIMEOUT, || {
+        article::api_ok(cluster, node, &query).map(drop)
+    })
 }
 
 /// Every one of `CONNECTIONS` new connections through the TCP-mode port is answered.
