@@ -167,6 +167,9 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         api_certs_dir,
         cluster: Arc::clone(&cluster),
         token,
+        pin_dir: data_plane.as_ref().map(|dp| dp.pin_dir().to_path_buf()),
+        discovery: discovery_summary(&args.cluster),
+        refusals: Arc::default(),
     });
     let api_handler = Arc::new(move |req, peer: Arc<l7::Peer>| {
         api::handle(Arc::clone(&api_context), req, peer.addr.ip())
@@ -472,6 +475,18 @@ async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     Ok(())
+}
+
+/// How services and replicas are discovered, in words, for the status page.
+fn discovery_summary(args: &ClusterArgs) -> String {
+    let docker = match args.docker_discovery() {
+        Ok(true) => format!(
+            "Docker labels (com.df.*) from {}",
+            args.docker_socket.display()
+        ),
+        _ => "no Docker label discovery".to_owned(),
+    };
+    format!("{docker}; replicas from DNS (tasks.<service>)")
 }
 
 /// The global basic-auth users: `--users`/`USERS`, else DFP's secret `dfp_users`.

@@ -24,6 +24,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ethtool",
     // promtool and the Prometheus server, which check /metrics and deploy/alert-rules.yml.
     "prometheus",
+    // Headless, it renders the API's status page in a test (DOM and screenshot).
+    "chromium",
 ];
 
 /// Installs whatever is missing, printing each step.

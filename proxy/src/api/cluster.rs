@@ -43,6 +43,12 @@ pub fn version(ctx: &ApiContext) -> Response<Body> {
 
 /// `GET /v1/flowproxy/peers`: asks every peer for its digest now.
 pub async fn peers(ctx: &ApiContext) -> Response<Body> {
+    envelope::json_response(200, &peer_states(ctx).await)
+}
+
+/// The other replicas as seen now (each one's digest against ours) and the peers' entries
+/// this replica refused: the body of `GET /v1/flowproxy/peers`, also shown on the status page.
+pub async fn peer_states(ctx: &ApiContext) -> Value {
     let cluster = &ctx.cluster;
     let own = cluster.local.digest();
     let refused = cluster.local.refusals();
@@ -50,11 +56,8 @@ pub async fn peers(ctx: &ApiContext) -> Response<Body> {
     let peers = match cluster.peers.lookup().await {
         Ok(peers) => peers,
         Err(e) => {
-            return envelope::json_response(
-                200,
-                &json!({"Status": "OK", "Message": e.to_string(), "Tasks": tasks,
-                        "Version": own, "Peers": [], "Refused": refused}),
-            );
+            return json!({"Status": "OK", "Message": e.to_string(), "Tasks": tasks,
+                          "Version": own, "Peers": [], "Refused": refused});
         }
     };
     let rows = join_all(peers.iter().map(|addr| async {
@@ -73,12 +76,10 @@ pub async fn peers(ctx: &ApiContext) -> Response<Body> {
         }
     }))
     .await;
-    envelope::json_response(
-        200,
-        &json!({"Status": "OK", "Message": "", "Tasks": tasks, "Version": own, "Peers": rows,
-                "Refused": refused}),
-    )
+    json!({"Status": "OK", "Message": "", "Tasks": tasks, "Version": own, "Peers": rows,
+           "Refused": refused})
 }
+
 
 /// `/v1/flowproxy/sync`: one comparison with the peers now.
 pub async fn sync(ctx: &ApiContext) -> Response<Body> {

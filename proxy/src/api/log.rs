@@ -1,13 +1,14 @@
 //! The API's log line (target `api`): one per request, written after the answer, naming the
 //! caller, the service it was about and, for a refusal, the reason it was given (the envelope's
 //! `Message`), so an operator reading the log alone learns why a reconfigure did not take.
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::{Method, Request, Response, body::Body as _};
 use serde_json::Value;
 
+use super::refusals::RecentRefusals;
 use crate::l7::{Body, text_body};
 
 /// The largest error body read back for its reason; envelopes are a few hundred bytes.
@@ -19,6 +20,7 @@ pub struct Asked {
     method: Method,
     path: String,
     service_name: Option<String>,
+    refusals: Option<Arc<RecentRefusals>>,
 }
 
 impl Asked {
@@ -34,7 +36,14 @@ impl Asked {
             method: req.method().clone(),
             path: req.uri().path().to_owned(),
             service_name,
+            refusals: None,
         }
+    }
+
+    /// Also keeps a refused change (4xx on a changing endpoint) in `refusals`.
+    pub fn keeping_refusals(mut self, refusals: Arc<RecentRefusals>) -> Self {
+        self.refusals = Some(refusals);
+        self
     }
 
     /// Logs the answer and hands it back. An error's body is read (it is a small buffer,
@@ -61,7 +70,21 @@ impl Asked {
                 return Response::from_parts(parts, text_body(""));
             }
         };
-        self.write(status, Some(&reason(&bytes)));
+        let reason = reason(&bytes);
+        self.write(status, Some(&reason));
+        let path = self.path.trim_end_matches('/');
+        if let Some(refusals) = &self.refusals
+            && (400..500).contains(&status)
+            && super::CHANGES.contains(&path)
+        {
+            refusals.record(
+                self.client,
+                path,
+                self.service_name.as_deref(),
+                status,
+                &reason,
+            );
+        }
         Response::from_parts(parts, text_body(bytes))
     }
 

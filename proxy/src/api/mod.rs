@@ -1,12 +1,16 @@
 //! The API on `--api-addr`: Docker Flow Proxy's endpoints under `/v1/docker-flow-proxy/`,
-//! flowproxy's replica endpoints under `/v1/flowproxy/`, and `/metrics`. With an API token,
+//! flowproxy's replica endpoints under `/v1/flowproxy/`, `/metrics`, and the status page at `/`. With an API token,
 //! everything but health checks and metrics needs it (`token.rs`).
 mod certs;
 mod cluster;
 mod dfp;
 mod log;
+pub mod refusals;
+mod status_page;
 
 use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+pub use refusals::RecentRefusals;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Limited};
@@ -52,6 +56,12 @@ pub struct ApiContext {
     pub cluster: Arc<Cluster>,
     /// The token the API requires, if any.
     pub token: Option<ApiToken>,
+    /// Where the data plane's maps are pinned, when it runs (the status page's fast/slow split).
+    pub pin_dir: Option<PathBuf>,
+    /// How replicas and services are discovered, in words (the status page).
+    pub discovery: String,
+    /// The changes refused lately.
+    pub refusals: Arc<RecentRefusals>,
 }
 
 /// Answers one API request from `client`, and logs it (`log.rs`).
@@ -60,7 +70,7 @@ pub async fn handle(
     req: Request<Incoming>,
     client: IpAddr,
 ) -> Response<Body> {
-    let asked = log::Asked::new(&req, client);
+    let asked = log::Asked::new(&req, client).keeping_refusals(Arc::clone(&ctx.refusals));
     asked.answered(route(ctx, req).await).await
 }
 
@@ -153,6 +163,8 @@ async fn route(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
         "/v1/flowproxy/peers" => cluster::peers(&ctx).await,
         "/v1/flowproxy/sync" => cluster::sync(&ctx).await,
         "/metrics" => metrics(&ctx, req.headers()),
+        // `GET /`, trimmed of its slash: the status page.
+        "" => status_page::page(&ctx).await,
         _ => envelope::error(404, &format!("no API endpoint at {path}"), None).into_response(),
     }
 }

@@ -101,6 +101,11 @@ impl Cluster {
         let _ = ready.wait_for(|r| *r).await;
     }
 
+    /// Whether a Swarm Listener is configured (`LISTENER_ADDRESS`).
+    pub fn listener_expected(&self) -> bool {
+        self.settings.listener_expected
+    }
+
     /// Whether the Swarm Listener's services were applied (always, without a listener).
     pub fn listener_fetched(&self) -> bool {
         self.listener_fetched.load(Ordering::Acquire)
