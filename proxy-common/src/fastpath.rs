@@ -173,7 +173,8 @@ pub struct ServiceCounters {
     /// SYNs passed on because the replica's link-layer address was not known yet (the relay's
     /// connection makes the kernel resolve it; user space also warms neighbours up).
     pub slow_no_neighbour: u64,
-    /// Packets of established fast-path flows whose neighbour was gone (handed to the stack).
+    /// Packets of established fast-path flows whose neighbour was gone: XDP drops them (TCP
+    /// retransmits), TC hands them to `bpf_redirect_neigh`, which never counts here.
     pub neighbour_misses: u64,
     /// SYNs passed on because the replica's interface (where replies arrive) does not run the
     /// same fast-path program as the client's: not attached there, or XDP on one side and TC

@@ -35,7 +35,7 @@ use crate::{
     upstream::{UpstreamClient, sticky},
 };
 
-/// How many replicas an idempotent request may try.
+/// How many replicas a request without a body may try (a request with one gets one attempt).
 const MAX_ATTEMPTS: usize = 3;
 
 /// The L7 proxy: the configuration it routes by and the client it forwards with.
