@@ -52,8 +52,18 @@ pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> an
     })
 }
 
-/// Every one of `CONNECTIONS` new connections through the TCP-mode port is answered.
+/// Every one of `CONNECTIONS` new connections through the TCP-mode port is answered, once the
+/// fast path holds the service (a second or so after the reconfigure: flows before that are
+/// relayed and counted as `slow_not_attached`, as the program never saw them).
 pub fn short_connections(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+    eventually(TASK_TIMEOUT, || {
+        let service = service_stats(node)?;
+        ensure!(
+            service["ring_size"].as_u64() > Some(0),
+            "no replica in the ring yet: {service}"
+        );
+        Ok(())
+    })?;
     let url = format!("http://{}:{PORT}/demo/hello", node.addr);
     // The first may find the listener or the replicas not there yet.
     eventually(TASK_TIMEOUT, || {
@@ -76,18 +86,7 @@ pub fn short_connections(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<(
 /// `flowproxy stats --json` in the proxy's container: fast flows > 0, and every slow flow has a
 /// reason (none arrived where the program is not attached).
 pub fn fast_pathed(node: &Node) -> anyhow::Result<()> {
-    let container = services::containers(node, "proxy")?
-        .into_iter()
-        .next()
-        .context("no proxy container")?;
-    let out = node
-        .docker
-        .capture(&["exec", &container, "/flowproxy", "stats", "--json"])?;
-    let stats: serde_json::Value = serde_json::from_str(&out).context("stats --json")?;
-    let service = stats["l4"]["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["port"] == PORT))
-        .with_context(|| format!("port {PORT} is not in the fast path: {}", stats["l4"]))?;
+    let service = service_stats(node)?;
     let fast = service["fast_flows"].as_u64().unwrap_or(0);
     ensure!(fast > 0, "no flow took the fast path: {service}");
     ensure!(
@@ -96,4 +95,21 @@ pub fn fast_pathed(node: &Node) -> anyhow::Result<()> {
     );
     eprintln!("swarm-test: TCP-mode fast path on the Swarm: {service}");
     Ok(())
+}
+
+/// The fast path's entry for `PORT` in `flowproxy stats --json`, run in the proxy's container.
+fn service_stats(node: &Node) -> anyhow::Result<serde_json::Value> {
+    let container = services::containers(node, "proxy")?
+        .into_iter()
+        .next()
+        .context("no proxy container")?;
+    let out = node
+        .docker
+        .capture(&["exec", &container, "/flowproxy", "stats", "--json"])?;
+    let stats: serde_json::Value = serde_json::from_str(&out).context("stats --json")?;
+    stats["l4"]["services"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["port"] == PORT))
+        .cloned()
+        .with_context(|| format!("port {PORT} is not in the fast path: {}", stats["l4"]))
 }
