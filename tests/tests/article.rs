@@ -259,7 +259,10 @@ fn failures_get_their_status_and_say_which() -> anyhow::Result<()> {
         .find(|l| l.contains("request failed") && l.contains("no replica of service go-demo"))
         .unwrap_or_else(|| panic!("no detailed line in the log:\n{log}"));
     let replica = demo.replicas[0].link.host_addr.to_string();
-    assert!(failed.contains(&replica), "the replica's address {replica}: {failed}");
+    assert!(
+        failed.contains(&replica),
+        "the replica's address {replica}: {failed}"
+    );
     Ok(())
 }
 

@@ -6,8 +6,7 @@ use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use flowproxy_tests::{
-    Flowproxy, GoDemo, HttpClient, curl, eventually, go_demo::RECONFIGURE,
-    proxy::temp_state_dir,
+    Flowproxy, GoDemo, HttpClient, curl, eventually, go_demo::RECONFIGURE, proxy::temp_state_dir,
 };
 
 /// Runs headless Chromium on `url` with `args`, in a profile of its own that is removed after.
@@ -59,7 +58,8 @@ fn chromium_shows_the_services_their_replicas_and_a_refused_change() -> anyhow::
     let proxy = demo.flowproxy().start()?;
     let ok = proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{RECONFIGURE}"))?;
     assert_eq!(ok.status, 200, "{}", ok.body);
-    let refused = proxy.api("/v1/docker-flow-proxy/reconfigure?serviceName=no-port&servicePath=/x")?;
+    let refused =
+        proxy.api("/v1/docker-flow-proxy/reconfigure?serviceName=no-port&servicePath=/x")?;
     assert_eq!(refused.status, 400, "{}", refused.body);
     // Both replicas known (and so listed) once the proxy has answered through them.
     let client = HttpClient::new()?;
@@ -77,7 +77,10 @@ fn chromium_shows_the_services_their_replicas_and_a_refused_change() -> anyhow::
     assert!(services.contains("/demo"), "{services}");
     for replica in &demo.replicas {
         let addr = format!("{}:8080", replica.link.host_addr);
-        assert!(services.contains(&format!("{addr} up")), "{addr} in {services}");
+        assert!(
+            services.contains(&format!("{addr} up")),
+            "{addr} in {services}"
+        );
     }
     let refusals = page
         .split("<table id=\"refused\">")
@@ -93,7 +96,11 @@ fn chromium_shows_the_services_their_replicas_and_a_refused_change() -> anyhow::
     let _ = std::fs::remove_file(&shot);
     let png = png.context("no screenshot written")?;
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 10_000, "a {}-byte screenshot shows nothing", png.len());
+    assert!(
+        png.len() > 10_000,
+        "a {}-byte screenshot shows nothing",
+        png.len()
+    );
     Ok(())
 }
 
@@ -115,6 +122,10 @@ fn with_an_api_token_the_page_needs_it() -> anyhow::Result<()> {
         "{:?}",
         shown.header("content-type")
     );
-    assert!(shown.body.contains("No service is configured yet."), "{}", shown.body);
+    assert!(
+        shown.body.contains("No service is configured yet."),
+        "{}",
+        shown.body
+    );
     Ok(())
 }

@@ -80,7 +80,6 @@ pub async fn peer_states(ctx: &ApiContext) -> Value {
            "Refused": refused})
 }
 
-
 /// `/v1/flowproxy/sync`: one comparison with the peers now.
 pub async fn sync(ctx: &ApiContext) -> Response<Body> {
     let merged = converge_once(&ctx.cluster).await;

@@ -77,11 +77,20 @@ mod tests {
         let r = RecentRefusals::default();
         let client: IpAddr = "198.18.0.1".parse().unwrap();
         for i in 0..KEPT + 3 {
-            r.record(client, "/v1/docker-flow-proxy/reconfigure", Some(&format!("s{i}")), 400, "bad");
+            r.record(
+                client,
+                "/v1/docker-flow-proxy/reconfigure",
+                Some(&format!("s{i}")),
+                400,
+                "bad",
+            );
         }
         let list = r.newest_first();
         assert_eq!(list.len(), KEPT);
-        assert_eq!(list[0].service.as_deref(), Some(format!("s{}", KEPT + 2).as_str()));
+        assert_eq!(
+            list[0].service.as_deref(),
+            Some(format!("s{}", KEPT + 2).as_str())
+        );
         assert_eq!(list[KEPT - 1].service.as_deref(), Some("s3"));
     }
 }

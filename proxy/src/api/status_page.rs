@@ -188,7 +188,11 @@ fn render_services(h: &mut String, services: &[ServiceRow]) {
                 r.replicas
                     .iter()
                     .map(|(addr, up)| {
-                        let (class, word) = if *up { ("up", "up") } else { ("down", "ejected") };
+                        let (class, word) = if *up {
+                            ("up", "up")
+                        } else {
+                            ("down", "ejected")
+                        };
                         format!("<span class=\"{class}\">{addr} {word}</span>")
                     })
                     .collect::<Vec<_>>()

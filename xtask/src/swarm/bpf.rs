@@ -43,7 +43,12 @@ pub fn check_counters(
         .collect();
     names.sort_unstable();
     ensure!(
-        names == ["flowproxy_tc_egress", "flowproxy_tc_ingress", "flowproxy_xdp"],
+        names
+            == [
+                "flowproxy_tc_egress",
+                "flowproxy_tc_ingress",
+                "flowproxy_xdp"
+            ],
         "programs using {stats_path}: {names:?}"
     );
     let backends = bpftool(&["map", "dump", "pinned", &format!("{pin_dir}/BACKENDS")])?;

@@ -75,7 +75,10 @@ fn every_section_shows_what_it_was_given() {
     }
     assert!(!html.contains("<must>"), "unescaped text");
     assert!(!html.contains("<script"), "no script");
-    assert!(!html.contains("http://") && !html.contains("https://"), "no external asset");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external asset"
+    );
 }
 
 #[test]
@@ -91,5 +94,8 @@ fn an_empty_replica_says_so() {
 
 #[test]
 fn markup_in_names_is_escaped() {
-    assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    assert_eq!(
+        esc("<a href=\"x\">'&'</a>"),
+        "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+    );
 }
