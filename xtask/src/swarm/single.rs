@@ -116,6 +116,13 @@ fn tcp_mode(cluster: &dyn Cluster, node: &Node, services: &mut Services, report:
         },
     );
     report.check(
+        "single-node: a 100 MB body through the TCP-mode port comes back byte for byte",
+        || {
+            ensure!(answered, "needs the connections");
+            tcp_mode::large_body_intact(cluster, node)
+        },
+    );
+    report.check(
         "single-node: flowproxy stats in the proxy container shows fast flows, slow ones only with a reason",
         || {
             ensure!(answered, "needs the connections");

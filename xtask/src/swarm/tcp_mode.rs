@@ -19,6 +19,8 @@ pub const PORT: u16 = 15000;
 const SERVICE: &str = "go-demo-tcp";
 /// Short connections made through it.
 const CONNECTIONS: usize = 50;
+/// The body sent through it and echoed back.
+const LARGE_BODY: usize = 100 << 20;
 
 /// Publishes the port, starts the service and configures it.
 pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> anyhow::Result<()> {
@@ -80,6 +82,43 @@ pub fn short_connections(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<(
             r.body
         );
     }
+    Ok(())
+}
+
+/// A 100 MB body POSTed through the TCP-mode port to `/demo/echo` comes back byte for byte:
+/// both directions of one long flow through the fast path.
+pub fn large_body_intact(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+    let dir = crate::shell::workspace_root().join("target/swarm-test");
+    std::fs::create_dir_all(&dir)?;
+    let (sent, back) = (dir.join("tcp-mode-body"), dir.join("tcp-mode-echo"));
+    let mut body = vec![0u8; LARGE_BODY];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut body))
+        .context("reading /dev/urandom")?;
+    std::fs::write(&sent, &body)?;
+    let url = format!("http://{}:{PORT}/demo/echo", node.addr);
+    let mut curl = cluster.curl();
+    curl.args(["-sS", "--fail", "-m", "120", "--data-binary"])
+        .arg(format!("@{}", sent.display()))
+        .args(["-H", "Content-Type: application/octet-stream", "-o"])
+        .arg(&back)
+        .arg(&url);
+    let sent_ok = super::docker::quiet(&mut curl).map(drop);
+    let echoed = std::fs::read(&back);
+    let _ = std::fs::remove_file(&sent);
+    let _ = std::fs::remove_file(&back);
+    sent_ok.with_context(|| format!("POST of {LARGE_BODY} bytes to {url}"))?;
+    let echoed = echoed.context("nothing came back")?;
+    ensure!(
+        echoed.len() == body.len(),
+        "{} of {} bytes came back",
+        echoed.len(),
+        body.len()
+    );
+    ensure!(
+        echoed == body,
+        "the bytes that came back differ from those sent"
+    );
     Ok(())
 }
 
