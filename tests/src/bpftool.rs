@@ -33,21 +33,33 @@ pub fn xdp_programs(interface: &str) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
-/// The BPF links process `pid` holds, as `(link type, link id)`, read from its fdinfo. Debian's
-/// bpftool predates tcx and cannot show tcx attachments, but the kernel names them here.
-pub fn links_of(pid: u32) -> anyhow::Result<Vec<(String, u64)>> {
+/// The fdinfo of every BPF link process `pid` holds, as `field: value` pairs (link type, id,
+/// ifindex, attach type...). Debian's bpftool predates tcx and cannot show tcx attachments,
+/// but the kernel names them here.
+fn link_fdinfos(pid: u32) -> anyhow::Result<Vec<std::collections::BTreeMap<String, String>>> {
     let mut links = Vec::new();
     for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
         let Ok(info) = std::fs::read_to_string(entry?.path()) else {
             continue;
         };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        if let (Some(kind), Some(id)) = (field("link_type:"), field("link_id:")) {
-            links.push((kind, id.parse()?));
+        let fields: std::collections::BTreeMap<String, String> = info
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        if fields.contains_key("link_type") {
+            links.push(fields);
+        }
+    }
+    Ok(links)
+}
+
+/// The BPF links process `pid` holds, as `(link type, link id)`, sorted.
+pub fn links_of(pid: u32) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut links = Vec::new();
+    for link in link_fdinfos(pid)? {
+        if let (Some(kind), Some(id)) = (link.get("link_type"), link.get("link_id")) {
+            links.push((kind.clone(), id.parse()?));
         }
     }
     links.sort();
@@ -55,8 +67,7 @@ pub fn links_of(pid: u32) -> anyhow::Result<Vec<(String, u64)>> {
 }
 
 /// Where process `pid` attached programs to `interface` (of the caller's namespace) through
-/// links: `"xdp"`, `"tc-ingress"` or `"tc-egress"`, sorted. Read from the links' fdinfo, which
-/// names tcx attachments that Debian's bpftool cannot show.
+/// links: `"xdp"`, `"tc-ingress"` or `"tc-egress"`, sorted.
 pub fn hooks_on(pid: u32, interface: &str) -> anyhow::Result<Vec<String>> {
     let ifindex = std::fs::read_to_string(format!("/sys/class/net/{interface}/ifindex"))
         .with_context(|| format!("no interface {interface}"))?;
@@ -66,30 +77,21 @@ pub fn hooks_on(pid: u32, interface: &str) -> anyhow::Result<Vec<String>> {
 /// As [`hooks_on`], for the interface with index `ifindex` (of whatever namespace).
 pub fn hooks_on_index(pid: u32, ifindex: u32) -> anyhow::Result<Vec<String>> {
     let ifindex = ifindex.to_string();
-    let interface = format!("ifindex {ifindex}");
     let mut hooks = Vec::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))? {
-        let Ok(info) = std::fs::read_to_string(entry?.path()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .map(|v| v.trim().to_owned())
-        };
-        if field("ifindex:").as_deref() != Some(ifindex.as_str()) {
+    for link in link_fdinfos(pid)? {
+        if link.get("ifindex") != Some(&ifindex) {
             continue;
         }
         // "46 (ingress)" on newer kernels, "46" on older ones.
-        let attach = field("attach_type:");
-        let attach = attach.as_deref().and_then(|a| a.split_whitespace().next());
-        let hook = match (field("link_type:").as_deref(), attach) {
+        let attach = link
+            .get("attach_type")
+            .and_then(|a| a.split_whitespace().next());
+        let hook = match (link.get("link_type").map(String::as_str), attach) {
             (Some("xdp"), _) => "xdp",
             // BPF_TCX_INGRESS and BPF_TCX_EGRESS.
             (Some("tcx"), Some("46")) => "tc-ingress",
             (Some("tcx"), Some("47")) => "tc-egress",
-            (Some(kind), attach) => bail!("unexpected link {kind} {attach:?} on {interface}"),
-            (None, _) => continue,
+            (kind, attach) => bail!("unexpected link {kind:?} {attach:?} on ifindex {ifindex}"),
         };
         hooks.push(hook.to_owned());
     }

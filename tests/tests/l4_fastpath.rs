@@ -64,29 +64,7 @@ fn a_1gib_transfer_is_fast_pathed_and_arrives_intact() -> anyhow::Result<()> {
     let lab = L4Lab::start(&[])?;
     lab.configure(PORT, "")?;
     programmed(&lab)?;
-    let mut conn = lab.connect(PORT)?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    conn.write_all(b"S")?;
-    conn.write_all(&GIB.to_le_bytes())?;
-    let mut received = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        received.update(&buf[..n]);
-        total += n as u64;
-    }
-    let mut expected = ring::digest::Context::new(&ring::digest::SHA256);
-    pattern(GIB, |chunk| expected.update(chunk));
-    assert_eq!(total, GIB, "bytes received");
-    assert_eq!(
-        received.finish().as_ref(),
-        expected.finish().as_ref(),
-        "sha256 of what arrived"
-    );
+    stream_intact(&lab, GIB)?;
     let svc = service_stats(&lab)?;
     assert_eq!(svc["fast_flows"], 1, "{svc}");
     assert_eq!(metric(&lab, "flowproxy_l4_connections_total")?, 0);
