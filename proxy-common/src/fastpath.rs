@@ -182,6 +182,32 @@ pub struct ServiceCounters {
     pub slow_return_path: u64,
 }
 
+impl ServiceCounters {
+    /// Every slow-path reason the programs count, by the name metrics and JSON give it.
+    pub const fn slow_reasons(&self) -> [(&'static str, u64); 6] {
+        [
+            ("conntrack_full", self.slow_conntrack_full),
+            ("no_port", self.slow_no_port),
+            ("no_route", self.slow_no_route),
+            ("no_replica", self.slow_no_replica),
+            ("no_neighbour", self.slow_no_neighbour),
+            ("return_path", self.slow_return_path),
+        ]
+    }
+
+    /// SYNs the programs passed on with a reason (any of [`Self::slow_reasons`]).
+    pub const fn slow_with_reason(&self) -> u64 {
+        let reasons = self.slow_reasons();
+        let mut total = 0u64;
+        let mut i = 0;
+        while i < reasons.len() {
+            total = total.wrapping_add(reasons[i].1);
+            i += 1;
+        }
+        total
+    }
+}
+
 impl crate::Counters for ServiceCounters {
     fn add(&mut self, o: &ServiceCounters) {
         self.fast_flows = self.fast_flows.wrapping_add(o.fast_flows);

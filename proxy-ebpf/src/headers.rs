@@ -73,14 +73,17 @@ pub fn classify(ctx: &XdpContext) -> Frame {
 
 /// Offsets of the fields the TC program rewrites through kernel helpers.
 pub mod offsets {
+    use super::Headers;
+    use core::mem::offset_of;
+
     /// The IPv4 header checksum.
-    pub const IP_CHECK: usize = 24;
+    pub const IP_CHECK: usize = offset_of!(Headers, ip_check);
     /// The source address (the destination follows).
-    pub const SADDR: usize = 26;
+    pub const SADDR: usize = offset_of!(Headers, saddr);
     /// The source port (the destination port follows).
-    pub const SPORT: usize = 34;
+    pub const SPORT: usize = offset_of!(Headers, sport);
     /// The TCP checksum.
-    pub const TCP_CHECK: usize = 50;
+    pub const TCP_CHECK: usize = offset_of!(Headers, tcp_check);
 }
 
 /// True for an unfragmented IPv4 TCP segment without IP options, the only kind rewritten.

@@ -5,9 +5,7 @@ use aya_ebpf::{bindings::TC_ACT_UNSPEC, macros::classifier, programs::TcContext}
 
 use crate::{
     backend_count::{self, Direction},
-    iface_count,
-    maps::LAYOUT,
-    tc_fast,
+    iface_count, tc_fast,
 };
 
 /// Entry point attached to the egress of each interface. `TC_ACT_UNSPEC` is tcx's "next":
@@ -21,8 +19,6 @@ pub fn flowproxy_tc_egress(ctx: TcContext) -> i32 {
 /// Entry point attached to the ingress of each TC-mode interface.
 #[classifier]
 pub fn flowproxy_tc_ingress(ctx: TcContext) -> i32 {
-    let _ = LAYOUT.get_ptr(0);
-    iface_count::count(&ctx);
-    backend_count::count(&ctx, Direction::FromBackend);
+    iface_count::ingress(&ctx);
     tc_fast::forward(&ctx).unwrap_or(TC_ACT_UNSPEC)
 }

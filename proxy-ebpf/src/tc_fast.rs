@@ -49,10 +49,16 @@ fn translate(ctx: &TcContext, from: &Tuple4, flow: *mut Flow, tcp_flags: u8) -> 
     let f = flows::update(flow, tcp_flags);
     let r = Rewrite::new(*from, &f);
     // Where it goes is known before the packet changes: one the stack must take stays intact.
-    let egress = flows::egress(ctx, r.to.saddr, r.to.daddr);
-    if let Egress::Stack = egress {
-        return TC_ACT_UNSPEC;
-    }
+    // `macs`: the next hop's and ours, or `None` for `bpf_redirect_neigh` to resolve.
+    let (ifindex, macs) = match flows::egress(ctx, r.to.saddr, r.to.daddr) {
+        Egress::Ready {
+            ifindex,
+            dmac,
+            smac,
+        } => (ifindex, Some((dmac, smac))),
+        Egress::NoNeighbour { ifindex } => (ifindex, None),
+        Egress::Stack => return TC_ACT_UNSPEC,
+    };
     if rewrite(ctx, &r).is_none() {
         // Half rewritten is worse than lost: TCP retransmits a dropped segment.
         flows::global(|g| g.rewrite_failed += 1);
@@ -63,25 +69,18 @@ fn translate(ctx: &TcContext, from: &Tuple4, flow: *mut Flow, tcp_flags: u8) -> 
     }
     flows::global(|g| g.redirected += 1);
     // Safety: helpers without preconditions; a NULL neighbour means "look it up".
-    match egress {
-        Egress::Ready {
-            ifindex,
-            dmac,
-            smac,
-        } => {
-            let mut macs = [0u8; 12];
-            macs[..6].copy_from_slice(&dmac);
-            macs[6..].copy_from_slice(&smac);
-            if ctx.store(0, &macs, 0).is_err() {
+    match macs {
+        Some((dmac, smac)) => {
+            let mut both = [0u8; 12];
+            both[..6].copy_from_slice(&dmac);
+            both[6..].copy_from_slice(&smac);
+            if ctx.store(0, &both, 0).is_err() {
                 flows::global(|g| g.rewrite_failed += 1);
                 return TC_ACT_SHOT;
             }
             unsafe { bpf_redirect(ifindex, 0) as i32 }
         }
-        Egress::NoNeighbour { ifindex } => unsafe {
-            bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32
-        },
-        Egress::Stack => TC_ACT_UNSPEC,
+        None => unsafe { bpf_redirect_neigh(ifindex, core::ptr::null_mut(), 0, 0) as i32 },
     }
 }
 

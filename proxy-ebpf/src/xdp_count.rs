@@ -3,20 +3,12 @@
 //! to physical NICs (and wherever `--l4-fastpath` forces XDP).
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
-use crate::{
-    backend_count::{self, Direction},
-    iface_count,
-    maps::LAYOUT,
-    xdp_fast,
-};
+use crate::{iface_count, xdp_fast};
 
 /// Entry point attached to each XDP interface. Counting never changes what the interface does;
 /// only frames of fast-path flows (see `flows`) are rewritten and redirected.
 #[xdp]
 pub fn flowproxy_xdp(ctx: XdpContext) -> u32 {
-    // Referencing LAYOUT keeps it in the object (and so pinned) although only user space uses it.
-    let _ = LAYOUT.get_ptr(0);
-    iface_count::count(&ctx);
-    backend_count::count(&ctx, Direction::FromBackend);
+    iface_count::ingress(&ctx);
     xdp_fast::forward(&ctx).unwrap_or(xdp_action::XDP_PASS)
 }

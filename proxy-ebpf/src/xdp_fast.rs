@@ -4,7 +4,7 @@
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
 use proxy_common::{
     fastpath::{FLOW_FORWARD, Flow},
-    nat::Rewrite,
+    nat::{Rewrite, Tuple4},
 };
 
 use crate::{
@@ -27,17 +27,21 @@ pub fn forward(ctx: &XdpContext) -> Option<u32> {
     // Safety: `h` points at header bytes checked to lie inside the frame.
     let (tuple, tcp_flags) = unsafe { (headers::tuple(&*h), (*h).flags) };
     let flow = flows::flow_for(ctx, &tuple, tcp_flags)?;
-    Some(translate(ctx, h, flow, tcp_flags))
+    Some(translate(ctx, h, &tuple, flow, tcp_flags))
 }
 
 /// Rewrites the frame as `flow` says and redirects it; `XDP_PASS` leaves it unchanged.
 // Not inlined: see `flows::flow_for`. At most five arguments, all in registers.
 #[inline(never)]
-fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) -> u32 {
-    // Safety: `h` lies inside the frame.
-    let tuple = unsafe { headers::tuple(&*h) };
+fn translate(
+    ctx: &XdpContext,
+    h: *mut Headers,
+    tuple: &Tuple4,
+    flow: *mut Flow,
+    tcp_flags: u8,
+) -> u32 {
     let f = flows::update(flow, tcp_flags);
-    let r = Rewrite::new(tuple, &f);
+    let r = Rewrite::new(*tuple, &f);
     // Where it goes is known before the frame changes: one the stack must take stays as it came.
     let (ifindex, dmac, smac) = match flows::egress(ctx, r.to.saddr, r.to.daddr) {
         Egress::Ready {

@@ -237,13 +237,7 @@ fn print_from_api(metrics: &str, pin_dir: &Path, json: bool) -> anyhow::Result<(
 /// the socket side), but no program counted a reason, so the SYN arrived on an interface
 /// without the program (or the fast path is off).
 fn not_attached(slow: u64, c: &proxy_common::fastpath::ServiceCounters) -> u64 {
-    let reasons = c.slow_conntrack_full
-        + c.slow_no_port
-        + c.slow_no_route
-        + c.slow_no_replica
-        + c.slow_no_neighbour
-        + c.slow_return_path;
-    slow.saturating_sub(reasons)
+    slow.saturating_sub(c.slow_with_reason())
 }
 
 /// `flowproxy_l4_service_connections_total` samples: port → (service, connections relayed

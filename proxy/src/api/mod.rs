@@ -5,7 +5,7 @@ mod certs;
 mod cluster;
 mod dfp;
 mod log;
-pub mod refusals;
+mod refusals;
 mod status_page;
 
 use std::{net::IpAddr, path::PathBuf, sync::Arc};

@@ -1,12 +1,7 @@
 //! The changes the API refused lately (4xx on reconfigure, remove and cert), kept for the
 //! status page: an operator sees why the Swarm Listener's or a script's change did not take
 //! without reading the log.
-use std::{
-    collections::VecDeque,
-    net::IpAddr,
-    sync::Mutex,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::VecDeque, net::IpAddr, sync::Mutex};
 
 /// How many refusals are kept (the oldest go first).
 const KEPT: usize = 50;
@@ -14,8 +9,6 @@ const KEPT: usize = 50;
 /// One refused change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
-    /// When, unix seconds.
-    pub at: u64,
     /// Who asked.
     pub client: IpAddr,
     /// The endpoint.
@@ -44,15 +37,11 @@ impl RecentRefusals {
         status: u16,
         reason: &str,
     ) {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len() == KEPT {
             kept.pop_front();
         }
         kept.push_back(Refused {
-            at,
             client,
             path: path.to_owned(),
             service: service.map(str::to_owned),

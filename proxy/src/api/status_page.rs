@@ -3,17 +3,12 @@
 //! their sync state, discovery, certificates with expiry, recent refused changes). One
 //! server-rendered page, inline CSS, no script and no external asset, so it works from a
 //! node with no internet access. It needs the API token when one is set (`?token=`).
-use std::{
-    collections::BTreeMap,
-    fmt::Write as _,
-    net::SocketAddr,
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 
 use hyper::{Response, header};
 use serde_json::Value;
 
-use super::{ApiContext, RecentRefusals, cluster::peer_states, refusals::Refused};
+use super::{ApiContext, cluster::peer_states, refusals::Refused};
 use crate::{
     dataplane::read_l4_stats,
     l7::{Body, text_body},
@@ -69,14 +64,10 @@ async fn gather(ctx: &ApiContext) -> View {
                 .services
                 .iter()
                 .map(|s| {
-                    let c = &s.counters;
-                    let slow = c.slow_conntrack_full
-                        + c.slow_no_port
-                        + c.slow_no_route
-                        + c.slow_no_replica
-                        + c.slow_no_neighbour
-                        + c.slow_return_path;
-                    (s.port, (c.fast_flows, slow))
+                    (
+                        s.port,
+                        (s.counters.fast_flows, s.counters.slow_with_reason()),
+                    )
                 })
                 .collect()
         })
@@ -117,11 +108,8 @@ async fn gather(ctx: &ApiContext) -> View {
                 .collect(),
         })
         .collect();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     View {
-        now,
+        now: crate::tls::unix_now(),
         ready: ctx.cluster.is_ready(),
         discovery: ctx.discovery.clone(),
         listener: ctx
@@ -131,12 +119,8 @@ async fn gather(ctx: &ApiContext) -> View {
         services,
         peers: peer_states(ctx).await,
         certs: ctx.certs.list(),
-        refused: refused(&ctx.refusals),
+        refused: ctx.refusals.newest_first(),
     }
-}
-
-fn refused(refusals: &RecentRefusals) -> Vec<Refused> {
-    refusals.newest_first()
 }
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}\

@@ -46,15 +46,9 @@ impl Snapshot {
         sets.get(pos)
     }
 
-    /// Every service with the replica sets of its destinations (by position), by name.
+    /// Every service with the replica sets of its destinations (by position), in no order.
     pub fn service_sets(&self) -> impl Iterator<Item = (&String, &[Arc<ReplicaSet>])> {
-        let mut services: Vec<_> = self
-            .sets
-            .iter()
-            .map(|(name, sets)| (name, &sets[..]))
-            .collect();
-        services.sort_by_key(|(name, _)| *name);
-        services.into_iter()
+        self.sets.iter().map(|(name, sets)| (name, &sets[..]))
     }
 
     /// Every replica set, for refreshing.

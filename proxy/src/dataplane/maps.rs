@@ -66,7 +66,7 @@ fn take<M: TryFrom<Map, Error = MapError>>(
     name: &'static str,
 ) -> Result<M, DataPlaneError> {
     let map = ebpf.take_map(name).ok_or(DataPlaneError::NoObject)?;
-    M::try_from(map).map_err(|source| DataPlaneError::Map { map: name, source })
+    M::try_from(map).map_err(map_err(name))
 }
 
 /// The error of an operation on map `map`.

@@ -68,7 +68,7 @@ pub struct DataPlane {
     ebpf: Ebpf,
     maps: Maps,
     pin_dir: PathBuf,
-    attached: Vec<(String, Placement)>,
+    attached: Vec<String>,
     fast: fastpath::FastPath,
     _lock: bpffs::PinDirLock,
 }
@@ -115,37 +115,23 @@ impl DataPlane {
     /// Attaches the programs to `interface` (once; a second call does nothing): the ingress
     /// program where it delivers (see `placement`), and the TC egress counter.
     pub fn attach(&mut self, interface: &str) -> Result<(), DataPlaneError> {
-        if self.attached.iter().any(|(a, _)| a == interface) {
+        if self.attached.iter().any(|a| a == interface) {
             return Ok(());
         }
         let ifindex = resolve_interfaces(&[interface.to_owned()])?[0];
-        if !netif::is_ethernet(interface) {
+        let link_type = netif::link_type(interface);
+        if link_type != Some(netif::ARPHRD_ETHER) {
             return Err(DataPlaneError::NotEthernet {
                 interface: interface.to_owned(),
-                link_type: netif::link_type(interface).unwrap_or(0),
+                link_type: link_type.unwrap_or(0),
             });
         }
         let mode = self.fast.settings().mode;
-        let choices = placement::choose(mode, interface, netif::is_physical(interface))?;
+        let physical = netif::is_physical(interface);
+        let choices = placement::choose(mode, interface, physical)?;
         assign_slots(&mut self.maps, &[ifindex])?;
-        let mut placed = None;
-        let mut last_error = None;
-        for choice in choices {
-            match self.attach_ingress(interface, choice) {
-                Ok(()) => {
-                    placed = Some(choice);
-                    break;
-                }
-                Err(e) => {
-                    tracing::info!(interface, placement = choice.name(), error = %e, "cannot attach here; trying the next placement");
-                    last_error = Some(e);
-                }
-            }
-        }
-        let Some(placed) = placed else {
-            return Err(last_error.unwrap_or(DataPlaneError::NoObject));
-        };
-        if mode == FastPathMode::Generic && !netif::is_physical(interface) {
+        let placed = self.attach_first(interface, &choices)?;
+        if mode == FastPathMode::Generic && !physical {
             tracing::warn!(
                 interface,
                 "--l4-fastpath generic on a virtual device: flows from local senders whose TCP \
@@ -169,13 +155,25 @@ impl DataPlane {
             fast_path = mode != FastPathMode::Off,
             "data plane attached (ingress program, TC egress counting)"
         );
-        self.attached.push((interface.to_owned(), placed));
+        self.attached.push(interface.to_owned());
         Ok(())
     }
 
-    /// The interfaces attached so far and the ingress program each runs.
-    pub fn attached(&self) -> impl Iterator<Item = (&str, &'static str)> {
-        self.attached.iter().map(|(i, p)| (i.as_str(), p.name()))
+    /// Attaches the ingress program in the first of `choices` (never empty) that takes.
+    fn attach_first(
+        &mut self,
+        interface: &str,
+        choices: &[Placement],
+    ) -> Result<Placement, DataPlaneError> {
+        let (last, rest) = choices.split_last().ok_or(DataPlaneError::NoObject)?;
+        for &choice in rest {
+            match self.attach_ingress(interface, choice) {
+                Ok(()) => return Ok(choice),
+                Err(e) => tracing::info!(interface, placement = choice.name(), error = %e,
+                    "cannot attach here; trying the next placement"),
+            }
+        }
+        self.attach_ingress(interface, *last).map(|()| *last)
     }
 
     fn attach_ingress(&mut self, interface: &str, choice: Placement) -> Result<(), DataPlaneError> {

@@ -2,7 +2,7 @@
 use std::ffi::{CStr, CString};
 
 /// `ARPHRD_ETHER`: the link type of Ethernet-framed devices (NICs, veth, bridge, vxlan).
-const ARPHRD_ETHER: u32 = 1;
+pub const ARPHRD_ETHER: u32 = 1;
 /// `ETHTOOL_GDRVINFO`.
 const ETHTOOL_GDRVINFO: u32 = 0x3;
 

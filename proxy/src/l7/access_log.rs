@@ -249,7 +249,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 /// Shows `-` for nothing, without formatting into a `String` first.
-struct Dash<T>(Option<T>);
+pub(super) struct Dash<T>(pub(super) Option<T>);
 
 impl<T: fmt::Display> fmt::Display for Dash<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -138,7 +138,7 @@ impl Proxy {
                     ErrorSource::Internal => tracing::warn!(error = %e, "request not forwarded"),
                     // The client got a generic line; the details are here.
                     ErrorSource::Upstream => tracing::warn!(
-                        replica = %outcome.replica.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+                        replica = %access_log::Dash(outcome.replica),
                         error = %e,
                         "request failed"
                     ),

@@ -9,23 +9,9 @@ use prometheus_client::{
     encoding::{DescriptorEncoder, EncodeMetric as _},
     metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
 };
-use proxy_common::fastpath::ServiceCounters;
 
 use super::replicas::ControlSlot;
 use crate::dataplane::{L4Stats, read_l4_stats};
-
-/// Reads one counter of a service's fast-path counters.
-type Field = fn(&ServiceCounters) -> u64;
-
-/// The `reason` label of `flowproxy_l4_slow_flows_total`, with each reason's counter.
-const SLOW_REASONS: [(&str, Field); 6] = [
-    ("conntrack_full", |c| c.slow_conntrack_full),
-    ("no_port", |c| c.slow_no_port),
-    ("no_route", |c| c.slow_no_route),
-    ("no_replica", |c| c.slow_no_replica),
-    ("no_neighbour", |c| c.slow_no_neighbour),
-    ("return_path", |c| c.slow_return_path),
-];
 
 /// Reads `L4_SERVICES`, `L4_SERVICE_STATS` and `FLOW_BUDGET` at scrape time; a service is
 /// named by the route that owns its port now (`-` if none does any more).
@@ -84,13 +70,13 @@ fn encode(
         MetricType::Counter,
     )?;
     for ([service, port], counters) in &services {
-        for (reason, count) in SLOW_REASONS {
+        for (reason, count) in counters.slow_reasons() {
             let labels = [
                 ("service", service.as_str()),
                 ("port", port.as_str()),
                 ("reason", reason),
             ];
-            ConstCounter::new(count(counters)).encode(family.encode_family(&labels)?)?;
+            ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
         }
     }
     let mut family = encoder.encode_descriptor(
@@ -126,7 +112,7 @@ fn encode(
 #[cfg(test)]
 mod tests {
     use prometheus_client::registry::Registry;
-    use proxy_common::fastpath::GlobalCounters;
+    use proxy_common::fastpath::{GlobalCounters, ServiceCounters};
 
     use super::*;
     use crate::dataplane::L4ServiceStat;

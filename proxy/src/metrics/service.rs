@@ -2,16 +2,15 @@
 //! `flowproxy_service_request_duration_seconds{service,code}`, the per-replica request counter
 //! and the retries. The label sets a service has used are kept resolved to their series, so
 //! recording a request hashes no label set.
-use std::{
-    net::SocketAddr,
-    sync::{RwLock, RwLockReadGuard, RwLockWriteGuard},
-};
+use std::{net::SocketAddr, sync::RwLock};
 
 use hyper::{Method, Version};
 use prometheus_client::{
     encoding::{EncodeLabel as _, EncodeLabelSet, LabelSetEncoder},
     metrics::{counter::Counter, family::Family, histogram::Histogram},
 };
+
+use super::{read, write};
 
 /// Labels of `flowproxy_service_requests_total`. A TCP-mode connection has no status code
 /// and no method: its series carries neither label.
@@ -202,16 +201,6 @@ impl ServiceMetrics {
             counter
         })
     }
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The method as a label: the standard ones by name, any other as `OTHER`, so clients

@@ -45,7 +45,6 @@ fn view() -> View {
             source: "api".to_owned(),
         }],
         refused: vec![Refused {
-            at: 1,
             client: "198.18.0.1".parse().unwrap(),
             path: "/v1/docker-flow-proxy/reconfigure".to_owned(),
             service: Some("x".to_owned()),
