@@ -23,6 +23,8 @@ pub trait Cluster {
     fn nodes(&self) -> &[Node];
     /// `curl` where the test's client sits, able to reach every node's address.
     fn curl(&self) -> Command;
+    /// `sh` where the test's client sits (beside `curl`), for the README's commands.
+    fn shell(&self) -> Command;
     /// `bpftool` on `node`'s kernel.
     fn bpftool(&self, node: &Node) -> Command;
     /// True when every node runs on this machine's kernel and bpffs (namespaces, not VMs).

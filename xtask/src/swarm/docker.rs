@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 
 /// The Docker client, from docker.io when installed (the version the daemons run), else the
 /// first `docker` on PATH.
-fn client() -> PathBuf {
+pub fn client() -> PathBuf {
     let debian = Path::new("/usr/bin/docker");
     if debian.exists() {
         debian.to_path_buf()
@@ -43,6 +43,11 @@ impl Docker {
     /// A daemon reached with these global options (`docker-machine config NODE`).
     pub fn with_args(args: Vec<OsString>) -> Self {
         Self { args }
+    }
+
+    /// The global options that aim the CLI at this daemon (`-H ...`, TLS settings).
+    pub fn global_args(&self) -> &[OsString] {
+        &self.args
     }
 
     /// A `docker` command with this daemon's options; add the subcommand.

@@ -52,6 +52,10 @@ impl Cluster for Local {
         lab::in_lan("curl")
     }
 
+    fn shell(&self) -> Command {
+        lab::in_lan("sh")
+    }
+
     fn bpftool(&self, _node: &Node) -> Command {
         Command::new("bpftool")
     }

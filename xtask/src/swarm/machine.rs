@@ -83,6 +83,10 @@ impl Cluster for Machines {
         Command::new("curl")
     }
 
+    fn shell(&self) -> Command {
+        Command::new("sh")
+    }
+
     fn bpftool(&self, node: &Node) -> Command {
         let mut cmd = Command::new("docker-machine");
         cmd.args(["ssh", &node.name, "sudo", "bpftool"]);

@@ -18,6 +18,7 @@ mod membership;
 mod multi;
 mod pins;
 mod production;
+mod readme;
 mod report;
 mod services;
 mod single;
@@ -119,11 +120,11 @@ fn run(
         nodes[0].docker.copy_images(&node.docker, &tags)?;
     }
     membership::init(&nodes[0], cluster.address_pool())?;
-    // The README's token secret, which both scenarios' proxies read.
-    article::create_secret(&nodes[0])?;
     if scenario == Scenario::Multi {
-        // The one-node scenario's step 2, which the three nodes' services also use.
-        article::networks(&nodes[0])?;
+        // What the one-node scenario's README block and step 2 make, which the three nodes'
+        // services also use: the token's secret and the networks.
+        article::create_secret(cluster, &nodes[0])?;
+        article::networks(&nodes[0], &["proxy", "go-demo"])?;
     } else {
         single::run(cluster, report);
     }

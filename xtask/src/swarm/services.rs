@@ -37,6 +37,12 @@ impl Services {
         self.nodes[0].docker.capture(&all).map(drop)
     }
 
+    /// Takes over `name`, created by other means (the README's own `docker service create`),
+    /// so it is removed with the rest.
+    pub fn adopt(&mut self, name: &str) {
+        self.names.push(name.to_owned());
+    }
+
     /// `docker stack deploy -c FILE STACK`, whose services are `names`.
     pub fn deploy_stack(
         &mut self,

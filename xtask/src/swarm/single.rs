@@ -1,12 +1,13 @@
 //! The single-node scenario: the article replayed on a one-node Swarm, then label-driven
 //! discovery of a second service.
-use anyhow::ensure;
+use anyhow::{Context as _, ensure};
 use flowproxy_tests::wait::eventually;
 
 use super::{
     article, bpf,
     cluster::{Cluster, Node},
     http,
+    readme::{self, FirstScreen},
     report::Report,
     services::{self, Services, TASK_TIMEOUT},
     tcp_mode,
@@ -30,16 +31,20 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
         return;
     }
     report.check(
-        "single-node: the article's reconfigure curl is accepted",
-        || article::api_ok(cluster, node, article::RECONFIGURE).map(drop),
+        "single-node: the README's expose block (its reconfigure curl, then curl -i <node>/demo/hello) answers hello, world!",
+        || readme_expose(cluster, node),
     );
     report.check(
-        "single-node: curl -i <node>/demo/hello answers 200 hello, world!",
+        "single-node: curl -i <node>/demo/hello answers 200 hello, world! (14 bytes)",
         || article::eventually_hello(cluster, node),
     );
     report.check(
         "single-node: the proxy's configuration routes /demo to go-demo",
         || article::config_routes(cluster, node, "go-demo"),
+    );
+    report.check(
+        "single-node: the README's look block: task Running and healthy, metrics, stats and the status page list go-demo",
+        || readme_look(cluster, node),
     );
     let scaled = report.check(
         "single-node: after docker service scale go-demo=5, each replica gets 20% ± 5% of 1,000 requests",
@@ -68,13 +73,63 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
 }
 
 fn deploy(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> anyhow::Result<()> {
-    article::networks(node)?;
+    article::proxy(cluster, services, node)?;
+    article::networks(node, &["go-demo"])?;
     article::go_demo(services, 1)?;
-    article::proxy(services, &node.socket)?;
     // The article's step 6: `docker service ps proxy` shows the task running.
     services::wait_running(node, "go-demo", 1)?;
     services::wait_running(node, "proxy", 1)?;
     services::wait_proxy_ready(cluster, node)
+}
+
+/// The README's second block, run as printed until go-demo's replica answers through it (a
+/// user would run it again too: the replica may start after the curl).
+fn readme_expose(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+    let screen = FirstScreen::read()?;
+    eventually(TASK_TIMEOUT, || {
+        let out = readme::run(cluster, node, &screen.blocks[1])?;
+        for expected in [r#""Status":"OK""#, "HTTP/1.1 200", "hello, world!"] {
+            ensure!(
+                out.contains(expected),
+                "no {expected} in what it printed:\n{out}"
+            );
+        }
+        Ok(())
+    })
+}
+
+/// The README's third block, run as printed: the task is Running and healthy, the metrics and
+/// `flowproxy stats` show go-demo, and the status page at the URL it prints lists go-demo.
+fn readme_look(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+    let screen = FirstScreen::read()?;
+    // The image's HEALTHCHECK reports healthy after its first passing probe.
+    let out = eventually(TASK_TIMEOUT, || {
+        let out = readme::run(cluster, node, &screen.blocks[2])?;
+        ensure!(out.contains("(healthy)"), "not healthy yet:\n{out}");
+        Ok(out)
+    })?;
+    for expected in [
+        " Running ",
+        "flowproxy_build_info{",
+        r#"flowproxy_service_requests_total{service="go-demo""#,
+        "REPLICA",
+    ] {
+        ensure!(
+            out.contains(expected),
+            "no {expected} in what it printed:\n{out}"
+        );
+    }
+    let page = out
+        .lines()
+        .find(|l| l.starts_with(&format!("http://{}:8080/?token=", node.addr)))
+        .with_context(|| format!("no status page URL in what it printed:\n{out}"))?;
+    let response = http::get(cluster, page, &[])?;
+    ensure!(
+        response.status == 200 && response.body.contains("go-demo"),
+        "the status page answered {} without go-demo",
+        response.status
+    );
+    Ok(())
 }
 
 /// Scales to five, waits until all five answer through the proxy, then checks the shares.
@@ -131,29 +186,20 @@ fn tcp_mode(cluster: &dyn Cluster, node: &Node, services: &mut Services, report:
     );
 }
 
-/// A second service exposed by its labels alone (the Swarm Listener's contract): routed once
-/// it runs, its replicas followed, its route gone once it is removed.
+/// The README's label example, run as printed once the reconfigured go-demo is gone: the
+/// service is routed by its labels alone (the Swarm Listener's contract), its replicas are
+/// followed, and its route goes with it.
 fn labels(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &mut Report) {
-    let created = services.create(
-        "go-demo-labels",
-        &[
-            "--network",
-            "proxy",
-            "--label",
-            "com.df.notify=true",
-            "--label",
-            "com.df.servicePath=/demo",
-            "--label",
-            "com.df.port=8080",
-            "flowproxy-demo:latest",
-        ],
-    );
-    let name =
-        "single-node: a service labelled com.df.notify=true is routed without a reconfigure call";
+    let created = services.remove("go-demo").and_then(|()| {
+        let screen = FirstScreen::read()?;
+        services.adopt("go-demo");
+        readme::run(cluster, node, &screen.labelled).map(drop)
+    });
+    let name = "single-node: the README's labelled docker service create is routed without a reconfigure call";
     let routed = match created {
         Ok(()) => report.check(name, || {
-            services::wait_running(node, "go-demo-labels", 1)?;
-            let replicas = services::replica_names(std::slice::from_ref(node), "go-demo-labels")?;
+            services::wait_running(node, "go-demo", 1)?;
+            let replicas = services::replica_names(std::slice::from_ref(node), "go-demo")?;
             article::answered_by(cluster, node, &replicas)
         }),
         Err(e) => report.record(name, Err(e)),
@@ -163,9 +209,9 @@ fn labels(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &
         || {
             ensure!(routed, "needs the labelled service's route");
             node.docker
-                .capture(&["service", "scale", "--detach", "go-demo-labels=2"])?;
-            services::wait_running(node, "go-demo-labels", 2)?;
-            let replicas = services::replica_names(std::slice::from_ref(node), "go-demo-labels")?;
+                .capture(&["service", "scale", "--detach", "go-demo=2"])?;
+            services::wait_running(node, "go-demo", 2)?;
+            let replicas = services::replica_names(std::slice::from_ref(node), "go-demo")?;
             article::answered_by(cluster, node, &replicas)
         },
     );
@@ -173,7 +219,7 @@ fn labels(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &
         "single-node: removing a labelled service removes its route",
         || {
             ensure!(routed, "needs the labelled service's route");
-            services.remove("go-demo-labels")?;
+            services.remove("go-demo")?;
             article::eventually_status(cluster, node, "/demo/hello", 404)
         },
     );
