@@ -169,6 +169,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         token,
         pin_dir: data_plane.as_ref().map(|dp| dp.pin_dir().to_path_buf()),
         discovery: discovery_summary(&args.cluster),
+        discovery_status: Arc::clone(&discovery_args.status),
         refusals: Arc::default(),
     });
     let api_handler = Arc::new(move |req, peer: Arc<l7::Peer>| {
@@ -317,6 +318,7 @@ fn discovery_settings(args: &ClusterArgs) -> anyhow::Result<discovery::Settings>
             notify_label: args.notify_label.clone(),
         });
     Ok(discovery::Settings {
+        status: Arc::new(discovery::DiscoveryStatus::new(docker.is_some())),
         docker,
         listeners: args.listener_address.clone(),
     })

@@ -168,3 +168,63 @@ fn a_worker_says_so_once_and_keeps_polling_until_it_can_list() -> anyhow::Result
     docker.set_worker(false);
     expect_routes(&proxy, &[("go-demo", "/demo")])
 }
+
+/// The status page's Docker discovery line, as HTML.
+fn docker_line(proxy: &RunningProxy) -> anyhow::Result<String> {
+    let page = proxy.api("/")?.body;
+    let start = page
+        .find("Docker label discovery:")
+        .ok_or_else(|| anyhow::anyhow!("no Docker discovery line in\n{page}"))?;
+    let end = page[start..].find("</p>").map_or(page.len(), |e| start + e);
+    Ok(page[start..end].to_owned())
+}
+
+#[test]
+fn the_status_page_shows_what_discovery_does_now() -> anyhow::Result<()> {
+    let docker = FakeDocker::start()?;
+    docker.set_services(vec![go_demo("/demo")]);
+    docker.set_worker(true);
+    let proxy = discovering(&docker, "1")?;
+    eventually(WAIT, || {
+        let line = docker_line(&proxy)?;
+        ensure!(
+            line.contains("failing for") && line.contains("not a Swarm manager"),
+            "{line}"
+        );
+        Ok(())
+    })?;
+    docker.set_worker(false);
+    eventually(WAIT, || {
+        let line = docker_line(&proxy)?;
+        ensure!(
+            line.contains("s ago</span>, 1 labelled service.") && !line.contains("failing"),
+            "{line}"
+        );
+        Ok(())
+    })?;
+
+    // A socket path that is no Docker daemon (a file left where the socket was): the page
+    // names it and says how long it has been failing.
+    let dead = flowproxy_tests::proxy::temp_state_dir().with_extension("sock");
+    std::fs::write(&dead, b"")?;
+    let result = Flowproxy::new()
+        .arg("--no-ebpf")
+        .arg("--discovery")
+        .arg("docker")
+        .arg("--docker-socket")
+        .arg(dead.to_string_lossy())
+        .start()
+        .and_then(|stale| {
+            eventually(WAIT, || {
+                let line = docker_line(&stale)?;
+                ensure!(
+                    line.contains("failing for")
+                        && line.contains(&format!("{} is not usable", dead.display())),
+                    "{line}"
+                );
+                Ok(())
+            })
+        });
+    let _ = std::fs::remove_file(&dead);
+    result
+}

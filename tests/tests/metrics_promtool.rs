@@ -1,7 +1,8 @@
 //! `/metrics` as Prometheus tooling reads it (issue 17): a real scrape, after HTTP/1.1, h2 and
 //! TCP-mode traffic with the data plane on, passes Debian's `promtool check metrics` in the
-//! 0.0.4 text format; Debian's Prometheus server scrapes the OpenMetrics format (which
-//! promtool cannot read) without an error; a dead replica shows as ejected; the alert rules
+//! 0.0.4 text format; the OpenMetrics format (which `promtool check metrics` cannot read) is
+//! read by promtool's own OpenMetrics parser and scraped by Debian's Prometheus server without
+//! an error; a dead replica shows as ejected; the alert rules
 //! pass `promtool check rules` and their unit tests; and the dashboard and the rules name only
 //! metrics a real scrape exposes.
 use std::{
@@ -218,9 +219,46 @@ fn prometheus_scrapes_the_openmetrics_format_without_an_error() -> anyhow::Resul
         Ok(())
     })?;
     assert_eq!(prometheus.value("flowproxy_build_info")?, 1.0);
+    let text = scrape(&busy.proxy, "application/openmetrics-text")?.body;
+    promtool_reads_openmetrics(&text)?;
     let h2 = prometheus
         .value("flowproxy_service_requests_total%7Bservice=%22go-demo%22,protocol=%22h2%22%7D")?;
     assert_eq!(h2, 1.0);
+    Ok(())
+}
+
+/// `promtool tsdb create-blocks-from openmetrics`, the one promtool command that parses
+/// OpenMetrics (with Prometheus's OpenMetrics parser: `# EOF`, `_total` and `_created`, UNIT,
+/// label syntax). It backfills, so each sample gets a timestamp; nothing else is changed.
+fn promtool_reads_openmetrics(scrape: &str) -> anyhow::Result<()> {
+    let dir = flowproxy_tests::proxy::temp_state_dir().with_extension("openmetrics");
+    std::fs::create_dir_all(&dir)?;
+    let stamped: String = scrape
+        .lines()
+        .map(|l| {
+            if l.starts_with('#') || l.is_empty() {
+                format!("{l}\n")
+            } else {
+                format!("{l} 1700000000\n")
+            }
+        })
+        .collect();
+    let file = dir.join("scrape.txt");
+    std::fs::write(&file, &stamped)?;
+    let blocks = dir.join("blocks");
+    let result = promtool(
+        &[
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            &file.to_string_lossy(),
+            &blocks.to_string_lossy(),
+        ],
+        "",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let (ok, printed) = result?;
+    ensure!(ok, "promtool's OpenMetrics parser said:\n{printed}\non\n{scrape}");
     Ok(())
 }
 

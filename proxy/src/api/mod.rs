@@ -60,6 +60,8 @@ pub struct ApiContext {
     pub pin_dir: Option<PathBuf>,
     /// How replicas and services are discovered, in words (the status page).
     pub discovery: String,
+    /// What Docker label discovery last did (the status page).
+    pub discovery_status: Arc<crate::discovery::DiscoveryStatus>,
     /// The changes refused lately.
     pub refusals: Arc<RecentRefusals>,
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::{ApiContext, cluster::peer_states, refusals::Refused};
 use crate::{
     dataplane::read_l4_stats,
+    discovery::DockerState,
     l7::{Body, text_body},
     routes::ReqMode,
     tls::CertInfo,
@@ -31,6 +32,7 @@ struct View {
     now: i64,
     ready: bool,
     discovery: String,
+    docker: Option<DockerState>,
     listener: Option<bool>,
     services: Vec<ServiceRow>,
     peers: Value,
@@ -112,6 +114,7 @@ async fn gather(ctx: &ApiContext) -> View {
         now: crate::tls::unix_now(),
         ready: ctx.cluster.is_ready(),
         discovery: ctx.discovery.clone(),
+        docker: ctx.discovery_status.docker(),
         listener: ctx
             .cluster
             .listener_expected()
@@ -145,6 +148,9 @@ fn render(v: &View) -> String {
             Some(false) => "waiting for its services",
         }
     );
+    if let Some(docker) = &v.docker {
+        render_docker(&mut h, docker, v.now);
+    }
     render_services(&mut h, &v.services);
     render_peers(&mut h, &v.peers);
     render_certs(&mut h, &v.certs, v.now);
@@ -199,6 +205,28 @@ fn render_services(h: &mut String, services: &[ServiceRow]) {
         }
     }
     h.push_str("</table>");
+}
+
+/// Docker label discovery as it runs now: the last read, or what stops it and since when.
+fn render_docker(h: &mut String, docker: &DockerState, now: i64) {
+    let state = match (&docker.problem, docker.last_read) {
+        (Some((since, problem)), _) => format!(
+            "<span class=\"down\">failing for {} s: {}</span>",
+            (now - since).max(0),
+            esc(problem)
+        ),
+        (None, Some(at)) => format!(
+            "<span class=\"up\">read {} s ago</span>, {} labelled service{}",
+            (now - at).max(0),
+            docker.labelled,
+            if docker.labelled == 1 { "" } else { "s" }
+        ),
+        (None, None) => "<span class=\"muted\">not read yet</span>".to_owned(),
+    };
+    let _ = write!(
+        h,
+        "<p>Docker label discovery: <span id=\"docker-discovery\">{state}</span>.</p>"
+    );
 }
 
 fn render_peers(h: &mut String, peers: &Value) {

@@ -18,10 +18,14 @@ use bollard::{
 };
 use futures_util::{Stream, StreamExt as _};
 
-use super::labels::{LabelError, SwarmService, plan};
+use super::{
+    labels::{LabelError, SwarmService, plan},
+    status::DiscoveryStatus,
+};
 use crate::{
     changes::Applied,
     cluster::{Cluster, nudge_peers},
+    tls::unix_now,
 };
 
 /// Seconds bollard waits for the Docker daemon's response headers.
@@ -64,13 +68,16 @@ fn is_not_manager(error: &DockerError) -> bool {
         if message.contains("not a swarm manager"))
 }
 
-/// Runs discovery forever.
-pub async fn run(cluster: &Cluster, settings: DockerDiscovery) {
-    let mut state = Reported::default();
+/// Runs discovery forever, keeping `status` up to date for the status page.
+pub async fn run(cluster: &Cluster, settings: DockerDiscovery, status: &DiscoveryStatus) {
+    let mut state = Reported {
+        logged: BTreeMap::new(),
+        status,
+    };
     loop {
         match connect(&settings).await {
             Ok(docker) => watch(cluster, &settings, &docker, &mut state).await,
-            Err(e) => state.once(
+            Err(e) => state.failing(
                 "connect",
                 format!(
                     "Docker API at {} is not usable: {e}; retrying",
@@ -104,7 +111,7 @@ async fn watch(
     cluster: &Cluster,
     settings: &DockerDiscovery,
     docker: &Docker,
-    state: &mut Reported,
+    state: &mut Reported<'_>,
 ) {
     let mut events = service_events(docker);
     let mut ticker = tokio::time::interval(settings.poll);
@@ -115,25 +122,25 @@ async fn watch(
             event = events.next() => match event {
                 Some(Ok(_)) => true,
                 Some(Err(e)) => {
-                    tracing::warn!("Docker event stream failed: {e}; reconnecting");
+                    state.failing("events", format!("Docker event stream failed: {e}; reconnecting"));
                     return;
                 }
                 None => {
-                    tracing::warn!("Docker event stream ended; reconnecting");
+                    state.failing("events", "Docker event stream ended; reconnecting".into());
                     return;
                 }
             },
         };
         if let Err(e) = resync(cluster, settings, docker, state).await {
             if is_not_manager(&e) {
-                state.once(
+                state.failing(
                     "worker",
                     "this node is not a Swarm manager, so it cannot list services: \
                      label-made services come from peer replicas on managers"
                         .into(),
                 );
             } else {
-                tracing::warn!("listing Swarm services failed: {e}");
+                state.failing("list", format!("listing Swarm services failed: {e}"));
             }
             continue;
         }
@@ -159,7 +166,7 @@ async fn resync(
     cluster: &Cluster,
     settings: &DockerDiscovery,
     docker: &Docker,
-    state: &mut Reported,
+    state: &mut Reported<'_>,
 ) -> Result<(), DockerError> {
     // Filter on the label's presence; its value (true, in any case) is checked in `labels`.
     let filters = HashMap::from([("label".to_owned(), vec![settings.notify_label.clone()])]);
@@ -169,8 +176,8 @@ async fn resync(
             ..Default::default()
         }))
         .await?;
-    state.clear("worker");
     let listed: Vec<SwarmService> = listed.iter().filter_map(swarm_service).collect();
+    state.read(listed.len());
     let current = cluster.local.changes.control.snapshot_full();
     let plan = plan(&listed, &settings.notify_label, &current.routes);
     state.report_invalid(&plan.invalid);
@@ -213,21 +220,35 @@ async fn resync(
     Ok(())
 }
 
-/// Messages already logged, so that a poll every few seconds does not repeat them.
-#[derive(Default)]
-struct Reported(BTreeMap<String, String>);
+/// Messages already logged, so that a poll every few seconds does not repeat them, and the
+/// status page's view of what discovery does.
+struct Reported<'a> {
+    logged: BTreeMap<String, String>,
+    status: &'a DiscoveryStatus,
+}
 
-impl Reported {
+impl Reported<'_> {
     /// Logs `message` unless it is what was last logged under `key`.
     fn once(&mut self, key: &str, message: String) {
-        if self.0.get(key) != Some(&message) {
+        if self.logged.get(key) != Some(&message) {
             tracing::warn!("{message}");
-            self.0.insert(key.to_owned(), message);
+            self.logged.insert(key.to_owned(), message);
         }
     }
 
-    fn clear(&mut self, key: &str) {
-        self.0.remove(key);
+    /// Reads of the services fail: logged once, and shown on the status page.
+    fn failing(&mut self, key: &str, message: String) {
+        self.status.failed(unix_now(), &message);
+        self.once(key, message);
+    }
+
+    /// A read found `labelled` services.
+    fn read(&mut self, labelled: usize) {
+        self.logged.remove("worker");
+        self.logged.remove("connect");
+        self.logged.remove("list");
+        self.logged.remove("events");
+        self.status.read(unix_now(), labelled);
     }
 
     /// Logs each invalid service once per distinct error; unrouted ones at info level.
@@ -235,7 +256,7 @@ impl Reported {
         for error in invalid {
             let key = format!("labels:{}", error.service);
             let message = error.to_string();
-            if self.0.get(&key) == Some(&message) {
+            if self.logged.get(&key) == Some(&message) {
                 continue;
             }
             if error.is_unrouted() {
@@ -243,7 +264,7 @@ impl Reported {
             } else {
                 tracing::error!("{message}; nothing of it was applied");
             }
-            self.0.insert(key, message);
+            self.logged.insert(key, message);
         }
     }
 }

@@ -9,10 +9,12 @@
 mod docker;
 mod labels;
 mod listener;
+mod status;
 
 use std::sync::Arc;
 
 pub use docker::DockerDiscovery;
+pub use status::{DiscoveryStatus, DockerState};
 
 use crate::cluster::Cluster;
 
@@ -23,6 +25,8 @@ pub struct Settings {
     pub docker: Option<DockerDiscovery>,
     /// Swarm Listener addresses.
     pub listeners: Vec<String>,
+    /// What discovery last did, shared with the status page.
+    pub status: Arc<DiscoveryStatus>,
 }
 
 /// Runs discovery once `cluster` is ready, until aborted.
@@ -30,7 +34,7 @@ pub async fn run(cluster: Arc<Cluster>, settings: Settings) {
     cluster.wait_ready().await;
     let docker = async {
         if let Some(docker) = settings.docker.clone() {
-            docker::run(&cluster, docker).await;
+            docker::run(&cluster, docker, &settings.status).await;
         }
     };
     tokio::join!(

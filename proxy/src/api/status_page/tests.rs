@@ -5,6 +5,11 @@ fn view() -> View {
         now: 1_000_000,
         ready: true,
         discovery: "Docker labels (/var/run/docker.sock)".to_owned(),
+        docker: Some(DockerState {
+            last_read: Some(1_000_000 - 4),
+            labelled: 2,
+            problem: None,
+        }),
         listener: None,
         services: vec![
             ServiceRow {
@@ -69,6 +74,7 @@ fn every_section_shows_what_it_was_given() {
         "in 3 days",
         "port &lt;must&gt; be a number",
         "<b id=\"ready\">ready</b>",
+        "read 4 s ago</span>, 2 labelled services",
     ] {
         assert!(html.contains(expected), "{expected} missing from\n{html}");
     }
@@ -97,4 +103,23 @@ fn markup_in_names_is_escaped() {
         esc("<a href=\"x\">'&'</a>"),
         "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
     );
+}
+
+#[test]
+fn docker_discovery_shows_what_stops_it_and_since_when() {
+    let mut v = view();
+    v.docker = Some(DockerState {
+        last_read: Some(10),
+        labelled: 1,
+        problem: Some((1_000_000 - 30, "Docker API at /x is not usable".to_owned())),
+    });
+    let html = render(&v);
+    assert!(
+        html.contains("failing for 30 s: Docker API at /x is not usable"),
+        "{html}"
+    );
+    v.docker = Some(DockerState::default());
+    assert!(render(&v).contains("not read yet"));
+    v.docker = None;
+    assert!(!render(&v).contains("docker-discovery"));
 }
