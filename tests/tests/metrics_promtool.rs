@@ -258,7 +258,10 @@ fn promtool_reads_openmetrics(scrape: &str) -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     let (ok, printed) = result?;
-    ensure!(ok, "promtool's OpenMetrics parser said:\n{printed}\non\n{scrape}");
+    ensure!(
+        ok,
+        "promtool's OpenMetrics parser said:\n{printed}\non\n{scrape}"
+    );
     Ok(())
 }
 

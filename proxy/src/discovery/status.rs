@@ -85,6 +85,9 @@ mod tests {
         assert_eq!(status.docker().unwrap().problem.unwrap().0, 30);
         status.read(40, 3);
         let state = status.docker().unwrap();
-        assert_eq!((state.last_read, state.labelled, state.problem), (Some(40), 3, None));
+        assert_eq!(
+            (state.last_read, state.labelled, state.problem),
+            (Some(40), 3, None)
+        );
     }
 }
