@@ -197,7 +197,7 @@ fn the_status_page_shows_what_discovery_does_now() -> anyhow::Result<()> {
     eventually(WAIT, || {
         let line = docker_line(&proxy)?;
         ensure!(
-            line.contains("s ago</span>, 1 labelled service.") && !line.contains("failing"),
+            line.contains("s ago</span>, 1 labelled service</span>") && !line.contains("failing"),
             "{line}"
         );
         Ok(())
