@@ -77,13 +77,10 @@ pub async fn run(cluster: &Cluster, settings: DockerDiscovery, status: &Discover
     loop {
         match connect(&settings).await {
             Ok(docker) => watch(cluster, &settings, &docker, &mut state).await,
-            Err(e) => state.failing(
-                "connect",
-                format!(
-                    "Docker API at {} is not usable: {e}; retrying",
-                    settings.socket.display()
-                ),
-            ),
+            Err(e) => state.failing(format!(
+                "Docker API at {} is not usable: {e}; retrying",
+                settings.socket.display()
+            )),
         }
         tokio::time::sleep(settings.poll).await;
     }
@@ -122,11 +119,11 @@ async fn watch(
             event = events.next() => match event {
                 Some(Ok(_)) => true,
                 Some(Err(e)) => {
-                    state.failing("events", format!("Docker event stream failed: {e}; reconnecting"));
+                    state.failing(format!("Docker event stream failed: {e}; reconnecting"));
                     return;
                 }
                 None => {
-                    state.failing("events", "Docker event stream ended; reconnecting".into());
+                    state.failing("Docker event stream ended; reconnecting".into());
                     return;
                 }
             },
@@ -134,13 +131,12 @@ async fn watch(
         if let Err(e) = resync(cluster, settings, docker, state).await {
             if is_not_manager(&e) {
                 state.failing(
-                    "worker",
                     "this node is not a Swarm manager, so it cannot list services: \
                      label-made services come from peer replicas on managers"
                         .into(),
                 );
             } else {
-                state.failing("list", format!("listing Swarm services failed: {e}"));
+                state.failing(format!("listing Swarm services failed: {e}"));
             }
             continue;
         }
@@ -220,6 +216,9 @@ async fn resync(
     Ok(())
 }
 
+/// The key under which what stops reads is logged (connect, list, events, worker).
+const READ_FAILURE: &str = "read";
+
 /// Messages already logged, so that a poll every few seconds does not repeat them, and the
 /// status page's view of what discovery does.
 struct Reported<'a> {
@@ -236,18 +235,16 @@ impl Reported<'_> {
         }
     }
 
-    /// Reads of the services fail: logged once, and shown on the status page.
-    fn failing(&mut self, key: &str, message: String) {
+    /// Reads of the services fail: logged once per distinct reason (one reason stops reads
+    /// at a time), and shown on the status page.
+    fn failing(&mut self, message: String) {
         self.status.failed(unix_now(), &message);
-        self.once(key, message);
+        self.once(READ_FAILURE, message);
     }
 
     /// A read found `labelled` services.
     fn read(&mut self, labelled: usize) {
-        self.logged.remove("worker");
-        self.logged.remove("connect");
-        self.logged.remove("list");
-        self.logged.remove("events");
+        self.logged.remove(READ_FAILURE);
         self.status.read(unix_now(), labelled);
     }
 
