@@ -43,6 +43,7 @@ const BACKEND_SYNC_FALLBACK: Duration = Duration::from_secs(5);
 /// detaches the data plane and (unless `--keep-pins`) removes its pins.
 pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
     // Before any service is parsed, the saved ones included.
+    crate::routes::set_separator(&args.separator)?;
     crate::routes::set_default_timeouts(crate::routes::DefaultTimeouts {
         server: Duration::from_secs(args.timeout_server),
         tunnel: Duration::from_secs(args.timeout_tunnel),
@@ -143,8 +144,15 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         l4: Arc::clone(&l4),
         credentials,
         version: None,
+        instance: args
+            .filter_proxy_instance_name
+            .then(|| Arc::from(args.proxy_instance_name.as_str())),
     });
-    let discovery_args = discovery_settings(&args.cluster)?;
+    let discovery_args = discovery::Settings {
+        static_services: discovery::StaticService::parse_all(&args.static_services)
+            .map_err(anyhow::Error::msg)?,
+        ..discovery_settings(&args.cluster)?
+    };
     let cluster = Arc::new(Cluster::new(
         cluster_settings(&args.cluster),
         &args.cluster.service_name,
@@ -303,7 +311,7 @@ fn cluster_settings(args: &ClusterArgs) -> cluster::Settings {
         peer_sync_interval: Duration::from_secs(args.peer_sync_interval),
         bootstrap_timeout: Duration::from_secs(args.bootstrap_timeout),
         tombstone_ttl: Duration::from_secs(args.tombstone_ttl),
-        listener_expected: args.listener_address.iter().any(|a| !a.trim().is_empty()),
+        listener_addresses: args.listener_address.clone(),
     }
 }
 
@@ -321,6 +329,7 @@ fn discovery_settings(args: &ClusterArgs) -> anyhow::Result<discovery::Settings>
         status: Arc::new(discovery::DiscoveryStatus::new(docker.is_some())),
         docker,
         listeners: args.listener_address.clone(),
+        static_services: Vec::new(),
     })
 }
 

@@ -48,16 +48,21 @@ pub struct Changes {
     /// The version changes are made at: `None` for a new one from this replica's clock,
     /// else the one the replica that distributed the change gave it (see [`Changes::at`]).
     pub version: Option<Version>,
+    /// With `FILTER_PROXY_INSTANCE_NAME=true`: this proxy's `PROXY_INSTANCE_NAME`; a service
+    /// whose `proxyInstanceName` differs is left to the proxy it names, as in DFP.
+    pub instance: Option<Arc<str>>,
 }
 
 /// What a reconfigure did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
     /// The service was added or replaced.
     Configured,
     /// `replicas=0` on a replicated service: it was removed (DFP's rule), or was not
     /// configured (`false`).
     Removed(bool),
+    /// Nothing changed: the service is for another proxy instance; the text says which.
+    Filtered(String),
 }
 
 impl Changes {
@@ -68,6 +73,7 @@ impl Changes {
         Self {
             control: Arc::clone(&self.control),
             l4: Arc::clone(&self.l4),
+            instance: self.instance.clone(),
             credentials: Arc::clone(&self.credentials),
             version: Some(version),
         }
@@ -75,6 +81,9 @@ impl Changes {
 
     /// Adds or replaces `service`; a replicated service scaled to 0 is removed, as in DFP.
     pub async fn reconfigure(&self, service: Service) -> Result<Applied, ChangeError> {
+        if let Some(why) = self.filtered_out(&service) {
+            return Ok(Applied::Filtered(why));
+        }
         if service.replicas() == Some(0) {
             return Ok(Applied::Removed(self.remove(&service.name).await?));
         }
@@ -93,6 +102,22 @@ impl Changes {
         self.l4.sync();
         result?;
         Ok(Applied::Configured)
+    }
+
+    /// Why `service` is not for this proxy (`FILTER_PROXY_INSTANCE_NAME=true` and its
+    /// `proxyInstanceName`, compared without case as DFP does, is not `PROXY_INSTANCE_NAME`).
+    pub fn filtered_out(&self, service: &Service) -> Option<String> {
+        let instance = self.instance.as_deref()?;
+        let wanted = service
+            .params
+            .get("proxyInstanceName")
+            .map_or("", String::as_str);
+        (!wanted.eq_ignore_ascii_case(instance)).then(|| {
+            format!(
+                "not configured here: proxyInstanceName={wanted:?} is not this proxy's \
+                 PROXY_INSTANCE_NAME ({instance}) and FILTER_PROXY_INSTANCE_NAME is true"
+            )
+        })
     }
 
     /// Removes the service `name`; returns whether it existed.

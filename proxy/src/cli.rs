@@ -88,6 +88,23 @@ pub struct RunArgs {
     /// `USERS`. Without it, the Docker secret `dfp_users` is read if present.
     #[arg(long, env = "USERS", hide_env_values = true)]
     pub users: Option<String>,
+    /// Configure only services whose `proxyInstanceName` is `--proxy-instance-name` (DFP's
+    /// `FILTER_PROXY_INSTANCE_NAME`), for several proxies on one Swarm. Go's bool spellings.
+    #[arg(long, env = "FILTER_PROXY_INSTANCE_NAME", num_args = 0..=1, default_value = "false", default_missing_value = "true", value_parser = go_bool)]
+    pub filter_proxy_instance_name: bool,
+    /// This proxy's instance name (DFP's `PROXY_INSTANCE_NAME`), matched without case against
+    /// services' `proxyInstanceName` when `--filter-proxy-instance-name` is on.
+    #[arg(long, env = "PROXY_INSTANCE_NAME", default_value = "docker-flow")]
+    pub proxy_instance_name: String,
+    /// DFP's static services (`DFP_SERVICE_*`), gathered from the environment by the binary.
+    #[arg(skip)]
+    pub static_services: Vec<crate::dfp_env::StaticService>,
+    /// What separates the items of a list parameter (`servicePath`, `serviceDomain`, header
+    /// rules, methods, `redirectFromDomain`, ...), DFP's `SEPARATOR`: change it when a value
+    /// needs commas. `users` always splits on commas, as in DFP. Saved services are read back
+    /// with it too, so keep it when restarting.
+    #[arg(long, env = "SEPARATOR", default_value = ",")]
+    pub separator: String,
     /// Proxies (addresses or CIDRs, comma-separated) whose `X-Forwarded-Proto` and
     /// `X-Forwarded-Host` are kept and believed (`redirectWhenHttpProto`), as Traefik's
     /// `forwardedHeaders.trustedIPs`; from anyone else they are replaced.

@@ -3,6 +3,12 @@
 //! it), harmless (it tunes HAProxy; logged once), or refused: the start stops and says what
 //! to do, because running without it would silently change what the proxy does.
 
+mod secrets;
+mod static_services;
+
+pub use secrets::{secret_name, variables_from_secrets};
+pub use static_services::{PREFIX as STATIC_SERVICE_PREFIX, StaticService, static_services};
+
 /// What flowproxy does with a DFP variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvClass {
@@ -58,15 +64,12 @@ pub const DFP_ENV: &[EnvVar] = &[
         "DEFAULT_REQ_MODE",
         OnlyValue("http", "the default reqMode is http"),
     ),
-    var("SEPARATOR", OnlyValue(",", "lists are separated by commas")),
+    var("SEPARATOR", Honoured("--separator")),
     var(
         "FILTER_PROXY_INSTANCE_NAME",
-        OnlyValue("false", "proxy instance filtering is not implemented yet"),
+        Honoured("--filter-proxy-instance-name"),
     ),
-    var(
-        "PROXY_INSTANCE_NAME",
-        Harmless("only matters with FILTER_PROXY_INSTANCE_NAME=true"),
-    ),
+    var("PROXY_INSTANCE_NAME", Honoured("--proxy-instance-name")),
     var(
         "CONNECTION_MODE",
         Harmless("flowproxy keeps connections alive on both sides"),
@@ -166,9 +169,7 @@ pub const DFP_ENV: &[EnvVar] = &[
     var("STATS_*", Refused(STATS)),
     var(
         "DFP_SERVICE_*",
-        Refused(
-            "static services are not implemented yet; configure them with a reconfigure call or com.df.* labels",
-        ),
+        Honoured("static services, read through the reconfigure parser at start"),
     ),
 ];
 
@@ -294,8 +295,6 @@ mod tests {
         let err = check([("PATH", "/bin"), ("TIMEOUT_HTTP_REQUEST", "5")]).unwrap_err();
         assert_eq!(err.name, "TIMEOUT_HTTP_REQUEST");
         assert!(err.to_string().contains("--client-head-timeout"), "{err}");
-        let err = check([("DFP_SERVICE_SERVICE_NAME", "x")]).unwrap_err();
-        assert!(err.to_string().contains("static services"), "{err}");
         let err = check([("STATS_USER", "admin")]).unwrap_err();
         assert!(err.to_string().contains("/metrics"), "{err}");
         let err = check([("ENABLE_H2", "false")]).unwrap_err();

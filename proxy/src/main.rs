@@ -8,9 +8,14 @@ use flowproxy::{
 };
 
 fn main() -> anyhow::Result<()> {
+    let from_secrets = load_dfp_secrets()?;
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_tracing(cli.log_format);
+    for name in from_secrets {
+        let secret = dfp_env::secret_name(&name);
+        tracing::info!("{name} is read from the secret {secret}");
+    }
     match cli.command {
         Some(Command::Stats(args)) => stats_cmd::run(&cli.bpffs_dir, &args),
         Some(Command::Healthcheck(args)) => match health_cmd::check(&args, cli.run.api_addr) {
@@ -31,6 +36,22 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Puts DFP's variables that are given as Docker secrets (`dfp_<name>` in `SECRETS_DIR`,
+/// default `/run/secrets`) into the environment, where the flags read them; as in DFP a
+/// secret wins over the variable. Returns the variables set.
+fn load_dfp_secrets() -> anyhow::Result<Vec<String>> {
+    let dir = std::env::var_os("SECRETS_DIR").unwrap_or_else(|| "/run/secrets".into());
+    let found = dfp_env::variables_from_secrets(std::path::Path::new(&dir))?;
+    let mut names = Vec::with_capacity(found.len());
+    for (name, value) in found {
+        // SAFETY: nothing else runs yet (no runtime, no thread), so nobody reads the
+        // environment while it changes.
+        unsafe { std::env::set_var(&name, value) };
+        names.push(name);
+    }
+    Ok(names)
+}
+
 /// Checks DFP's variables (a set one that is not honoured stops the start) and applies the
 /// ones that map onto flags in DFP's own way: `IP`/`PORT` for the API address.
 fn apply_dfp_env(run: &mut cli::RunArgs, api_addr: Option<ValueSource>) -> anyhow::Result<()> {
@@ -38,6 +59,8 @@ fn apply_dfp_env(run: &mut cli::RunArgs, api_addr: Option<ValueSource>) -> anyho
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
     let harmless = dfp_env::check(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    run.static_services =
+        dfp_env::static_services(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     for line in harmless {
         tracing::warn!("ignored (no meaning in flowproxy): {line}");
     }

@@ -145,6 +145,34 @@ fn ping_and_reload_answer_ok() -> anyhow::Result<()> {
         );
     }
     assert_eq!(proxy.api("/v1/docker-flow-proxy/nope")?.status, 404);
+    let recreate = proxy.api("/v1/docker-flow-proxy/reload?recreate=true")?;
+    assert_eq!(recreate.status, 200, "{}", recreate.body);
+    assert!(
+        recreate.body.contains("recreate is ignored"),
+        "{}",
+        recreate.body
+    );
+    Ok(())
+}
+
+#[test]
+fn reload_refuses_what_it_cannot_do() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = proxy_for(&demo, None)?;
+    // No LISTENER_ADDRESS: nobody can be asked to notify again.
+    let listener = proxy.api("/v1/docker-flow-proxy/reload?fromListener=true")?;
+    assert_eq!(listener.status, 500, "{}", listener.body);
+    assert!(
+        listener.body.contains("LISTENER_ADDRESS"),
+        "{}",
+        listener.body
+    );
+    let bad = proxy.api("/v1/docker-flow-proxy/reload?fromListener=maybe")?;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("fromListener"), "{}", bad.body);
+    let unknown = proxy.api("/v1/docker-flow-proxy/reload?force=1")?;
+    assert_eq!(unknown.status, 400, "{}", unknown.body);
+    assert!(unknown.body.contains("force"), "{}", unknown.body);
     Ok(())
 }
 

@@ -320,6 +320,13 @@ fn listener_address_services_are_configured_once_the_listener_answers() -> anyho
     })?;
     let health = cluster.api(node, "/v1/docker-flow-proxy/successfulinitreload")?;
     assert_eq!(health.status, 500, "{}", health.body);
+    let reload = cluster.api(node, "/v1/docker-flow-proxy/reload?fromListener=true")?;
+    assert_eq!(reload.status, 500, "nobody to ask yet: {}", reload.body);
+    assert!(
+        reload.body.contains("swarm-listener:8080"),
+        "{}",
+        reload.body
+    );
 
     let listener = StubServer::start(&listener_host, 8080)?;
     listener.route(
@@ -347,6 +354,30 @@ fn listener_address_services_are_configured_once_the_listener_answers() -> anyho
         "the refusal names the service and the parameter:\n{log}"
     );
     assert!(listener.requests()[0].starts_with("GET /v1/docker-flow-swarm-listener/get-services"));
+
+    // reload?fromListener=true asks the listener to send every service again.
+    let notify = "/v1/docker-flow-swarm-listener/notify-services";
+    listener.route(notify, 200, r#"{"Status":"OK"}"#);
+    let reload = cluster.api(node, "/v1/docker-flow-proxy/reload?fromListener=true")?;
+    assert_eq!(reload.status, 200, "{}", reload.body);
+    assert!(
+        reload.body.contains("swarm-listener:8080"),
+        "{}",
+        reload.body
+    );
+    assert!(
+        listener
+            .requests()
+            .iter()
+            .any(|r| r.starts_with(&format!("GET {notify}"))),
+        "{:?}",
+        listener.requests()
+    );
+    // A listener that refuses is reported, not answered OK.
+    listener.route(notify, 503, "busy");
+    let reload = cluster.api(node, "/v1/docker-flow-proxy/reload?fromListener=true")?;
+    assert_eq!(reload.status, 500, "{}", reload.body);
+    assert!(reload.body.contains("503"), "{}", reload.body);
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use crate::{
     changes::{Applied, Changes},
     control::ControlPlane,
     l7::Body,
-    routes::{Service, catalog, parse_reconfigure, render_haproxy},
+    routes::{Service, catalog, parse_go_bool, parse_reconfigure, render_haproxy},
 };
 
 type Query = [(String, String)];
@@ -52,6 +52,11 @@ pub async fn reconfigure(
             return envelope::error(e.status(), &e.to_string(), name);
         }
     };
+    // A service for another proxy instance changes nothing here, its certificate included.
+    if let Some(why) = changes.filtered_out(&service) {
+        tracing::info!(service = %service.name, "{why}");
+        return ok_named(&why, &service.name);
+    }
     if let Some(pem) = cert {
         let reply = store_service_cert(ctx, &service, &pem, version).await;
         if !reply.is_success() {
@@ -78,6 +83,7 @@ pub async fn reconfigure(
             };
             ok_named(what, &service.name)
         }
+        Ok(Applied::Filtered(why)) => ok_named(&why, &service.name),
         Err(e) => {
             tracing::info!(service = %service.name, "reconfigure refused: {e}");
             envelope::error(e.status(), &e.to_string(), name)
@@ -167,8 +173,51 @@ pub fn config(control: &ControlPlane, query: &Query) -> Response<Body> {
         .expect("static headers are valid")
 }
 
-/// `reload`: re-resolve every service's replicas now.
-pub async fn reload(control: &ControlPlane) -> Response<Body> {
-    control.refresh_all().await;
-    envelope::ok("", None).into_response()
+/// `reload`: re-resolve every service's replicas now; with `fromListener=true`, ask the Swarm
+/// Listener to send every service again instead (500 when no listener could be asked).
+/// `recreate` regenerates HAProxy's file in DFP: harmless here, and named in the Message.
+/// With `distribute=true` every replica reloads (the caller sends it on).
+pub async fn reload(ctx: &ApiContext, query: &Query) -> Reply {
+    let mut from_listener = false;
+    let mut notes = Vec::new();
+    for (name, value) in query {
+        match name.as_str() {
+            "fromListener" => match parse_go_bool(value) {
+                Some(b) => from_listener = b,
+                None => {
+                    let message = format!("fromListener={value} must be true or false");
+                    return envelope::error(400, &message, None);
+                }
+            },
+            "recreate" => notes.push(
+                "recreate is ignored: flowproxy has no configuration file to regenerate".to_owned(),
+            ),
+            other if REQUEST_PARAMS.contains(&other) => {}
+            other => {
+                let message = format!(
+                    "{other} is not a parameter of reload (it takes fromListener and recreate)"
+                );
+                return envelope::error(400, &message, None);
+            }
+        }
+    }
+    if from_listener {
+        let cluster = &ctx.cluster;
+        return match crate::discovery::notify_services(cluster, cluster.listener_addresses()).await
+        {
+            Ok(listener) => {
+                tracing::info!(%listener, "the Swarm Listener was asked to notify its services");
+                notes.push(format!(
+                    "the Swarm Listener at {listener} was asked to send every service again"
+                ));
+                envelope::ok(&notes.join("; "), None)
+            }
+            Err(e) => {
+                tracing::warn!("reload?fromListener=true: {e}");
+                envelope::error(500, &e, None)
+            }
+        };
+    }
+    ctx.changes.control.refresh_all().await;
+    envelope::ok(&notes.join("; "), None)
 }

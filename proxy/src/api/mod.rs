@@ -154,7 +154,11 @@ async fn route(ctx: Arc<ApiContext>, req: Request<Incoming>) -> Response<Body> {
             distributed(&ctx, method, path, query, Bytes::new(), reply).await
         }
         "/v1/docker-flow-proxy/config" => dfp::config(control, &query),
-        "/v1/docker-flow-proxy/reload" => dfp::reload(control).await,
+        "/v1/docker-flow-proxy/reload" => {
+            let reply = dfp::reload(&ctx, &query).await;
+            let (method, path) = (method.clone(), path.clone());
+            distributed(&ctx, method, path, query, Bytes::new(), reply).await
+        }
         "/v1/docker-flow-proxy/ping" | "/ping" => cluster::ping(&ctx),
         // DFP's own smoke tests of the API.
         "/v1/test" => envelope::ok("Test v1", None).into_response(),

@@ -129,13 +129,30 @@ impl PeerClient {
         host: &str,
         path: &str,
     ) -> Result<T, CallError> {
+        decode(self.get_foreign(addr, host, path).await?)
+    }
+
+    /// GETs `path` from `addr` with `host` as the Host header, without the token; anything
+    /// but 2xx is an error.
+    pub async fn get_foreign(
+        &self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+    ) -> Result<Answer, CallError> {
         let uri: Uri = format!("http://{addr}{path}")
             .parse()
             .map_err(|e| CallError::Http(format!("bad URL: {e}")))?;
         let answer = self
             .call(Method::GET, uri, Some(host), Bytes::new(), false, None)
             .await?;
-        decode(answer)
+        if !(200..300).contains(&answer.status) {
+            return Err(CallError::Status {
+                status: answer.status,
+                message: answer.message(),
+            });
+        }
+        Ok(answer)
     }
 
     async fn call(

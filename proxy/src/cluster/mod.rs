@@ -45,8 +45,17 @@ pub struct Settings {
     pub bootstrap_timeout: Duration,
     /// How long a tombstone is kept at least.
     pub tombstone_ttl: Duration,
-    /// Whether Swarm Listener services are to be fetched (`successfulinitreload` waits).
-    pub listener_expected: bool,
+    /// The Swarm Listener's addresses (`LISTENER_ADDRESS`); with any, its services are
+    /// fetched at start (`successfulinitreload` waits) and `reload?fromListener=true` asks it
+    /// to notify again.
+    pub listener_addresses: Vec<String>,
+}
+
+impl Settings {
+    /// Whether a Swarm Listener is configured.
+    pub fn listener_expected(&self) -> bool {
+        self.listener_addresses.iter().any(|a| !a.trim().is_empty())
+    }
 }
 
 /// This replica among its peers.
@@ -83,7 +92,7 @@ impl Cluster {
             client: PeerClient::new(token, peer_timeout),
             local,
             resolver,
-            listener_fetched: AtomicBool::new(!settings.listener_expected),
+            listener_fetched: AtomicBool::new(!settings.listener_expected()),
             settings,
             ready: tokio::sync::watch::Sender::new(false),
         }
@@ -103,7 +112,12 @@ impl Cluster {
 
     /// Whether a Swarm Listener is configured (`LISTENER_ADDRESS`).
     pub fn listener_expected(&self) -> bool {
-        self.settings.listener_expected
+        self.settings.listener_expected()
+    }
+
+    /// The Swarm Listener's addresses as configured (`LISTENER_ADDRESS`).
+    pub fn listener_addresses(&self) -> &[String] {
+        &self.settings.listener_addresses
     }
 
     /// Whether the Swarm Listener's services were applied (always, without a listener).

@@ -191,6 +191,8 @@ async fn resync(
                 }
                 changed |= removed;
             }
+            // Another proxy instance's service: normal when several share a Swarm.
+            Ok(Applied::Filtered(why)) => tracing::debug!(service = name, "{why}"),
             Err(e) => state.once(
                 &format!("apply:{name}"),
                 format!("Swarm service {name}: its labels were not applied: {e}"),

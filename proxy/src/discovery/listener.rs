@@ -1,7 +1,8 @@
 //! `LISTENER_ADDRESS`, as in Docker Flow Proxy: at start, ask the Swarm Listener for every
 //! service it knows (`/v1/docker-flow-swarm-listener/get-services`), retrying with backoff
 //! until one listener answers, and configure each like a reconfigure call. (What the listener
-//! sends later are plain reconfigure and remove calls.)
+//! sends later are plain reconfigure and remove calls.) `reload?fromListener=true` asks it to
+//! send them all again.
 use std::{collections::BTreeMap, net::SocketAddr, time::Duration};
 
 use serde_json::Value;
@@ -10,6 +11,8 @@ use crate::{cluster::Cluster, routes::parse_params, wire::REQUEST_PARAMS};
 
 /// The listener's endpoint listing its services.
 pub const GET_SERVICES: &str = "/v1/docker-flow-swarm-listener/get-services";
+/// The listener's endpoint that sends every service's reconfigure call again.
+pub const NOTIFY_SERVICES: &str = "/v1/docker-flow-swarm-listener/notify-services";
 /// The listener's port when an address gives none.
 const DEFAULT_PORT: u16 = 8080;
 /// First and longest pause between rounds of attempts.
@@ -49,9 +52,9 @@ pub fn service_params(entry: &Value) -> Option<BTreeMap<String, String>> {
     )
 }
 
-/// Fetches the listener's services (retrying until one address answers) and configures them.
-pub async fn fetch_services(cluster: &Cluster, addresses: &[String]) {
-    let addresses: Vec<(String, u16)> = addresses
+/// The addresses of `LISTENER_ADDRESS` that parse; the others are logged once here.
+fn parsed_addresses(addresses: &[String]) -> Vec<(String, u16)> {
+    addresses
         .iter()
         .filter(|a| !a.trim().is_empty())
         .filter_map(|a| {
@@ -64,7 +67,46 @@ pub async fn fetch_services(cluster: &Cluster, addresses: &[String]) {
             }
             parsed
         })
-        .collect();
+        .collect()
+}
+
+/// Asks the listener to send every service's reconfigure call again
+/// (`reload?fromListener=true`): the first address that answers 2xx is named in the result;
+/// when none does, the error says what each answered.
+pub async fn notify_services(cluster: &Cluster, addresses: &[String]) -> Result<String, String> {
+    let addresses = parsed_addresses(addresses);
+    if addresses.is_empty() {
+        return Err(
+            "no Swarm Listener is configured; set LISTENER_ADDRESS (--listener-address)".into(),
+        );
+    }
+    let mut failures = Vec::new();
+    for (host, port) in &addresses {
+        let answer = match cluster.resolver.addresses(host).await {
+            Ok(ips) => match ips.into_iter().next() {
+                Some(ip) => cluster
+                    .client
+                    .get_foreign(SocketAddr::new(ip, *port), host, NOTIFY_SERVICES)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(format!("{host} has no address")),
+            },
+            Err(e) => Err(e.to_string()),
+        };
+        match answer {
+            Ok(_) => return Ok(format!("{host}:{port}")),
+            Err(e) => failures.push(format!("{host}:{port}: {e}")),
+        }
+    }
+    Err(format!(
+        "the Swarm Listener could not be asked to notify again: {}",
+        failures.join("; ")
+    ))
+}
+
+/// Fetches the listener's services (retrying until one address answers) and configures them.
+pub async fn fetch_services(cluster: &Cluster, addresses: &[String]) {
+    let addresses = parsed_addresses(addresses);
     if addresses.is_empty() {
         return;
     }

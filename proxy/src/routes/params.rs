@@ -18,8 +18,29 @@ const MAX_DESTINATIONS: usize = 10;
 /// A `.N` on any of these creates destination N (DFP `isServiceDestValid`).
 const INDEX_KEYS: [&str; 4] = ["servicePath", "port", "serviceDomain", "httpsPort"];
 
-/// DFP's default `SEPARATOR` for list values.
-const SEPARATOR: char = ',';
+/// DFP's `SEPARATOR` between the items of a list value (`servicePath`, `serviceDomain`,
+/// header rules, methods, ...), set once at start; a comma when never set.
+static SEPARATOR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Sets the list separator (`SEPARATOR`) before any service is parsed, saved ones included:
+/// a service's parameters are kept as given, so they are read back with the same separator.
+/// An empty separator is refused (nothing could be split on it).
+pub fn set_separator(separator: &str) -> Result<(), RouteError> {
+    if separator.is_empty() {
+        return Err(RouteError::invalid(
+            "SEPARATOR",
+            separator,
+            "must not be empty",
+        ));
+    }
+    let _ = SEPARATOR.set(separator.to_owned());
+    Ok(())
+}
+
+/// The list separator in force.
+fn separator() -> &'static str {
+    SEPARATOR.get().map_or(",", String::as_str)
+}
 
 /// Parses a reconfigure query; for duplicate keys the first value wins, as in DFP (Go's
 /// `url.Values.Get`).

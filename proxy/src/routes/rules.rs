@@ -36,7 +36,7 @@ pub(super) fn is_token(name: &str) -> bool {
 pub(super) fn parse_header_pairs(
     param: &str,
     value: &str,
-    separator: char,
+    separator: &str,
 ) -> Result<Vec<(String, String)>, RouteError> {
     value
         .split(separator)
@@ -77,7 +77,7 @@ pub(super) fn parse_header_pairs(
 fn parse_tokens(
     param: &str,
     value: &str,
-    separator: char,
+    separator: &str,
     reason: &str,
 ) -> Result<Vec<String>, RouteError> {
     value
@@ -98,7 +98,7 @@ fn parse_tokens(
 pub(super) fn parse_header_names(
     param: &str,
     value: &str,
-    separator: char,
+    separator: &str,
 ) -> Result<Vec<String>, RouteError> {
     parse_tokens(
         param,
@@ -113,7 +113,7 @@ pub(super) fn parse_header_names(
 pub(super) fn parse_methods(
     param: &str,
     value: &str,
-    separator: char,
+    separator: &str,
 ) -> Result<Vec<String>, RouteError> {
     let methods = parse_tokens(
         param,
@@ -140,7 +140,7 @@ mod tests {
     #[test]
     fn header_pairs_take_dfp_spelling() {
         let pairs =
-            parse_header_pairs("addReqHeader", "X-Env prod, X-Team  web team", ',').unwrap();
+            parse_header_pairs("addReqHeader", "X-Env prod, X-Team  web team", ",").unwrap();
         assert_eq!(
             pairs,
             vec![
@@ -148,32 +148,32 @@ mod tests {
                 ("X-Team".to_owned(), "web team".to_owned())
             ]
         );
-        let colon = parse_header_pairs("setHeader", "X-A: b", ',').unwrap();
+        let colon = parse_header_pairs("setHeader", "X-A: b", ",").unwrap();
         assert_eq!(colon, vec![("X-A".to_owned(), "b".to_owned())]);
     }
 
     #[test]
     fn bad_header_rules_are_refused_by_name() {
         for bad in ["Bad(Name) x", "X-A %[src]", "X-A a\u{7}b"] {
-            let err = parse_header_pairs("addResHeader", bad, ',').unwrap_err();
+            let err = parse_header_pairs("addResHeader", bad, ",").unwrap_err();
             assert!(err.to_string().starts_with("addResHeader="), "{err}");
         }
-        assert!(parse_header_names("delReqHeader", "X-A,Bad Name", ',').is_err());
+        assert!(parse_header_names("delReqHeader", "X-A,Bad Name", ",").is_err());
         assert_eq!(
-            parse_header_names("delReqHeader", "X-A, X-B", ',').unwrap(),
+            parse_header_names("delReqHeader", "X-A, X-B", ",").unwrap(),
             vec!["X-A", "X-B"]
         );
     }
 
     #[test]
     fn methods_are_filtered() {
-        let allowed = parse_methods("allowedMethods", "get,HEAD", ',').unwrap();
+        let allowed = parse_methods("allowedMethods", "get,HEAD", ",").unwrap();
         assert_eq!(allowed, vec!["GET", "HEAD"]);
         assert!(method_admitted(&allowed, &[], "GET"));
         assert!(!method_admitted(&allowed, &[], "POST"));
-        let denied = parse_methods("deniedMethods", "DELETE", ',').unwrap();
+        let denied = parse_methods("deniedMethods", "DELETE", ",").unwrap();
         assert!(!method_admitted(&[], &denied, "DELETE"));
         assert!(method_admitted(&[], &denied, "PUT"));
-        assert!(parse_methods("deniedMethods", "GE T", ',').is_err());
+        assert!(parse_methods("deniedMethods", "GE T", ",").is_err());
     }
 }

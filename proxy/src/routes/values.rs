@@ -96,7 +96,7 @@ pub(super) fn parse_port(param: &str, value: &str) -> Result<u16, RouteError> {
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does, since DFP and its
 /// users rely on that spelling (`1`, `t`, `TRUE`, `True`, ...).
-pub(super) fn parse_go_bool(value: &str) -> Option<bool> {
+pub fn parse_go_bool(value: &str) -> Option<bool> {
     match value {
         "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{SEPARATOR, non_empty};
+use super::{non_empty, separator};
 use crate::routes::error::RouteError;
 use crate::routes::rules::parse_methods;
 use crate::routes::service::{
@@ -35,7 +35,7 @@ impl<'a> Lookup<'a> {
         match self.get(key) {
             Some((param, v)) => (
                 param,
-                v.split(SEPARATOR).filter(|s| !s.is_empty()).collect(),
+                v.split(separator()).filter(|s| !s.is_empty()).collect(),
             ),
             None => (key.to_owned(), Vec::new()),
         }
@@ -161,11 +161,11 @@ pub(super) fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, Rout
         redirect_from,
         access: Access {
             allowed_methods: optional(lookup, "allowedMethods", |p, v| {
-                parse_methods(p, v, SEPARATOR)
+                parse_methods(p, v, separator())
             })?
             .unwrap_or_default(),
             denied_methods: optional(lookup, "deniedMethods", |p, v| {
-                parse_methods(p, v, SEPARATOR)
+                parse_methods(p, v, separator())
             })?
             .unwrap_or_default(),
             deny_http: optional(lookup, "denyHttp", parse_bool)?.unwrap_or(false),

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{SEPARATOR, non_empty};
+use super::{non_empty, separator};
 use crate::routes::error::RouteError;
 use crate::routes::rules::{HeaderRules, parse_header_names, parse_header_pairs};
 use crate::routes::service::BasicUser;
@@ -23,14 +23,14 @@ pub(super) fn header_rules(
     del: &str,
 ) -> Result<HeaderRules, RouteError> {
     let pairs = |keys: &[&str]| match first_of(params, keys) {
-        Some((key, value)) => parse_header_pairs(key, value, SEPARATOR),
+        Some((key, value)) => parse_header_pairs(key, value, separator()),
         None => Ok(Vec::new()),
     };
     Ok(HeaderRules {
         add: pairs(add)?,
         set: pairs(set)?,
         del: match non_empty(params, del) {
-            Some(value) => parse_header_names(del, value, SEPARATOR)?,
+            Some(value) => parse_header_names(del, value, separator())?,
             None => Vec::new(),
         },
     })
@@ -94,7 +94,8 @@ pub(super) fn parse_users(params: &BTreeMap<String, String>) -> Result<Vec<Basic
         return Ok(Vec::new());
     };
     users
-        .split(SEPARATOR)
+        // DFP splits users on commas and new lines whatever SEPARATOR is.
+        .split([',', '\n'])
         .map(str::trim)
         .filter(|u| !u.is_empty())
         .map(|entry| {
