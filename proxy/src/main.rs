@@ -8,9 +8,14 @@ use flowproxy::{
 };
 
 fn main() -> anyhow::Result<()> {
-    let from_secrets = load_dfp_secrets()?;
-    let matches = Cli::command().get_matches();
+    let mut matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // DFP's variables may be Docker secrets: once in the environment, the flags are read again.
+    let from_secrets = load_dfp_secrets(&cli.run.secrets_dir)?;
+    if !from_secrets.is_empty() {
+        matches = Cli::command().get_matches();
+        cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    }
     init_tracing(cli.log_format);
     for name in from_secrets {
         let secret = dfp_env::secret_name(&name);
@@ -36,12 +41,11 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Puts DFP's variables that are given as Docker secrets (`dfp_<name>` in `SECRETS_DIR`,
-/// default `/run/secrets`) into the environment, where the flags read them; as in DFP a
-/// secret wins over the variable. Returns the variables set.
-fn load_dfp_secrets() -> anyhow::Result<Vec<String>> {
-    let dir = std::env::var_os("SECRETS_DIR").unwrap_or_else(|| "/run/secrets".into());
-    let found = dfp_env::variables_from_secrets(std::path::Path::new(&dir))?;
+/// Puts DFP's variables that are given as Docker secrets (`dfp_<name>` in `--secrets-dir`)
+/// into the environment, where the flags read them; as in DFP a secret wins over the
+/// variable (a flag still wins over both). Returns the variables set.
+fn load_dfp_secrets(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let found = dfp_env::variables_from_secrets(dir)?;
     let mut names = Vec::with_capacity(found.len());
     for (name, value) in found {
         // SAFETY: nothing else runs yet (no runtime, no thread), so nobody reads the
