@@ -142,9 +142,19 @@ pub struct RunArgs {
     #[arg(long, env = "CLIENT_FIRST_BYTE_TIMEOUT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_first_byte_timeout: u64,
     /// Seconds a client gets to send a request's head; also how long an idle keep-alive
-    /// connection waits for its next request (hyper has one timer for both).
+    /// connection waits for its next request. The two DFP variables below split it.
     #[arg(long, env = "CLIENT_HEAD_TIMEOUT", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub client_head_timeout: u64,
+    /// Seconds a request's head may take from its first byte (DFP's `TIMEOUT_HTTP_REQUEST`,
+    /// HAProxy's `timeout http-request`); default `--client-head-timeout`.
+    #[arg(long, env = "TIMEOUT_HTTP_REQUEST", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_http_request: Option<u64>,
+    /// Seconds an idle keep-alive connection waits for its next request (DFP's
+    /// `TIMEOUT_HTTP_KEEP_ALIVE`, HAProxy's `timeout http-keep-alive`); default
+    /// `--client-head-timeout`. A head must also be complete within it of the previous
+    /// response (or of the connection's protocol being known).
+    #[arg(long, env = "TIMEOUT_HTTP_KEEP_ALIVE", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout_http_keep_alive: Option<u64>,
     /// Seconds an open request body may send nothing before the request is answered 408 and
     /// the upstream request cancelled (DFP's `TIMEOUT_CLIENT`, HAProxy's `timeout client`).
     #[arg(long, env = "TIMEOUT_CLIENT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -222,9 +232,17 @@ impl RunArgs {
 
     /// The per-connection timeouts and buffer ceiling of the HTTP(S) listeners.
     pub fn conn_settings(&self) -> ConnSettings {
+        let head = self
+            .timeout_http_request
+            .unwrap_or(self.client_head_timeout);
+        let idle = self
+            .timeout_http_keep_alive
+            .unwrap_or(self.client_head_timeout);
         ConnSettings {
             first_byte_timeout: Duration::from_secs(self.client_first_byte_timeout),
-            head_timeout: Duration::from_secs(self.client_head_timeout),
+            idle_timeout: Duration::from_secs(idle),
+            // hyper's timer already bounds a head at `idle`.
+            head_timeout: (head < idle).then(|| Duration::from_secs(head)),
             parser_ceiling: self.header_limits().parser_ceiling(),
         }
     }
@@ -349,7 +367,18 @@ mod tests {
         let cli = Cli::parse_from(["flowproxy"]);
         let conn = cli.run.conn_settings();
         assert_eq!(conn.first_byte_timeout, Duration::from_secs(5));
-        assert_eq!(conn.head_timeout, Duration::from_secs(15));
+        assert_eq!(conn.idle_timeout, Duration::from_secs(15));
+        assert_eq!(conn.head_timeout, None);
+        let dfp = Cli::parse_from([
+            "flowproxy",
+            "--timeout-http-request",
+            "5",
+            "--timeout-http-keep-alive",
+            "30",
+        ]);
+        let conn = dfp.run.conn_settings();
+        assert_eq!(conn.idle_timeout, Duration::from_secs(30));
+        assert_eq!(conn.head_timeout, Some(Duration::from_secs(5)));
         let limits = cli.run.request_limits().unwrap();
         assert_eq!(limits.body_idle, Duration::from_secs(20));
         assert_eq!(limits.header.head_bytes, 32_768);

@@ -110,15 +110,10 @@ pub const DFP_ENV: &[EnvVar] = &[
     var("TIMEOUT_CONNECT", Honoured("--timeout-connect")),
     var("TIMEOUT_SERVER", Honoured("--timeout-server")),
     var("TIMEOUT_TUNNEL", Honoured("--timeout-tunnel")),
-    var(
-        "TIMEOUT_HTTP_REQUEST",
-        Refused("its value is not read; set --client-head-timeout (CLIENT_HEAD_TIMEOUT) instead"),
-    ),
+    var("TIMEOUT_HTTP_REQUEST", Honoured("--timeout-http-request")),
     var(
         "TIMEOUT_HTTP_KEEP_ALIVE",
-        Refused(
-            "its value is not read; idle keep-alive connections close after --client-head-timeout (CLIENT_HEAD_TIMEOUT)",
-        ),
+        Honoured("--timeout-http-keep-alive"),
     ),
     var(
         "DEFAULT_PORTS",
@@ -292,9 +287,9 @@ mod tests {
 
     #[test]
     fn refused_variables_stop_the_start_with_their_name() {
-        let err = check([("PATH", "/bin"), ("TIMEOUT_HTTP_REQUEST", "5")]).unwrap_err();
-        assert_eq!(err.name, "TIMEOUT_HTTP_REQUEST");
-        assert!(err.to_string().contains("--client-head-timeout"), "{err}");
+        let err = check([("PATH", "/bin"), ("BIND_PORTS", "8081")]).unwrap_err();
+        assert_eq!(err.name, "BIND_PORTS");
+        assert!(err.to_string().contains("--http-addr"), "{err}");
         let err = check([("STATS_USER", "admin")]).unwrap_err();
         assert!(err.to_string().contains("/metrics"), "{err}");
         let err = check([("ENABLE_H2", "false")]).unwrap_err();

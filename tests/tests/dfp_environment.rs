@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 
 use anyhow::ensure;
 use flowproxy_tests::{
-    CurlResponse, GoDemo, RunningProxy, curl, eventually, proxy::temp_state_dir,
+    CurlResponse, GoDemo, RawClient, RunningProxy, curl, eventually, proxy::temp_state_dir,
 };
 
 /// A directory for the test's files, removed on drop.
@@ -213,5 +213,51 @@ fn only_this_proxy_instances_services_are_configured_when_filtering() -> anyhow:
         assert_eq!(config(&proxy)?, before, "nothing changed");
     }
     assert_eq!(curl(&[&proxy.url("/other/hello")])?.status, 404);
+    Ok(())
+}
+
+#[test]
+fn dfps_two_http_timeouts_are_kept_apart() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let proxy = demo
+        .flowproxy()
+        .arg("--no-ebpf")
+        .env("TIMEOUT_HTTP_REQUEST", "1")
+        .env("TIMEOUT_HTTP_KEEP_ALIVE", "4")
+        .start()?;
+    let reply = reconfigure(&proxy, "serviceName=go-demo&servicePath=/demo&port=8080")?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let request = b"GET /demo/hello HTTP/1.1\r\nHost: go-demo\r\n\r\n";
+    // Idle for longer than a head may take, but less than keep-alive: still served.
+    let mut kept = RawClient::connect(proxy.http_addr)?;
+    kept.send(request)?;
+    assert_eq!(kept.response(Duration::from_secs(5))?.status, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    kept.send(request)?;
+    assert_eq!(
+        kept.response(Duration::from_secs(5))?.status,
+        200,
+        "the keep-alive connection was closed before TIMEOUT_HTTP_KEEP_ALIVE"
+    );
+    // ...and closed once keep-alive has passed.
+    let idle = kept.closed_within(Duration::from_secs(7))?;
+    assert!(
+        idle >= Duration::from_millis(6000),
+        "closed {idle:?} after connecting"
+    );
+    // A head that stalls is cut after TIMEOUT_HTTP_REQUEST, well before keep-alive.
+    let mut slow = RawClient::connect(proxy.http_addr)?;
+    slow.send(b"GET /demo/hello HTTP/1.1\r\nHost: go")?;
+    let cut = slow.closed_within(Duration::from_secs(3))?;
+    assert!(cut >= Duration::from_millis(900), "cut after {cut:?}");
+    let metrics = proxy.api("/metrics")?.body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("flowproxy_client_errors_total")
+                && l.contains("timeout_head")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
     Ok(())
 }

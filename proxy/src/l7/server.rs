@@ -37,9 +37,13 @@ pub struct ConnSettings {
     /// From accept (or the end of the TLS handshake) to knowing the protocol, and for the TLS
     /// handshake itself (`--client-first-byte-timeout`).
     pub first_byte_timeout: Duration,
-    /// For a request's head, also the longest an idle keep-alive connection waits for its
-    /// next request (`--client-head-timeout`; hyper has one timer for both).
-    pub head_timeout: Duration,
+    /// The longest an idle keep-alive connection waits for its next request, and a head
+    /// must be complete within it too (hyper's one timer: `--timeout-http-keep-alive`, else
+    /// `--client-head-timeout`).
+    pub idle_timeout: Duration,
+    /// A shorter limit on each HTTP/1 head from its first byte (`--timeout-http-request`),
+    /// when it is set below `idle_timeout`.
+    pub head_timeout: Option<Duration>,
     /// The most hyper buffers for a head (HTTP/1.1 `max_buf_size`, HTTP/2
     /// `max_header_list_size`); our own, lower limits are checked per request.
     pub parser_ceiling: usize,
@@ -193,7 +197,7 @@ fn server_builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(settings.head_timeout)
+        .header_read_timeout(settings.idle_timeout)
         .max_buf_size(settings.parser_ceiling.max(8192));
     builder
         .http2()
@@ -212,6 +216,9 @@ fn refusal(
 ) -> Option<ClientErrorReason> {
     if activity.timed_out() {
         return Some(ClientErrorReason::TimeoutFirstByte);
+    }
+    if activity.head_timed_out() {
+        return Some(ClientErrorReason::TimeoutHead);
     }
     let hyper_error = error?.downcast_ref::<hyper::Error>()?;
     if hyper_error.is_parse_too_large() {
@@ -255,9 +262,12 @@ where
             settings,
             client_errors,
         } = self;
-        let (stream, activity) = ClientIo::new(stream, settings.first_byte_timeout);
+        let (stream, activity) =
+            ClientIo::new(stream, settings.first_byte_timeout, settings.head_timeout);
         let client = Arc::new(Peer::new(peer, tls));
+        let heads = Arc::clone(&activity);
         let service = service_fn(move |req: Request<Incoming>| {
+            heads.head_complete();
             let response = handler(req, Arc::clone(&client));
             async move { Ok::<_, Infallible>(response.await) }
         });
