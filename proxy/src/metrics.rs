@@ -232,6 +232,7 @@ impl Metrics {
             registry.register_collector(Box::new(FastPathCollector {
                 pin_dir: dir,
                 control: control.clone(),
+                relayed: l4.by_service.clone(),
             }));
         }
         Arc::new(Self {

@@ -174,6 +174,14 @@ fn a_real_scrape_in_the_0_0_4_format_passes_promtool() -> anyhow::Result<()> {
             "{line} in\n{text}"
         );
     }
+    // The one TCP-mode connection came in on loopback, where no program runs: counted as
+    // not_attached, so relayed flows never go without a reason.
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("flowproxy_l4_slow_flows_total{service=\"go-demo-tcp\"")
+            && l.ends_with("reason=\"not_attached\"} 1")),
+        "{text}"
+    );
     // Without Accept (curl's */*), OpenMetrics stays the default.
     let default = curl(&[&busy.proxy.api_url("/metrics")])?;
     assert_eq!(default.header("content-type"), Some(OPENMETRICS));

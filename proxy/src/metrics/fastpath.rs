@@ -7,10 +7,15 @@ use std::path::PathBuf;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeMetric as _},
-    metrics::{MetricType, counter::ConstCounter, gauge::ConstGauge},
+    metrics::{
+        MetricType,
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+    },
 };
 
-use super::replicas::ControlSlot;
+use super::{L4Labels, replicas::ControlSlot};
 use crate::dataplane::{L4Stats, read_l4_stats};
 
 /// Reads `L4_SERVICES`, `L4_SERVICE_STATS` and `FLOW_BUDGET` at scrape time; a service is
@@ -19,6 +24,9 @@ use crate::dataplane::{L4Stats, read_l4_stats};
 pub(super) struct FastPathCollector {
     pub(super) pin_dir: PathBuf,
     pub(super) control: ControlSlot,
+    /// The relay's connections per service and port: those no program gave a reason for
+    /// are `reason="not_attached"` (their SYN came in where no program runs).
+    pub(super) relayed: Family<L4Labels, Counter>,
 }
 
 impl Collector for FastPathCollector {
@@ -37,15 +45,24 @@ impl Collector for FastPathCollector {
                 .and_then(|s| Some(s.routes.tcp_service(port)?.0.name.clone()))
                 .unwrap_or_else(|| "-".to_owned())
         };
-        encode(&mut encoder, &stats, service_of)
+        let relayed = |service: &str, port: &str| {
+            let labels = L4Labels {
+                service: service.to_owned(),
+                port: port.to_owned(),
+            };
+            self.relayed.get(&labels).map_or(0, |c| c.get())
+        };
+        encode(&mut encoder, &stats, service_of, relayed)
     }
 }
 
-/// The fast path's families for `stats`, each service named by `service_of` its port.
+/// The fast path's families for `stats`, each service named by `service_of` its port;
+/// `relayed` gives the relay's connections of a (service, port).
 fn encode(
     encoder: &mut DescriptorEncoder,
     stats: &L4Stats,
     service_of: impl Fn(u16) -> String,
+    relayed: impl Fn(&str, &str) -> u64,
 ) -> Result<(), std::fmt::Error> {
     let services: Vec<_> = stats
         .services
@@ -65,12 +82,17 @@ fn encode(
     let mut family = encoder.encode_descriptor(
         "flowproxy_l4_slow_flows",
         "TCP-mode SYNs the fast path handed to the stack, by reason (conntrack_full, no_port, \
-         no_route, no_replica, no_neighbour, return_path); user space relays them",
+         no_route, no_replica, no_neighbour, return_path), and relayed connections whose SYN \
+         no program saw (not_attached: it came in on an interface without one); user space \
+         relays them all",
         None,
         MetricType::Counter,
     )?;
     for ([service, port], counters) in &services {
-        for (reason, count) in counters.slow_reasons() {
+        // Counted on the socket side: relayed, minus those a program gave a reason for.
+        let not_attached = relayed(service, port).saturating_sub(counters.slow_with_reason());
+        let reasons = counters.slow_reasons();
+        for (reason, count) in reasons.into_iter().chain([("not_attached", not_attached)]) {
             let labels = [
                 ("service", service.as_str()),
                 ("port", port.as_str()),
@@ -122,8 +144,14 @@ mod tests {
 
     impl Collector for Fixed {
         fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-            encode(&mut encoder, &self.0, |port| {
-                if port == 5432 { "db" } else { "-" }.to_owned()
+            let service_of = |port| if port == 5432 { "db" } else { "-" }.to_owned();
+            // 40 relayed, 23 of them with a reason: 17 came in where no program runs.
+            encode(&mut encoder, &self.0, service_of, |service, port| {
+                if (service, port) == ("db", "5432") {
+                    40
+                } else {
+                    0
+                }
             })
         }
     }
@@ -163,6 +191,7 @@ mod tests {
             format!("flowproxy_l4_slow_flows_total{{{db},reason=\"no_replica\"}} 4"),
             format!("flowproxy_l4_slow_flows_total{{{db},reason=\"no_neighbour\"}} 5"),
             format!("flowproxy_l4_slow_flows_total{{{db},reason=\"return_path\"}} 8"),
+            format!("flowproxy_l4_slow_flows_total{{{db},reason=\"not_attached\"}} 17"),
             format!("flowproxy_l4_neighbour_misses_total{{{db}}} 6"),
             "flowproxy_conntrack_entries 9".to_owned(),
             "flowproxy_conntrack_capacity 65536".to_owned(),
