@@ -2,7 +2,8 @@
 //! file (global, production-shaped: its settings and health checks are checked), a reconfigure
 //! sent to one replica with `distribute=true` reaching all three, a killed replica rescheduled
 //! with the whole configuration taken from its peers, and a rolling image update that keeps
-//! the configuration on every node.
+//! the configuration on every node. Then a TCP-mode service published on the stack's service:
+//! answered through every node and forwarded by each node's fast path.
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -14,7 +15,7 @@ use super::{
     membership, production,
     report::Report,
     services::{self, Services, TASK_TIMEOUT},
-    stack,
+    stack, tcp_mode,
 };
 
 /// How long a distributed change may take to show on a peer (the reply comes after the fan-out,
@@ -112,6 +113,59 @@ pub fn run(cluster: &dyn Cluster, report: &mut Report) {
             production::roll(cluster, nodes)
         },
     );
+    tcp_mode_on_every_node(cluster, nodes, &mut services, report);
+}
+
+/// A TCP-mode service with replicas on every node, its `srcPort` published on the stack's
+/// service and configured with `distribute=true`: answered through every node's port, a large
+/// body intact through a node whose replicas are mostly elsewhere, and each node's
+/// `flowproxy stats` showing fast flows and no slow flow without a reason.
+fn tcp_mode_on_every_node(
+    cluster: &dyn Cluster,
+    nodes: &[Node],
+    services: &mut Services,
+    report: &mut Report,
+) {
+    let exposed = report.check(
+        "multi-node: a TCP-mode service (reqMode=tcp, srcPort published on the stack's service with --publish-add, distribute=true) is configured",
+        || tcp_mode::expose(cluster, nodes, services, stack::SERVICE, nodes.len()),
+    );
+    let mut answered = exposed;
+    for node in nodes {
+        answered &= report.check(
+            &format!(
+                "multi-node: 50 short connections through {}'s TCP-mode port all answer",
+                node.name
+            ),
+            || {
+                ensure!(exposed, "needs the TCP-mode service");
+                tcp_mode::short_connections(cluster, node, stack::SERVICE)
+            },
+        );
+    }
+    let far = &nodes[nodes.len() - 1];
+    report.check(
+        &format!(
+            "multi-node: a 100 MB body through {}'s TCP-mode port comes back byte for byte",
+            far.name
+        ),
+        || {
+            ensure!(answered, "needs the connections");
+            tcp_mode::large_body_intact(cluster, far)
+        },
+    );
+    for node in nodes {
+        report.check(
+            &format!(
+                "multi-node: flowproxy stats on {} shows fast flows, slow ones only with a reason",
+                node.name
+            ),
+            || {
+                ensure!(answered, "needs the connections");
+                tcp_mode::fast_pathed(node, stack::SERVICE)
+            },
+        );
+    }
 }
 
 fn deploy(cluster: &dyn Cluster, nodes: &[Node], services: &mut Services) -> anyhow::Result<()> {

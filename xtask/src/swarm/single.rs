@@ -161,13 +161,13 @@ fn scale_and_balance(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
 fn tcp_mode(cluster: &dyn Cluster, node: &Node, services: &mut Services, report: &mut Report) {
     let exposed = report.check(
         "single-node: a TCP-mode service (reqMode=tcp, srcPort published with --publish-add) is configured",
-        || tcp_mode::expose(cluster, node, services),
+        || tcp_mode::expose(cluster, std::slice::from_ref(node), services, "proxy", 2),
     );
     let answered = report.check(
         "single-node: 50 short connections through the TCP-mode port all answer",
         || {
             ensure!(exposed, "needs the TCP-mode service");
-            tcp_mode::short_connections(cluster, node)
+            tcp_mode::short_connections(cluster, node, "proxy")
         },
     );
     report.check(
@@ -181,7 +181,7 @@ fn tcp_mode(cluster: &dyn Cluster, node: &Node, services: &mut Services, report:
         "single-node: flowproxy stats in the proxy container shows fast flows, slow ones only with a reason",
         || {
             ensure!(answered, "needs the connections");
-            tcp_mode::fast_pathed(node)
+            tcp_mode::fast_pathed(node, "proxy")
         },
     );
 }

@@ -1,6 +1,6 @@
-//! A TCP-mode service on the one-node Swarm, exposed as the README says: its `srcPort`
-//! published on the proxy (`docker service update --publish-add`), then a reconfigure with
-//! `reqMode=tcp`. What the fast path does there (issue 13): every connection is answered, and
+//! A TCP-mode service on the Swarm (one node, or three with the README's stack file), exposed as
+//! the README says: its `srcPort` published on the proxy (`docker service update
+//! --publish-add`), then a reconfigure with `reqMode=tcp`. What the fast path does there (issue 13): every connection is answered, and
 //! `flowproxy stats --json` in the proxy's container shows fast flows, and slow ones only
 //! with a reason.
 use anyhow::{Context as _, ensure};
@@ -22,19 +22,28 @@ const CONNECTIONS: usize = 50;
 /// The body sent through it and echoed back.
 const LARGE_BODY: usize = 100 << 20;
 
-/// Publishes the port, starts the service and configures it.
-pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> anyhow::Result<()> {
+/// Starts the service with `replicas` replicas, publishes the port on the Swarm service `proxy`
+/// (which runs on `nodes`, the first a manager) and configures it through `nodes[0]`.
+pub fn expose(
+    cluster: &dyn Cluster,
+    nodes: &[Node],
+    services: &mut Services,
+    proxy: &str,
+    replicas: usize,
+) -> anyhow::Result<()> {
+    let node = &nodes[0];
+    let count = replicas.to_string();
     services.create(
         SERVICE,
         &[
             "--network",
             "proxy",
             "--replicas",
-            "2",
+            &count,
             "flowproxy-demo:latest",
         ],
     )?;
-    services::wait_running(node, SERVICE, 2)?;
+    services::wait_running(node, SERVICE, replicas)?;
     let publish = format!("mode=host,target={PORT},published={PORT}");
     node.docker.capture(&[
         "service",
@@ -42,12 +51,20 @@ pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> an
         "--quiet",
         "--publish-add",
         &publish,
-        "proxy",
+        proxy,
     ])?;
-    services::wait_running(node, "proxy", 1)?;
-    services::wait_proxy_ready(cluster, node)?;
+    services::wait_running(node, proxy, nodes.len())?;
+    for node in nodes {
+        services::wait_proxy_ready(cluster, node)?;
+    }
+    // Several replicas: the README's way, one call that every replica gets.
+    let distribute = if nodes.len() > 1 {
+        "&distribute=true"
+    } else {
+        ""
+    };
     let query = format!(
-        "/v1/docker-flow-proxy/reconfigure?serviceName={SERVICE}&reqMode=tcp&srcPort={PORT}&port=8080"
+        "/v1/docker-flow-proxy/reconfigure?serviceName={SERVICE}&reqMode=tcp&srcPort={PORT}&port=8080{distribute}"
     );
     eventually(TASK_TIMEOUT, || {
         article::api_ok(cluster, node, &query).map(drop)
@@ -57,9 +74,9 @@ pub fn expose(cluster: &dyn Cluster, node: &Node, services: &mut Services) -> an
 /// Every one of `CONNECTIONS` new connections through the TCP-mode port is answered, once the
 /// fast path holds the service (a second or so after the reconfigure: flows before that are
 /// relayed and counted as `slow_not_attached`, as the program never saw them).
-pub fn short_connections(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<()> {
+pub fn short_connections(cluster: &dyn Cluster, node: &Node, proxy: &str) -> anyhow::Result<()> {
     eventually(TASK_TIMEOUT, || {
-        let service = service_stats(node)?;
+        let service = service_stats(node, proxy)?;
         ensure!(
             service["ring_size"].as_u64() > Some(0),
             "no replica in the ring yet: {service}"
@@ -124,21 +141,22 @@ pub fn large_body_intact(cluster: &dyn Cluster, node: &Node) -> anyhow::Result<(
 
 /// `flowproxy stats --json` in the proxy's container: fast flows > 0, and every slow flow has a
 /// reason (none arrived where the program is not attached).
-pub fn fast_pathed(node: &Node) -> anyhow::Result<()> {
-    let service = service_stats(node)?;
+pub fn fast_pathed(node: &Node, proxy: &str) -> anyhow::Result<()> {
+    let service = service_stats(node, proxy)?;
     let fast = service["fast_flows"].as_u64().unwrap_or(0);
     ensure!(fast > 0, "no flow took the fast path: {service}");
     ensure!(
         service["slow_not_attached"].as_u64() == Some(0),
         "slow flows without a reason: {service}"
     );
-    eprintln!("swarm-test: TCP-mode fast path on the Swarm: {service}");
+    eprintln!("swarm-test: TCP-mode fast path on {}: {service}", node.name);
     Ok(())
 }
 
-/// The fast path's entry for `PORT` in `flowproxy stats --json`, run in the proxy's container.
-fn service_stats(node: &Node) -> anyhow::Result<serde_json::Value> {
-    let container = services::containers(node, "proxy")?
+/// The fast path's entry for `PORT` in `flowproxy stats --json`, run in the container of the
+/// Swarm service `proxy` on `node`.
+fn service_stats(node: &Node, proxy: &str) -> anyhow::Result<serde_json::Value> {
+    let container = services::containers(node, proxy)?
         .into_iter()
         .next()
         .context("no proxy container")?;
