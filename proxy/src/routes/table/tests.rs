@@ -27,14 +27,16 @@ fn table(services: Vec<Service>) -> RouteTable {
 
 /// Name of the service serving `host` + `path`, or "-" for no match.
 fn served_by<'a>(t: &'a RouteTable, host: Option<&str>, path: &'a str) -> &'a str {
-    t.lookup(host, path)
+    t.lookup(host, path, &HeaderMap::new())
         .map_or("-", |m| m.service.name.as_str())
 }
 
 #[test]
 fn article_service_is_found_by_prefix() {
     let t = table(vec![http("go-demo", "/demo")]);
-    let m = t.lookup(Some("localhost"), "/demo/hello").unwrap();
+    let m = t
+        .lookup(Some("localhost"), "/demo/hello", &HeaderMap::new())
+        .unwrap();
     assert_eq!(m.service.name, "go-demo");
     assert_eq!(m.destination.port, 8080);
     assert_eq!(m.path, "/demo/hello");
@@ -166,42 +168,28 @@ fn match_carries_rewritten_path() {
         ("reqPathSearchReplace", "^/api/(.*),/\\1"),
     ]);
     let t = table(vec![api]);
-    assert_eq!(t.lookup(None, "/api/users").unwrap().path, "/users");
-    assert_eq!(t.lookup(None, "/api").unwrap().path, "/api");
-}
-
-#[test]
-fn conflicts_name_the_owner_and_leave_the_table_alone() {
-    let t = table(vec![http("go-demo", "/demo")]);
-    let err = t.with_service(http("intruder", "/demo")).unwrap_err();
-    assert_eq!(err.status(), 409);
     assert_eq!(
-        err,
-        RouteError::Conflict {
-            route: "path_beg /demo on any host".into(),
-            owner: "go-demo".into(),
-            service: "intruder".into(),
-        }
+        t.lookup(None, "/api/users", &HeaderMap::new())
+            .unwrap()
+            .path,
+        "/users"
     );
-    assert!(err.to_string().contains("go-demo"));
-    assert_eq!(served_by(&t, None, "/demo"), "go-demo");
-    assert_eq!(t.services().len(), 1);
+    assert_eq!(
+        t.lookup(None, "/api", &HeaderMap::new()).unwrap().path,
+        "/api"
+    );
 }
 
 #[test]
-fn overlapping_domain_sets_conflict_on_the_shared_host() {
-    let a = svc(&[
-        ("serviceName", "a"),
-        ("serviceDomain", "a.com"),
-        ("port", "80"),
-    ]);
-    let b = svc(&[
-        ("serviceName", "b"),
-        ("serviceDomain", "b.com,A.com"),
-        ("port", "80"),
-    ]);
-    let err = table(vec![a]).with_service(b).unwrap_err();
-    assert!(err.to_string().contains("on host a.com"), "{err}");
+fn services_sharing_a_route_are_all_kept_and_the_first_by_acl_name_wins() {
+    let t = table(vec![http("go-demo", "/demo")]);
+    let t = t.with_service(http("another", "/demo")).unwrap();
+    assert_eq!(t.services().len(), 2);
+    assert_eq!(served_by(&t, None, "/demo"), "another", "aclName order");
+    let (without, _) = t.without_service("another");
+    assert_eq!(served_by(&without, None, "/demo"), "go-demo");
+    let (without, _) = t.without_service("go-demo");
+    assert_eq!(served_by(&without, None, "/demo"), "another");
 }
 
 #[test]
@@ -228,10 +216,15 @@ fn different_path_types_or_hosts_do_not_conflict() {
 
 #[test]
 fn build_reports_conflicts_too() {
-    let services = BTreeMap::from([
-        ("a".to_owned(), http("a", "/x")),
-        ("b".to_owned(), http("b", "/x")),
-    ]);
+    let tcp = |name: &str| {
+        svc(&[
+            ("serviceName", name),
+            ("reqMode", "tcp"),
+            ("srcPort", "5432"),
+            ("port", "5432"),
+        ])
+    };
+    let services = BTreeMap::from([("a".to_owned(), tcp("a")), ("b".to_owned(), tcp("b"))]);
     let err = RouteTable::build(services).unwrap_err();
     assert!(matches!(err, RouteError::Conflict { ref owner, .. } if owner == "a"));
 }
@@ -300,13 +293,30 @@ fn indexed_destinations_route_independently() {
         ("port.2", "9090"),
     ]);
     let t = table(vec![app]);
-    assert_eq!(t.lookup(None, "/api/x").unwrap().destination.port, 8080);
-    assert_eq!(t.lookup(None, "/admin").unwrap().destination.port, 9090);
+    assert_eq!(
+        t.lookup(None, "/api/x", &HeaderMap::new())
+            .unwrap()
+            .destination
+            .port,
+        8080
+    );
+    assert_eq!(
+        t.lookup(None, "/admin", &HeaderMap::new())
+            .unwrap()
+            .destination
+            .port,
+        9090
+    );
 }
 
 /// The index must agree with the scan of every route in rank order.
-fn reference_lookup<'a>(t: &'a RouteTable, host: Option<&str>, path: &str) -> Option<&'a str> {
-    super::reference::lookup(t, host, path).map(|(service, _)| service.name.as_str())
+fn reference_lookup<'a>(
+    t: &'a RouteTable,
+    host: Option<&str>,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<(&'a str, usize)> {
+    super::reference::lookup(t, host, path, headers).map(|(s, d)| (s.name.as_str(), d.index))
 }
 
 /// A small deterministic generator, so the comparison below is repeatable.
@@ -332,7 +342,25 @@ fn the_index_answers_as_a_scan_of_every_route_in_rank_order() {
         "/", "/a", "/ab", "/a/b", "/api", "/api/v1", "/b", "/é", "/x/y/z",
     ];
     const REGEXES: &[&str] = &["^/a", "b$", "^/api/v[0-9]", "/.*/", "é"];
-    const DOMAINS: &[&str] = &["a.com", "*.a.com", "b.a.com", "*.b.a.com", "c.org", "*.org"];
+    const DOMAINS: &[&str] = &[
+        "a.com",
+        "*.a.com",
+        "b.a.com",
+        "*.b.a.com",
+        "c.org",
+        "*.org",
+        "*a.com",
+        "b",
+        "a",
+        "com",
+    ];
+    const ALGOS: &[&str] = &["", "hdr", "hdr_beg", "hdr_end(host)", "hdr_dom"];
+    const CONDITIONS: &[(&str, &str)] = &[
+        ("", ""),
+        ("userAgent", "bot"),
+        ("serviceHeader", "X-V:1"),
+        ("serviceHeader", "X-V:1,X-W:2"),
+    ];
     const HOSTS: &[&str] = &[
         "a.com",
         "B.A.com:80",
@@ -341,9 +369,12 @@ fn the_index_answers_as_a_scan_of_every_route_in_rank_order() {
         "d.org",
         "a.com.",
         "zz",
+        "ba.com",
+        "b.com.au",
+        "com",
     ];
     let mut rng = Lcg(7);
-    for round in 0..40 {
+    for round in 0..60 {
         let mut t = RouteTable::default();
         for i in 0..12 {
             let name = format!("s{}", rng.below(8));
@@ -364,6 +395,14 @@ fn the_index_answers_as_a_scan_of_every_route_in_rank_order() {
             ];
             if rng.below(2) == 0 {
                 pairs.push(("serviceDomain", rng.pick(DOMAINS).to_owned()));
+                pairs.push(("serviceDomainAlgo", rng.pick(ALGOS).to_owned()));
+            }
+            if rng.below(2) == 0 {
+                pairs.push(("aclName", format!("acl{}", rng.below(4))));
+            }
+            let (key, value) = CONDITIONS[rng.below(CONDITIONS.len())];
+            if !key.is_empty() {
+                pairs.push((key, value.to_owned()));
             }
             let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let query: Vec<(String, String)> = pairs
@@ -373,7 +412,7 @@ fn the_index_answers_as_a_scan_of_every_route_in_rank_order() {
             let Ok(service) = parse_reconfigure(&query) else {
                 continue;
             };
-            // Conflicting services are refused; the table stays as it was.
+            // HTTP routes never conflict; a refused change would leave the table as it was.
             if let Ok(next) = t.with_service(service) {
                 t = next;
             }
@@ -381,17 +420,33 @@ fn the_index_answers_as_a_scan_of_every_route_in_rank_order() {
                 t = t.without_service(&format!("s{}", rng.below(8))).0;
             }
         }
+        let header_sets: Vec<HeaderMap> = [
+            &[][..],
+            &[("user-agent", "a Bot")],
+            &[("x-v", "1"), ("x-w", "2")],
+            &[("x-v", "1"), ("user-agent", "robot")],
+        ]
+        .iter()
+        .map(|pairs| {
+            pairs
+                .iter()
+                .map(|(k, v)| (http::HeaderName::from_static(k), v.parse().unwrap()))
+                .collect()
+        })
+        .collect();
         for host in HOSTS.iter().map(Some).chain([None]) {
             for path in PATHS.iter().chain(["/api/v12/x", "/ab/", "/zzz"].iter()) {
-                let got = t
-                    .lookup(host.copied(), path)
-                    .map(|m| m.service.name.as_str());
-                assert_eq!(
-                    got,
-                    reference_lookup(&t, host.copied(), path),
-                    "round {round}, host {host:?}, path {path}, table {:?}",
-                    t.services().keys().collect::<Vec<_>>()
-                );
+                for headers in &header_sets {
+                    let got = t
+                        .lookup(host.copied(), path, headers)
+                        .map(|m| (m.service.name.as_str(), m.destination.index));
+                    assert_eq!(
+                        got,
+                        reference_lookup(&t, host.copied(), path, headers),
+                        "round {round}, host {host:?}, path {path}, headers {headers:?}, table {:?}",
+                        t.services().values().map(|s| &s.params).collect::<Vec<_>>()
+                    );
+                }
             }
         }
     }
