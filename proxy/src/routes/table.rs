@@ -329,4 +329,6 @@ fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_reference;
+#[cfg(test)]
 mod tests_routing;
