@@ -48,6 +48,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
         server: Duration::from_secs(args.timeout_server),
         tunnel: Duration::from_secs(args.timeout_tunnel),
     });
+    crate::routes::set_default_domain_algo(args.service_domain_algo);
     let state = StateFile::open(&args.state_dir)?;
     let saved = state.load()?;
     tracing::info!(services = saved.routes.services().len(), file = %state.path().display(), "configuration restored");

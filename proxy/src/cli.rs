@@ -118,6 +118,12 @@ pub struct RunArgs {
     /// `timeoutTunnel` (DFP's `TIMEOUT_TUNNEL`).
     #[arg(long, env = "TIMEOUT_TUNNEL", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub timeout_tunnel: u64,
+    /// How the domains of services without `serviceDomainAlgo` match the Host header (DFP's
+    /// `SERVICE_DOMAIN_ALGO`): `hdr` (the exact host), `hdr_beg`, `hdr_end` or `hdr_dom`;
+    /// DFP's `hdr_beg(host)` spellings are accepted. DFP's image defaults to `hdr_beg(host)`;
+    /// flowproxy to `hdr`.
+    #[arg(long, env = "SERVICE_DOMAIN_ALGO", default_value = "hdr", value_parser = domain_algo)]
+    pub service_domain_algo: crate::routes::DomainAlgo,
     /// Seconds a TCP connect to a replica may take (DFP's `TIMEOUT_CONNECT`).
     #[arg(long, env = "TIMEOUT_CONNECT", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout_connect: u64,
@@ -277,6 +283,16 @@ fn ip_net(value: &str) -> Result<ipnet::IpNet, String> {
         .parse::<ipnet::IpNet>()
         .or_else(|_| value.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| format!("{value:?} is neither an address nor a CIDR such as 10.0.0.0/8"))
+}
+
+/// `hdr`, `hdr_beg`, `hdr_end` or `hdr_dom` (or `hdr_beg(host)`, ...).
+fn domain_algo(value: &str) -> Result<crate::routes::DomainAlgo, String> {
+    crate::routes::DomainAlgo::parse(value.trim()).ok_or_else(|| {
+        format!(
+            "{value:?} is not a domain algorithm: {}",
+            crate::routes::DOMAIN_ALGO_CHOICES
+        )
+    })
 }
 
 /// Go's `strconv.ParseBool`, which DFP's variables are read with.

@@ -135,10 +135,7 @@ pub const DFP_ENV: &[EnvVar] = &[
         "CAPTURE_REQUEST_HEADER",
         Refused("header capture is not implemented; the access log has the request line"),
     ),
-    var(
-        "SERVICE_DOMAIN_ALGO",
-        Refused("only exact and *.suffix domains are implemented"),
-    ),
+    var("SERVICE_DOMAIN_ALGO", Honoured("--service-domain-algo")),
     var(
         "COMPRESSION_ALGO",
         Refused("compression is not implemented yet"),

@@ -66,9 +66,9 @@ fn every_bad_reconfigure_is_refused_and_changes_nothing() -> anyhow::Result<()> 
             "servicePath",
         ),
         (
-            "serviceName=x&servicePath=/demo&port=8080".into(),
-            409,
-            "go-demo",
+            "serviceName=x&servicePath=/demo&port=8080&serviceDomainAlgo=sni".into(),
+            400,
+            "serviceDomainAlgo",
         ),
     ];
     for (query, status, names) in &cases {

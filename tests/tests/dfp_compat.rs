@@ -82,6 +82,9 @@ fn honoured_value(param: &str) -> Option<&'static str> {
         "timeoutServer" | "timeoutTunnel" | "timeoutClient" => "30",
         "servicePathExclude" => "/nothing-here",
         "allowedMethods" | "deniedMethods" => "TRACE",
+        "serviceDomainAlgo" => "hdr_dom(host)",
+        "serviceHeader" => "X-Walk:yes",
+        "userAgent" => "walker",
         // Covered by their own tests (they need a TCP mode, a session type, a certificate
         // or a serviceDomain).
         "srcPort" | "sessionCookie" | "serviceCert" | "redirectFromDomain" => "",

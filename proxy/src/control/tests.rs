@@ -132,8 +132,15 @@ async fn changes_are_counted_by_result_and_the_last_applied_one_is_timed() {
         restored > 1.7e9,
         "the restore at start sets the time: {restored}"
     );
-    plane.reconfigure(http("a", "/demo")).await.unwrap();
-    let err = plane.reconfigure(http("b", "/demo")).await.unwrap_err();
+    // Two default backends clash (services sharing a path do not).
+    let default_backend = |name: &str| {
+        let mut s = http(name, "/demo");
+        s.params
+            .insert("isDefaultBackend".to_owned(), "true".to_owned());
+        crate::routes::parse_params(s.params).unwrap()
+    };
+    plane.reconfigure(default_backend("a")).await.unwrap();
+    let err = plane.reconfigure(default_backend("b")).await.unwrap_err();
     assert_eq!(err.status(), 409, "{err}");
     // The state directory becomes a file: a valid change cannot be saved.
     fs::remove_dir_all(&dir).unwrap();

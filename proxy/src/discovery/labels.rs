@@ -169,7 +169,10 @@ fn labels_to_fix(error: &RouteError) -> String {
         | RouteError::UnknownParam { param }
         | RouteError::Refused { param, .. }
         | RouteError::BadRegex { param, .. } => label(param),
-        RouteError::Conflict { .. } => format!("labels {LABEL_PREFIX}servicePath/serviceDomain"),
+        // HTTP routes may be shared; only a srcPort or the default backend can clash.
+        RouteError::Conflict { .. } => {
+            format!("labels {LABEL_PREFIX}srcPort/{LABEL_PREFIX}isDefaultBackend")
+        }
     }
 }
 

@@ -188,7 +188,7 @@ impl Proxy {
         let uri = req.uri().clone();
         let route = snapshot
             .routes
-            .lookup(host_str, uri.path())
+            .lookup(host_str, uri.path(), req.headers())
             .ok_or(ProxyError::NoRoute)?;
         let service: &str = &route.service.name;
         let metrics = self.metrics.service(service);

@@ -97,16 +97,8 @@ pub const CATALOG: &[Param] = &[
     honoured("sessionCookie", S),
     honoured("proxyInstanceName", S),
     honoured("discoveredFrom", S),
-    refused(
-        "serviceDomainAlgo",
-        S,
-        "only exact and *.suffix domains are implemented; remove it and list the domains in serviceDomain",
-    ),
-    refused(
-        "serviceDomainMatchAll",
-        S,
-        "only exact and *.suffix domains are implemented; write *.example.com in serviceDomain instead",
-    ),
+    honoured("serviceDomainAlgo", S),
+    honoured("serviceDomainMatchAll", S),
     refused(
         "backendExtra",
         S,
@@ -160,16 +152,8 @@ pub const CATALOG: &[Param] = &[
     honoured("denyHttp", D),
     honoured("ignoreAuthorization", D),
     honoured("redirectFromDomain", D),
-    refused(
-        "serviceHeader",
-        D,
-        "routing on request headers is not implemented by flowproxy yet; route by servicePath or serviceDomain",
-    ),
-    refused(
-        "userAgent",
-        D,
-        "routing on the User-Agent is not implemented by flowproxy yet; route by servicePath or serviceDomain",
-    ),
+    honoured("serviceHeader", D),
+    honoured("userAgent", D),
     refused(
         "httpsPort",
         D,

@@ -13,8 +13,8 @@ use super::values::haproxy_subst;
 /// Renders `table` as DFP-style HAProxy text, deterministically ordered.
 ///
 /// HTTP destinations are listed in DFP's order (`/.well-known` paths first,
-/// root-only routes last, otherwise by `aclName`); flowproxy itself picks the
-/// most specific route, so this order is informational.
+/// root-only routes last, otherwise by `aclName`). flowproxy picks the most
+/// specific route first; destinations that share a route are tried in this order.
 pub fn render_haproxy(table: &RouteTable) -> String {
     let mut out = String::new();
     // Writing into a String cannot fail.
@@ -29,7 +29,7 @@ fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
         .flat_map(|s| s.destinations.iter().map(move |d| (&**s, d)))
         .filter(|(_, d)| d.req_mode == ReqMode::Http)
         .collect();
-    http.sort_by_key(|(s, d)| (dfp_group(d), &s.acl_name, &s.name, d.index));
+    http.sort_by_key(|(s, d)| (d.dfp_group(), &s.acl_name, &s.name, d.index));
     let mut tcp: Vec<(&Service, &Destination)> = table.tcp_services().collect();
     tcp.sort_by_key(|(s, d)| (d.src_port, &s.name, d.index));
 
@@ -88,17 +88,6 @@ fn write_config(out: &mut String, table: &RouteTable) -> fmt::Result {
     Ok(())
 }
 
-/// DFP's `Services.Less`: `/.well-known` routes first, `/`-only routes last.
-fn dfp_group(dest: &Destination) -> u8 {
-    if dest.paths.iter().any(|p| p.starts_with("/.well-known")) {
-        0
-    } else if dest.paths.iter().all(|p| p == "/") {
-        2
-    } else {
-        1
-    }
-}
-
 fn suffix(svc: &Service, dest: &Destination) -> String {
     format!("{}{}_{}", svc.acl_name, dest.port, dest.index)
 }
@@ -117,34 +106,45 @@ fn write_http_acls(out: &mut String, svc: &Service, dest: &Destination) -> fmt::
     )?;
     let mut condition = format!("url_{id}");
     if !dest.domains.is_empty() {
-        let (exact, wild): (Vec<_>, Vec<_>) = dest
-            .domains
-            .iter()
-            .partition(|d| matches!(d, DomainPattern::Exact(_)));
-        // Acls sharing a name are ORed by HAProxy, so one name covers both kinds.
-        if !exact.is_empty() {
-            writeln!(out, "    acl domain_{id} hdr(host) -i {}", join(&exact))?;
-        }
-        if !wild.is_empty() {
-            writeln!(out, "    acl domain_{id} hdr_end(host) -i {}", join(&wild))?;
+        // Acls sharing a name are ORed by HAProxy, so one name covers every kind.
+        for fetch in [
+            "hdr(host)",
+            "hdr_beg(host)",
+            "hdr_end(host)",
+            "hdr_dom(host)",
+        ] {
+            let texts: Vec<&str> = dest
+                .domains
+                .iter()
+                .filter(|d| d.fetch() == fetch)
+                .map(DomainPattern::text)
+                .collect();
+            if !texts.is_empty() {
+                writeln!(out, "    acl domain_{id} {fetch} -i {}", texts.join(" "))?;
+            }
         }
         condition.push_str(&format!(" domain_{id}"));
+    }
+    // Acls on one line are ANDed: every serviceHeader must match.
+    for (n, (name, value)) in dest.conditions.headers.iter().enumerate() {
+        let acl = format!("hdr_{id}_{}", n + 1);
+        writeln!(out, "    acl {acl} hdr({name}) {value}")?;
+        condition.push_str(&format!(" {acl}"));
+    }
+    if !dest.conditions.user_agents.is_empty() {
+        let acl = format!("user_agent_{id}");
+        writeln!(
+            out,
+            "    acl {acl} hdr_sub(User-Agent) -i {}",
+            dest.conditions.user_agents.join(" ")
+        )?;
+        condition.push_str(&format!(" {acl}"));
     }
     writeln!(
         out,
         "    use_backend {} if {condition}",
         backend_name(svc, dest)
     )
-}
-
-fn join(domains: &[&DomainPattern]) -> String {
-    domains
-        .iter()
-        .map(|d| match d {
-            DomainPattern::Exact(h) | DomainPattern::Wildcard(h) => h.as_str(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn write_http_backend(out: &mut String, svc: &Service, dest: &Destination) -> fmt::Result {

@@ -5,6 +5,8 @@
 //! validate a request, build a new [`RouteTable`], and only then swap it in.
 
 pub mod catalog;
+mod conditions;
+mod domain;
 mod error;
 mod haproxy;
 mod json;
@@ -14,6 +16,7 @@ mod service;
 mod table;
 mod values;
 
+pub use domain::{ALGO_CHOICES as DOMAIN_ALGO_CHOICES, DomainAlgo, set_default_domain_algo};
 pub use error::RouteError;
 pub use haproxy::render_haproxy;
 pub use params::{distribute_requested, parse_params, parse_reconfigure, set_separator};

@@ -120,12 +120,14 @@ pub fn parse_params(params: BTreeMap<String, String>) -> Result<Service, RouteEr
         &["setResHeader"],
         "delResHeader",
     )?;
+    let algo = domain_algo(&params)?;
     let destinations = destination_indexes(&params)?
         .into_iter()
         .map(|index| {
             parse_destination(&Lookup {
                 params: &params,
                 index,
+                algo,
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -218,8 +220,10 @@ mod destination;
 mod service_level;
 
 use destination::{Lookup, parse_destination};
-use service_level::{check_secret_name, header_rules, parse_users, sticky_cookie};
+use service_level::{check_secret_name, domain_algo, header_rules, parse_users, sticky_cookie};
 
 // Tests live in params/tests.rs to keep this file about the parsing rules.
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_routing;

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use regex::Regex;
 
+pub use super::conditions::Conditions;
+pub use super::domain::DomainPattern;
 use super::rules::HeaderRules;
 
 /// Server timeout used when `timeoutServer` is not given (DFP's global default).
@@ -166,6 +168,8 @@ pub struct Destination {
     pub path_excludes: Vec<String>,
     /// Who may use this destination.
     pub access: Access,
+    /// `serviceHeader` and `userAgent`: requests that do not meet them do not take it.
+    pub conditions: Conditions,
 }
 
 /// A destination's access rules: `allowedMethods`, `deniedMethods`, `denyHttp`,
@@ -214,10 +218,24 @@ impl PartialEq for Destination {
             && self.path_excludes == other.path_excludes
             && self.redirect_from == other.redirect_from
             && self.access == other.access
+            && self.conditions == other.conditions
     }
 }
 
 impl Destination {
+    /// DFP's ordering group (`Services.Less`): `/.well-known` routes first, `/`-only routes
+    /// last, everything else between. Candidates for one route are tried in
+    /// (group, `aclName`) order, and `/config` lists destinations in it.
+    pub fn dfp_group(&self) -> u8 {
+        if self.paths.iter().any(|p| p.starts_with("/.well-known")) {
+            0
+        } else if self.paths.iter().all(|p| p == "/") {
+            2
+        } else {
+            1
+        }
+    }
+
     /// Whether `servicePathExclude` keeps `path` out of this destination.
     pub fn excludes(&self, path: &str) -> bool {
         self.path_excludes
@@ -279,37 +297,6 @@ impl PartialEq for PathType {
     }
 }
 
-/// One `serviceDomain` item.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum DomainPattern {
-    /// A host name that must match exactly (case-insensitively).
-    Exact(String),
-    /// From `*.example.com`: holds `.example.com` and matches any host that
-    /// ends with it, but not `example.com` itself.
-    Wildcard(String),
-}
-
-impl DomainPattern {
-    /// Whether `host` (already lower-cased, without port) matches: the rule the route index
-    /// implements with hash look-ups (its tests compare against this), and how a request's
-    /// host is told to be one of a destination's `redirectFromDomain`s.
-    pub fn matches(&self, host: &str) -> bool {
-        match self {
-            DomainPattern::Exact(d) => host == d,
-            DomainPattern::Wildcard(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
-        }
-    }
-}
-
-impl fmt::Display for DomainPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DomainPattern::Exact(d) => f.write_str(d),
-            DomainPattern::Wildcard(suffix) => write!(f, "*{suffix}"),
-        }
-    }
-}
-
 /// `reqMode`: how the proxy talks to a destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ReqMode {
@@ -350,94 +337,6 @@ impl fmt::Debug for BasicUser {
     }
 }
 
+// Tests live in service/tests.rs to keep this file about the model.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dest() -> Destination {
-        Destination {
-            index: 0,
-            port: 8080,
-            paths: vec!["/demo".into()],
-            path_type: PathType::Prefix,
-            domains: vec![],
-            req_mode: ReqMode::Http,
-            src_port: None,
-            path_rewrites: vec![],
-            timeout_server: DEFAULT_TIMEOUT_SERVER,
-            timeout_tunnel: DEFAULT_TIMEOUT_TUNNEL,
-            timeout_client: None,
-            outbound_hostname: None,
-            https_only: false,
-            https_redirect_code: DEFAULT_HTTPS_REDIRECT_CODE,
-            path_excludes: vec![],
-            redirect_from: vec![],
-            access: Access::default(),
-        }
-    }
-
-    fn service(d: Destination) -> Service {
-        Service {
-            name: "go-demo".into(),
-            acl_name: "go-demo".into(),
-            destinations: vec![d],
-            users: vec![BasicUser {
-                user: "admin".into(),
-                password: Some("s3cret".into()),
-            }],
-            users_secret: None,
-            users_encrypted: false,
-            is_default_backend: false,
-            sticky_cookie: None,
-            redirect_when_http_proto: false,
-            redirect_unless_https_proto: false,
-            request_headers: HeaderRules::default(),
-            response_headers: HeaderRules::default(),
-            params: BTreeMap::from([
-                ("replicas".to_owned(), "3".to_owned()),
-                ("users".to_owned(), "admin:s3cret".to_owned()),
-            ]),
-        }
-    }
-
-    #[test]
-    fn upstream_host_prefers_outbound_hostname() {
-        let svc = service(dest());
-        assert_eq!(svc.upstream_host(&svc.destinations[0]), "go-demo");
-        let mut d = dest();
-        d.outbound_hostname = Some("10.0.0.7".into());
-        let svc = service(d);
-        assert_eq!(svc.upstream_host(&svc.destinations[0]), "10.0.0.7");
-    }
-
-    #[test]
-    fn wildcard_matches_subdomains_only() {
-        let w = DomainPattern::Wildcard(".example.com".into());
-        assert!(w.matches("a.example.com"));
-        assert!(w.matches("a.b.example.com"));
-        assert!(!w.matches("example.com"));
-        assert!(!w.matches("badexample.com"));
-        assert_eq!(w.to_string(), "*.example.com");
-    }
-
-    #[test]
-    fn rewrite_replaces_first_match_and_keeps_leading_slash() {
-        let mut d = dest();
-        assert_eq!(d.rewrite_path("/demo/x"), None);
-        d.path_rewrites = vec![(Regex::new("^/demo").unwrap(), String::new())];
-        assert_eq!(d.rewrite_path("/demo/x").as_deref(), Some("/x"));
-        assert_eq!(d.rewrite_path("/demo").as_deref(), Some("/"));
-        assert_eq!(d.rewrite_path("/other"), None);
-    }
-
-    #[test]
-    fn debug_hides_passwords() {
-        let svc = service(dest());
-        let debug = format!("{svc:?}");
-        assert!(!debug.contains("s3cret"), "{debug}");
-        assert!(
-            debug.contains("admin") && debug.contains("replicas"),
-            "{debug}"
-        );
-    }
-}
+mod tests;

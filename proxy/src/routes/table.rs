@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use http::HeaderMap;
 use imbl::OrdMap;
 use regex::Regex;
 
@@ -59,7 +60,8 @@ struct Route<'a> {
 }
 
 impl RouteTable {
-    /// Validates that no route is claimed by two services and indexes them.
+    /// Indexes the services, refusing two default backends or two tcp destinations on one
+    /// `srcPort`.
     ///
     /// When two services clash, the one whose name sorts first is reported
     /// as the owner; [`RouteTable::with_service`] names the real newcomer.
@@ -102,15 +104,24 @@ impl RouteTable {
     /// Finds the HTTP destination for a request.
     ///
     /// `host` is the raw Host header (any case, optional `:port`); `path` is
-    /// the request path without the query string. The most specific route
-    /// wins: longest pattern first; at equal length a route for the exact
-    /// host beats a wildcard one, which beats a route for any host; then
-    /// exact beats prefix beats regex; then the service name, destination and
-    /// path positions decide.
+    /// the request path without the query string; `headers` are read only for destinations
+    /// with `serviceHeader` or `userAgent`. The most specific route wins: longest pattern
+    /// first; at equal length a route for the exact host beats a domain pattern (longer
+    /// first; then `*`/hdr_end, hdr_beg, hdr_dom), which beats a route for any host; then
+    /// exact beats prefix beats regex. Routes that tie on all of that (several services or
+    /// destinations on one path and domain, or regexes of one length) are tried in DFP's
+    /// order (`/.well-known` paths first, `/`-only destinations last, else by `aclName`,
+    /// service name, destination and path position): the first whose conditions the request
+    /// meets wins, and one without conditions hides those after it.
     /// A request no route takes goes to the `isDefaultBackend` service, if there is one.
-    pub fn lookup<'a>(&'a self, host: Option<&str>, path: &'a str) -> Option<RouteMatch<'a>> {
+    pub fn lookup<'a>(
+        &'a self,
+        host: Option<&str>,
+        path: &'a str,
+        headers: &HeaderMap,
+    ) -> Option<RouteMatch<'a>> {
         let host = host.and_then(normalize_host);
-        let (service, destination) = match self.index.lookup(host.as_deref(), path) {
+        let (service, destination) = match self.index.lookup(host.as_deref(), path, headers) {
             Some(target) => {
                 let service = &*target.service;
                 (service, service.destinations.get(target.dest)?)
@@ -131,8 +142,8 @@ impl RouteTable {
         let redirect_to = host.as_deref().and_then(|h| {
             let redirected = destination.redirect_from.iter().any(|d| d.matches(h))
                 && !destination.domains.iter().any(|d| d.matches(h));
-            match destination.domains.first() {
-                Some(DomainPattern::Exact(to)) if redirected => Some(to.as_str()),
+            match destination.domains.first().and_then(|d| d.host_name()) {
+                Some(to) if redirected => Some(to),
                 _ => None,
             }
         });
@@ -165,10 +176,9 @@ impl RouteTable {
         Some((&**service, service.destinations.get(*dest)?))
     }
 
-    /// Indexes `service`, refusing a route or `srcPort` another service owns. Routes are
-    /// checked in the service's order (destinations, then paths, then hosts), so the error
-    /// names the first one that clashes. Duplicates inside one service are allowed: its
-    /// first destination wins.
+    /// Indexes `service`, refusing a `srcPort` another service owns or a second default
+    /// backend. HTTP routes never clash: several services (or destinations) on one route are
+    /// all kept, as candidates tried in DFP's order (see [`RouteTable::lookup`]).
     fn add(&mut self, service: Arc<Service>) -> Result<(), RouteError> {
         if service.is_default_backend {
             match &self.default {
@@ -182,44 +192,37 @@ impl RouteTable {
                 _ => self.default = Some(Arc::clone(&service)),
             }
         }
+        // Check the ports before touching the index, so a refused service leaves no routes.
+        for dest in &service.destinations {
+            if let (ReqMode::Tcp, Some(src)) = (dest.req_mode, dest.src_port)
+                && let Some((owner, _)) = self.tcp.get(&src)
+                && owner.name != service.name
+            {
+                return Err(conflict(
+                    format!("tcp srcPort {src}"),
+                    &owner.name,
+                    &service.name,
+                ));
+            }
+        }
         for (pos, dest) in service.destinations.iter().enumerate() {
             for route in routes_of(dest) {
-                match self.index.owner(route.host, route.kind, route.pattern) {
-                    Some(owner) if owner.service.name != service.name => {
-                        return Err(conflict(
-                            route.describe(),
-                            &owner.service.name,
-                            &service.name,
-                        ));
-                    }
-                    Some(_) => {}
-                    None => self.index.insert(
-                        route.host,
-                        route.kind,
-                        route.pattern,
-                        route.regex,
-                        Target {
-                            service: Arc::clone(&service),
-                            dest: pos,
-                            path_idx: route.path_idx,
-                        },
-                    ),
-                }
+                self.index.insert(
+                    route.host,
+                    route.kind,
+                    route.pattern,
+                    route.regex,
+                    Target {
+                        service: Arc::clone(&service),
+                        dest: pos,
+                        path_idx: route.path_idx,
+                    },
+                );
             }
-            if let (ReqMode::Tcp, Some(src)) = (dest.req_mode, dest.src_port) {
-                match self.tcp.get(&src) {
-                    Some((owner, _)) if owner.name != service.name => {
-                        return Err(conflict(
-                            format!("tcp srcPort {src}"),
-                            &owner.name,
-                            &service.name,
-                        ));
-                    }
-                    Some(_) => {}
-                    None => {
-                        self.tcp.insert(src, (Arc::clone(&service), pos));
-                    }
-                }
+            if let (ReqMode::Tcp, Some(src)) = (dest.req_mode, dest.src_port)
+                && !self.tcp.contains_key(&src)
+            {
+                self.tcp.insert(src, (Arc::clone(&service), pos));
             }
         }
         self.services.insert(service.name.clone(), service);
@@ -237,13 +240,8 @@ impl RouteTable {
         }
         for dest in &service.destinations {
             for route in routes_of(dest) {
-                let owned = self
-                    .index
-                    .owner(route.host, route.kind, route.pattern)
-                    .is_some_and(|t| t.service.name == service.name);
-                if owned {
-                    self.index.remove(route.host, route.kind, route.pattern);
-                }
+                self.index
+                    .remove(route.host, route.kind, route.pattern, &service.name);
             }
             if let Some(src) = dest.src_port
                 && self
@@ -296,21 +294,6 @@ fn routes_of(dest: &Destination) -> Vec<Route<'_>> {
     out
 }
 
-impl Route<'_> {
-    /// Human-readable route for conflict messages, e.g. `path_beg /demo on any host`.
-    fn describe(&self) -> String {
-        let kind = match self.kind {
-            Kind::Exact => "path",
-            Kind::Prefix => "path_beg",
-            Kind::Regex => "path_reg",
-        };
-        match self.host {
-            None => format!("{kind} {} on any host", self.pattern),
-            Some(h) => format!("{kind} {} on host {h}", self.pattern),
-        }
-    }
-}
-
 fn conflict(route: String, owner: &str, service: &str) -> RouteError {
     RouteError::Conflict {
         route,
@@ -345,3 +328,7 @@ fn normalize_host(raw: &str) -> Option<Cow<'_, str>> {
 // Tests live in table/tests.rs to keep this file about the table itself.
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reference;
+#[cfg(test)]
+mod tests_routing;

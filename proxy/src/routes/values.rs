@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use regex::{Regex, RegexBuilder};
 
+use super::domain::{DomainAlgo, DomainPattern};
 use super::error::RouteError;
-use super::service::DomainPattern;
 
 /// Upper bound for one compiled regex; the 1 KiB input limit keeps normal
 /// patterns far below it, this stops `(a{100}){100}`-style blow-ups.
@@ -124,7 +124,11 @@ pub(super) fn parse_secs(param: &str, value: &str) -> Result<Duration, RouteErro
 }
 
 /// Parses one `serviceDomain` item into a lower-cased pattern.
-pub(super) fn parse_domain(param: &str, value: &str) -> Result<DomainPattern, RouteError> {
+pub(super) fn parse_domain(
+    param: &str,
+    value: &str,
+    algo: DomainAlgo,
+) -> Result<DomainPattern, RouteError> {
     check_token(param, value)?;
     let lower = value.to_ascii_lowercase();
     // A trailing dot is the fully-qualified spelling of the same host.
@@ -136,21 +140,28 @@ pub(super) fn parse_domain(param: &str, value: &str) -> Result<DomainPattern, Ro
             "give a bare host name such as example.com, without scheme, port or path",
         ));
     }
-    let (wildcard, rest) = match host.strip_prefix("*.") {
+    // DFP: a leading `*` makes the rest an hdr_end match (`*.example.com` the subdomains,
+    // `*example.com` any host ending so), whatever serviceDomainAlgo says.
+    let (suffix, rest) = match host.strip_prefix('*') {
         Some(rest) => (true, rest),
         None => (false, host),
     };
-    if rest.is_empty() || rest.contains('*') || rest.starts_with('.') {
+    let body = if suffix {
+        rest.strip_prefix('.').unwrap_or(rest)
+    } else {
+        rest
+    };
+    if body.is_empty() || body.contains('*') || body.starts_with('.') {
         return Err(RouteError::invalid(
             param,
             value,
-            "use a host name such as example.com, or *.example.com for all its subdomains",
+            "use a host name such as example.com, or *.example.com for its subdomains (*example.com: every host ending in example.com)",
         ));
     }
-    Ok(if wildcard {
-        DomainPattern::Wildcard(format!(".{rest}"))
+    Ok(if suffix {
+        DomainPattern::Suffix(rest.to_owned())
     } else {
-        DomainPattern::Exact(rest.to_owned())
+        algo.pattern(rest.to_owned())
     })
 }
 
@@ -287,12 +298,20 @@ mod tests {
     #[test]
     fn domains_are_normalised_and_validated() {
         assert_eq!(
-            parse_domain("serviceDomain", "Example.COM."),
+            parse_domain("serviceDomain", "Example.COM.", DomainAlgo::Hdr),
             Ok(DomainPattern::Exact("example.com".into()))
         );
         assert_eq!(
-            parse_domain("serviceDomain", "*.Example.com"),
-            Ok(DomainPattern::Wildcard(".example.com".into()))
+            parse_domain("serviceDomain", "*.Example.com", DomainAlgo::HdrBeg),
+            Ok(DomainPattern::Suffix(".example.com".into()))
+        );
+        assert_eq!(
+            parse_domain("serviceDomain", "*example.com", DomainAlgo::Hdr),
+            Ok(DomainPattern::Suffix("example.com".into()))
+        );
+        assert_eq!(
+            parse_domain("serviceDomain", "api.", DomainAlgo::HdrBeg),
+            Ok(DomainPattern::Prefix("api".into()))
         );
         for bad in [
             "a b.com",
@@ -301,10 +320,11 @@ mod tests {
             "*",
             "*.",
             "a.*.com",
-            "*example.com",
+            "**.com",
+            "*..com",
             "\u{7}x",
         ] {
-            let err = parse_domain("serviceDomain.1", bad).unwrap_err();
+            let err = parse_domain("serviceDomain.1", bad, DomainAlgo::Hdr).unwrap_err();
             assert!(reason(err).contains("serviceDomain.1"), "{bad}");
         }
     }

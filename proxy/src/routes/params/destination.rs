@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{non_empty, separator};
+use crate::routes::conditions::{Conditions, parse_service_header, parse_user_agents};
+use crate::routes::domain::DomainAlgo;
 use crate::routes::error::RouteError;
 use crate::routes::rules::parse_methods;
 use crate::routes::service::{
@@ -17,6 +19,8 @@ use crate::routes::values::{
 pub(super) struct Lookup<'a> {
     pub(super) params: &'a BTreeMap<String, String>,
     pub(super) index: usize,
+    /// How this service's domains without `*` match.
+    pub(super) algo: DomainAlgo,
 }
 
 impl<'a> Lookup<'a> {
@@ -117,18 +121,15 @@ pub(super) fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, Rout
     }
     let domains = raw_domains
         .iter()
-        .map(|d| parse_domain(&domain_param, d))
+        .map(|d| parse_domain(&domain_param, d, lookup.algo))
         .collect::<Result<Vec<_>, _>>()?;
     let (redirect_param, raw_redirects) = lookup.list("redirectFromDomain");
     let redirect_from = raw_redirects
         .iter()
-        .map(|d| parse_domain(&redirect_param, d))
+        .map(|d| parse_domain(&redirect_param, d, DomainAlgo::Hdr))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(first) = raw_redirects.first()
-        && !matches!(
-            domains.first(),
-            Some(crate::routes::service::DomainPattern::Exact(_))
-        )
+        && domains.first().and_then(|d| d.host_name()).is_none()
     {
         return Err(RouteError::invalid(
             &redirect_param,
@@ -171,6 +172,16 @@ pub(super) fn parse_destination(lookup: &Lookup<'_>) -> Result<Destination, Rout
             deny_http: optional(lookup, "denyHttp", parse_bool)?.unwrap_or(false),
             ignore_authorization: optional(lookup, "ignoreAuthorization", parse_bool)?
                 .unwrap_or(false),
+        },
+        conditions: Conditions {
+            headers: optional(lookup, "serviceHeader", |p, v| {
+                parse_service_header(p, v, separator())
+            })?
+            .unwrap_or_default(),
+            user_agents: optional(lookup, "userAgent", |p, v| {
+                parse_user_agents(p, v, separator())
+            })?
+            .unwrap_or_default(),
         },
     })
 }

@@ -3,9 +3,11 @@
 use std::collections::BTreeMap;
 
 use super::{non_empty, separator};
+use crate::routes::domain::{ALGO_CHOICES, DomainAlgo, default_domain_algo};
 use crate::routes::error::RouteError;
 use crate::routes::rules::{HeaderRules, parse_header_names, parse_header_pairs};
 use crate::routes::service::BasicUser;
+use crate::routes::values::parse_bool;
 
 /// The first of `keys` that is set (DFP reads `addReqHeader` before its `addHeader` alias).
 fn first_of<'a>(
@@ -117,4 +119,30 @@ pub(super) fn parse_users(params: &BTreeMap<String, String>) -> Result<Vec<Basic
             }
         })
         .collect()
+}
+
+/// `serviceDomainAlgo`, else `SERVICE_DOMAIN_ALGO` (`--service-domain-algo`). DFP's deprecated
+/// `serviceDomainMatchAll=true` means `hdr_dom`; with another `serviceDomainAlgo` the two
+/// contradict each other and the change is refused (DFP silently takes `hdr_dom`).
+pub(super) fn domain_algo(params: &BTreeMap<String, String>) -> Result<DomainAlgo, RouteError> {
+    let algo = non_empty(params, "serviceDomainAlgo")
+        .map(|v| {
+            DomainAlgo::parse(v)
+                .ok_or_else(|| RouteError::invalid("serviceDomainAlgo", v, ALGO_CHOICES))
+        })
+        .transpose()?;
+    let match_all = non_empty(params, "serviceDomainMatchAll")
+        .map(|v| parse_bool("serviceDomainMatchAll", v))
+        .transpose()?
+        .unwrap_or(false);
+    match (algo, match_all) {
+        (Some(a), true) if a != DomainAlgo::HdrDom => Err(RouteError::invalid(
+            "serviceDomainMatchAll",
+            "true",
+            "means serviceDomainAlgo=hdr_dom, which contradicts the serviceDomainAlgo given; remove one",
+        )),
+        (_, true) => Ok(DomainAlgo::HdrDom),
+        (Some(a), false) => Ok(a),
+        (None, false) => Ok(default_domain_algo()),
+    }
 }

@@ -92,7 +92,7 @@ fn domain_only_routes_the_whole_site() {
         d.domains,
         [
             DomainPattern::Exact("example.com".into()),
-            DomainPattern::Wildcard(".example.org".into())
+            DomainPattern::Suffix(".example.org".into())
         ]
     );
 }

@@ -2,56 +2,60 @@
 //! order `lookup` documents. The unit tests and the `route_lookup` fuzz target check that the
 //! index answers exactly as this scan does; it is compiled only for them.
 
-use super::index::Kind;
-use super::{DomainPattern, RouteTable, normalize_host, routes_of};
-use crate::routes::service::{Destination, ReqMode, Service};
+use std::cmp::Reverse;
 
-/// The service and destination a request for `host` and `path` goes to, found by a scan.
+use http::HeaderMap;
+
+use super::index::Kind;
+use super::{RouteTable, normalize_host, routes_of};
+use crate::routes::service::{Destination, DomainPattern, ReqMode, Service};
+
+/// The service and destination a request for `host`, `path` and `headers` goes to, found by a
+/// scan.
 ///
-/// A route another route of the same service already claims (same host pattern, kind and
-/// pattern) is skipped: the first destination wins. A destination whose `servicePathExclude`
-/// keeps `path` out does not match; with no match the `isDefaultBackend` service's first HTTP
-/// destination answers.
+/// Every route of every destination is a candidate: one matches when its host pattern, path
+/// pattern, `servicePathExclude` and conditions (`serviceHeader`, `userAgent`) all let the
+/// request in; the smallest rank wins (length, host, kind, then DFP's order of group,
+/// `aclName`, service, destination and path position, then host and path pattern text). With
+/// no match the `isDefaultBackend` service's first HTTP destination answers.
 pub fn lookup<'a>(
     t: &'a RouteTable,
     host: Option<&str>,
     path: &str,
+    headers: &HeaderMap,
 ) -> Option<(&'a Service, &'a Destination)> {
     let host = host.and_then(normalize_host);
     let mut best: Option<(_, (&Service, &Destination))> = None;
-    for (name, svc) in t.services() {
-        let mut claimed: Vec<(Option<&DomainPattern>, Kind, &str)> = Vec::new();
+    for svc in t.services().values() {
         for (pos, dest) in svc.destinations.iter().enumerate() {
             for route in routes_of(dest) {
-                let claim = (route.host, route.kind, route.pattern);
-                if claimed.contains(&claim) {
-                    continue;
-                }
-                claimed.push(claim);
-                let host_rank = match route.host {
-                    None => (0, 0),
-                    Some(p) if host.as_deref().is_some_and(|h| p.matches(h)) => match p {
-                        DomainPattern::Exact(d) => (2, d.len()),
-                        DomainPattern::Wildcard(s) => (1, s.len()),
-                    },
+                let host_text = match route.host {
+                    None => "",
+                    Some(p) if host.as_deref().is_some_and(|h| p.matches(h)) => p.text(),
                     Some(_) => continue,
                 };
-                let (matched, kind) = match (route.kind, route.regex) {
-                    (Kind::Exact, _) => (path == route.pattern, 2),
-                    (Kind::Prefix, _) => (path.starts_with(route.pattern), 1),
-                    (Kind::Regex, Some(re)) => (re.is_match(path), 0),
+                let matched = match (route.kind, route.regex) {
+                    (Kind::Exact, _) => path == route.pattern,
+                    (Kind::Prefix, _) => path.starts_with(route.pattern),
+                    (Kind::Regex, Some(re)) => re.is_match(path),
                     (Kind::Regex, None) => continue,
                 };
-                if !matched || dest.excludes(path) {
+                if !matched || dest.excludes(path) || !dest.conditions.admit(headers) {
                     continue;
                 }
                 let key = (
-                    std::cmp::Reverse(route.pattern.len()),
-                    std::cmp::Reverse(host_rank),
-                    std::cmp::Reverse(kind),
-                    name.clone(),
-                    pos,
-                    route.path_idx,
+                    Reverse(route.pattern.len()),
+                    Reverse(host_rank(route.host)),
+                    Reverse(route.kind.rank()),
+                    (
+                        dest.dfp_group(),
+                        svc.acl_name.as_str(),
+                        svc.name.as_str(),
+                        pos,
+                        route.path_idx,
+                    ),
+                    host_text,
+                    route.pattern,
                 );
                 if best.as_ref().is_none_or(|(b, _)| key < *b) {
                     best = Some((key, (&**svc, dest)));
@@ -67,4 +71,15 @@ pub fn lookup<'a>(
             .find(|d| d.req_mode == ReqMode::Http)?;
         Some((&**service, dest))
     })
+}
+
+/// The host part of the rank, written out independently of the index.
+fn host_rank(host: Option<&DomainPattern>) -> (u8, usize, u8) {
+    match host {
+        None => (0, 0, 0),
+        Some(DomainPattern::Exact(d)) => (2, d.len(), 0),
+        Some(DomainPattern::Suffix(s)) => (1, s.len(), 2),
+        Some(DomainPattern::Prefix(p)) => (1, p.len(), 1),
+        Some(DomainPattern::Domain(d)) => (1, d.len(), 0),
+    }
 }
