@@ -361,6 +361,24 @@ pub fn temp_state_dir() -> PathBuf {
     std::env::temp_dir().join(format!("{}-state", Ids::next().netns()))
 }
 
+/// A directory for a test's files (secrets, certificates), removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// A fresh directory whose name ends in `.what`.
+    pub fn new(what: &str) -> anyhow::Result<Self> {
+        let dir = temp_state_dir().with_extension(what);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The value of `name=value` in a text log line, or of the field `name` in a JSON one
 /// (`--log-format json`).
 fn field(line: &str, name: &str) -> anyhow::Result<SocketAddr> {

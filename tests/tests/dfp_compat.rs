@@ -2,26 +2,7 @@
 //! migration table gets its class from the running binary, and each honoured behaviour works
 //! end to end (access control, header rules, exclusions, redirects, `replicas=0`), with curl
 //! as the client and the go-demo replicas as the service.
-use std::path::PathBuf;
-
-use flowproxy_tests::{CurlResponse, Flowproxy, GoDemo, RunningProxy, curl, proxy::temp_state_dir};
-
-/// A directory for the test's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> anyhow::Result<Self> {
-        let dir = temp_state_dir().with_extension(what);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use flowproxy_tests::{CurlResponse, Flowproxy, GoDemo, RunningProxy, curl, proxy::TempDir};
 
 /// The rows of a README table between `<!-- marker -->` and `<!-- /marker -->`: the first
 /// cell without backticks, and the `class_cell`th cell.

@@ -2,29 +2,12 @@
 //! given as Docker secrets (`dfp_<name>`), `SEPARATOR`, and proxy-instance filtering
 //! (`FILTER_PROXY_INSTANCE_NAME`/`PROXY_INSTANCE_NAME`). Each drives the real binary, with curl
 //! as the client and the go-demo replicas as the service.
-use std::{path::PathBuf, time::Duration};
+use std::time::Duration;
 
 use anyhow::ensure;
 use flowproxy_tests::{
-    CurlResponse, GoDemo, RawClient, RunningProxy, curl, eventually, proxy::temp_state_dir,
+    CurlResponse, GoDemo, RawClient, RunningProxy, curl, eventually, proxy::TempDir,
 };
-
-/// A directory for the test's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> anyhow::Result<Self> {
-        let dir = temp_state_dir().with_extension(what);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn reconfigure(proxy: &RunningProxy, query: &str) -> anyhow::Result<CurlResponse> {
     proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{query}"))

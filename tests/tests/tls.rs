@@ -1,29 +1,12 @@
 //! HTTPS on the TLS listener: certificates chosen by SNI from files, secrets and the API,
 //! HTTP/2 over TLS, httpsOnly redirects, hot swaps that keep open connections, refused bad
 //! certificates, and certificates that survive a restart. Clients are real: curl and rustls.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use flowproxy_tests::{
     CurlResponse, GoDemo, RunningProxy, TestCa, TlsClient, curl, go_demo::RECONFIGURE,
-    proxy::temp_state_dir,
+    proxy::TempDir,
 };
-
-/// A directory for the test's files, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> anyhow::Result<Self> {
-        let dir = temp_state_dir().with_extension(what);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Self(dir))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start(
     demo: &GoDemo,
