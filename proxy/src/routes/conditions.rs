@@ -10,6 +10,7 @@ use http::header::{HeaderName, USER_AGENT};
 
 use super::error::RouteError;
 use super::rules::is_token;
+use super::values::list_items;
 
 /// The conditions of one destination; empty (the common case) admits every request without
 /// looking at its headers.
@@ -57,10 +58,7 @@ pub(super) fn parse_service_header(
     value: &str,
     separator: &str,
 ) -> Result<Vec<(HeaderName, String)>, RouteError> {
-    value
-        .split(separator)
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    list_items(value, separator)
         .map(|item| {
             let Some((name, want)) = item.split_once(':').map(|(n, v)| (n.trim(), v.trim())) else {
                 return Err(RouteError::invalid(
@@ -91,10 +89,7 @@ pub(super) fn parse_user_agents(
     value: &str,
     separator: &str,
 ) -> Result<Vec<String>, RouteError> {
-    value
-        .split(separator)
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    list_items(value, separator)
         .map(|item| {
             if item.chars().any(char::is_control) || !item.is_ascii() {
                 Err(RouteError::invalid(

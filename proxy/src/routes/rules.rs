@@ -2,6 +2,7 @@
 //! and method filters (`allowedMethods`, `deniedMethods`), parsed from DFP's spellings.
 
 use super::error::RouteError;
+use super::values::list_items;
 
 /// Header rewrites for one direction (request to the replica, or response to the client).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,10 +39,7 @@ pub(super) fn parse_header_pairs(
     value: &str,
     separator: &str,
 ) -> Result<Vec<(String, String)>, RouteError> {
-    value
-        .split(separator)
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    list_items(value, separator)
         .map(|item| {
             let (name, val) = item
                 .split_once([' ', ':'])
@@ -80,10 +78,7 @@ fn parse_tokens(
     separator: &str,
     reason: &str,
 ) -> Result<Vec<String>, RouteError> {
-    value
-        .split(separator)
-        .map(str::trim)
-        .filter(|item| !item.is_empty())
+    list_items(value, separator)
         .map(|item| {
             if is_token(item) {
                 Ok(item.to_owned())

@@ -76,6 +76,15 @@ pub(super) fn check_path(param: &str, value: &str) -> Result<(), RouteError> {
     Ok(())
 }
 
+/// The items of a list value (`a, b,,c`): split on `separator`, trimmed, empty ones dropped,
+/// as the header, method and routing-condition lists are read.
+pub(super) fn list_items<'a>(value: &'a str, separator: &'a str) -> impl Iterator<Item = &'a str> {
+    value
+        .split(separator)
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
 /// Whether `s` is a plain unsigned number; Rust's integer parsing would also
 /// take a leading `+`, which no DFP client sends.
 pub(super) fn is_digits(s: &str) -> bool {
