@@ -37,6 +37,11 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
         .ok()
         .map(l4_slow_connections)
         .unwrap_or_default();
+    let names = metrics
+        .as_deref()
+        .ok()
+        .map(l4_service_names)
+        .unwrap_or_default();
     let requests_of = |service: &str, backend: &str| {
         requests.as_ref().map(|r| {
             r.get(&(service.to_owned(), backend.to_owned()))
@@ -59,7 +64,8 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| {
                 let mut v = serde_json::to_value(s).unwrap_or_default();
-                let (service, mut slow_flows) = slow.get(&s.port).cloned().unzip();
+                let service = names.get(&s.port).cloned();
+                let mut slow_flows = slow.get(&s.port).map(|(_, n)| *n);
                 if metrics.is_ok() {
                     // The API answered: no sample means no flow relayed yet.
                     slow_flows.get_or_insert(0);
@@ -156,9 +162,12 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     )?;
     for s in &l4.services {
         let c = &s.counters;
-        let (service, slow_flows, unseen) = match slow.get(&s.port) {
-            Some((name, n)) => (name.clone(), n.to_string(), not_attached(*n, c).to_string()),
-            None => ("-".to_owned(), "-".to_owned(), "-".to_owned()),
+        let service = names.get(&s.port).map_or("-", String::as_str);
+        let (slow_flows, unseen) = match (slow.get(&s.port), metrics.is_ok()) {
+            (Some((_, n)), _) => (n.to_string(), not_attached(*n, c).to_string()),
+            // The API answered without a sample: nothing relayed yet.
+            (None, true) => ("0".to_owned(), "0".to_owned()),
+            (None, false) => ("-".to_owned(), "-".to_owned()),
         };
         writeln!(
             out,
@@ -240,6 +249,18 @@ fn not_attached(slow: u64, c: &proxy_common::fastpath::ServiceCounters) -> u64 {
     slow.saturating_sub(c.slow_with_reason())
 }
 
+/// The service that owns each fast-path port, from `flowproxy_l4_fast_flows_total` (one sample
+/// per programmed port, even before any flow), so a service all of whose flows went fast is
+/// still named.
+fn l4_service_names(metrics: &str) -> BTreeMap<u16, String> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flowproxy_l4_fast_flows_total{"))
+        .filter_map(|line| Some((label(line, "port")?.parse().ok()?, label(line, "service")?)))
+        .filter(|(_, service)| service != "-")
+        .collect()
+}
+
 /// `flowproxy_l4_service_connections_total` samples: port → (service, connections relayed
 /// by the slow path).
 fn l4_slow_connections(metrics: &str) -> BTreeMap<u16, (String, u64)> {
@@ -277,11 +298,6 @@ fn fetch_metrics(api_url: &str) -> Result<String, String> {
 
 /// `flowproxy_backend_requests_total` samples by (service, backend).
 fn backend_requests(metrics: &str) -> BTreeMap<(String, String), u64> {
-    let label = |line: &str, name: &str| {
-        let start = line.find(&format!("{name}=\""))? + name.len() + 2;
-        let end = line[start..].find('"')? + start;
-        Some(line[start..end].to_owned())
-    };
     metrics
         .lines()
         .filter(|l| l.starts_with("flowproxy_backend_requests_total{"))
@@ -307,5 +323,16 @@ mod tests {
             counts[&("go-demo".to_owned(), "198.18.0.2:8080".to_owned())],
             12
         );
+    }
+
+    #[test]
+    fn a_port_all_of_whose_flows_went_fast_is_still_named() {
+        let text = "flowproxy_l4_fast_flows_total{service=\"db\",port=\"15432\"} 50\n\
+            flowproxy_l4_fast_flows_total{service=\"-\",port=\"15433\"} 3\n\
+            flowproxy_l4_service_connections_total{service=\"other\",port=\"16000\"} 2\n";
+        let names = l4_service_names(text);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert_eq!(names[&15432], "db");
+        assert!(l4_slow_connections(text).get(&15432).is_none());
     }
 }

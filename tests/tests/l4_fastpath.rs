@@ -356,6 +356,16 @@ fn short_connections_all_take_the_tc_fast_path_with_default_offloads() -> anyhow
     }
     let svc = service_stats(&lab)?;
     assert_eq!(svc["fast_flows"], 50, "{svc}");
+    // Named although no flow went slow (the name is not taken from the relay's counts).
+    assert_eq!(svc["service"], "db", "{svc}");
+    assert_eq!(svc["slow_flows"], 0, "{svc}");
+    let table = lab.proxy.stats_text()?;
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("db ") && l.contains(" 15432 ")),
+        "{table}"
+    );
     assert_eq!(metric(&lab, "flowproxy_l4_connections_total")?, 0);
     let global = &lab.l4_stats()?["global"];
     assert_eq!(global["rewrite_failed"], 0, "{global}");

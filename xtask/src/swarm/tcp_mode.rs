@@ -146,6 +146,10 @@ pub fn fast_pathed(node: &Node, proxy: &str) -> anyhow::Result<()> {
     let fast = service["fast_flows"].as_u64().unwrap_or(0);
     ensure!(fast > 0, "no flow took the fast path: {service}");
     ensure!(
+        service["service"] == SERVICE,
+        "the port is not named after its service: {service}"
+    );
+    ensure!(
         service["slow_not_attached"].as_u64() == Some(0),
         "slow flows without a reason: {service}"
     );
