@@ -203,8 +203,10 @@ pub struct RunArgs {
     /// Keep the pinned maps (and their counters) when stopping.
     #[arg(long, env = "KEEP_PINS")]
     pub keep_pins: bool,
-    /// XDP fast path for TCP-mode services: `auto` (native XDP where the driver has it,
-    /// generic otherwise), `native`, `generic`, or `off` (user-space relay only).
+    /// Kernel fast path for TCP-mode services: `auto` (per interface: native XDP on physical
+    /// NICs whose driver has it, TC on veths, bridges, vxlan and other virtual devices), `tc`,
+    /// `native` (alias `xdp`) and `generic` (both refused on virtual devices), or `off`
+    /// (user-space relay only).
     #[arg(long = "l4-fastpath", env = "L4_FASTPATH", value_enum, default_value_t = FastPathMode::Auto)]
     pub l4_fastpath: FastPathMode,
     /// The most TCP-mode flows the fast path holds at once; further flows take the

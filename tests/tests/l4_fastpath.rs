@@ -329,13 +329,24 @@ fn stream_intact(lab: &L4Lab, len: u64) -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_tuned_lab_still_forwards_with_generic_xdp() -> anyhow::Result<()> {
-    // The extra case: full checksums from the senders, which generic XDP needs.
-    let lab = L4Lab::start_tuned(&["--l4-fastpath", "generic"])?;
+fn forced_generic_xdp_is_refused_on_veths_and_the_tuned_lab_forwards_at_tc() -> anyhow::Result<()> {
+    // Even with the senders' offloads tuned for XDP, generic XDP on a veth is refused at start,
+    // naming the interface and the fix, rather than attached to stall whoever does not tune.
+    let refused = match L4Lab::start_tuned(&["--l4-fastpath", "generic"]) {
+        Ok(_) => bail!("--l4-fastpath generic on veths was accepted"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        refused.contains("--l4-fastpath generic: '") && refused.contains("' is a virtual device"),
+        "{refused}"
+    );
+    assert!(refused.contains("--l4-fastpath auto"), "{refused}");
+    // The extra case: the tuned lab with the default mode.
+    let lab = L4Lab::start_tuned(&[])?;
     let (client_if, _) = lab.interfaces.clone();
     assert_eq!(
         bpftool::hooks_on_index(lab.proxy.pid(), ifindex_in(&lab, &client_if)?)?,
-        ["tc-egress", "xdp"]
+        ["tc-egress", "tc-ingress"]
     );
     lab.configure(PORT, "")?;
     programmed(&lab)?;

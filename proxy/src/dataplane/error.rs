@@ -25,6 +25,15 @@ pub enum DataPlaneError {
         /// The interface.
         interface: String,
     },
+    /// `--l4-fastpath generic` on a virtual device, whose local senders leave TCP checksums
+    /// partial for offload: generic XDP rewrites them as if they were full, so flows stall.
+    #[error(
+        "--l4-fastpath generic: '{interface}' is a virtual device (veth, bridge, vxlan, ...); its local senders leave TCP checksums to offload (the default), which generic XDP cannot rewrite, so TCP-mode flows through it would stall. Use --l4-fastpath auto (the default) or tc, which run the fast path at TC on virtual devices"
+    )]
+    GenericXdpOnVirtual {
+        /// The interface.
+        interface: String,
+    },
     /// An interface whose frames are not Ethernet (a tun, wireguard or ipip device).
     #[error(
         "interface '{interface}' is not Ethernet-framed (link type {link_type}); the data plane reads Ethernet frames: leave it out of --interface"

@@ -131,14 +131,6 @@ impl DataPlane {
         let choices = placement::choose(mode, interface, physical)?;
         assign_slots(&mut self.maps, &[ifindex])?;
         let placed = self.attach_first(interface, &choices)?;
-        if mode == FastPathMode::Generic && !physical {
-            tracing::warn!(
-                interface,
-                "--l4-fastpath generic on a virtual device: flows from local senders whose TCP \
-                 checksum is left to offload (the default on veths) stall; auto or tc runs the \
-                 fast path at TC here"
-            );
-        }
         self.maps
             .iface_hooks
             .insert(ifindex, placed.hook(), 0)

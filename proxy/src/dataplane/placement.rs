@@ -55,7 +55,12 @@ pub fn choose(
                 interface: interface.to_owned(),
             });
         }
-        (FastPathMode::Generic, _) => vec![Placement::Xdp(XdpMode::Skb)],
+        (FastPathMode::Generic, true) => vec![Placement::Xdp(XdpMode::Skb)],
+        (FastPathMode::Generic, false) => {
+            return Err(DataPlaneError::GenericXdpOnVirtual {
+                interface: interface.to_owned(),
+            });
+        }
     })
 }
 
@@ -88,15 +93,24 @@ mod tests {
     }
 
     #[test]
+    fn forced_generic_xdp_is_refused_on_a_virtual_device_naming_it_and_the_fix() {
+        let text = choose(FastPathMode::Generic, "veth7", false)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("'veth7'"), "{text}");
+        assert!(text.contains("--l4-fastpath auto"), "{text}");
+        assert_eq!(
+            choose(FastPathMode::Generic, "eth0", true).unwrap(),
+            [Placement::Xdp(XdpMode::Skb)]
+        );
+    }
+
+    #[test]
     fn forced_modes_are_used_as_given() {
         for physical in [true, false] {
             assert_eq!(
                 choose(FastPathMode::Tc, "x", physical).unwrap(),
                 [Placement::Tc]
-            );
-            assert_eq!(
-                choose(FastPathMode::Generic, "x", physical).unwrap(),
-                [Placement::Xdp(XdpMode::Skb)]
             );
             assert_eq!(
                 choose(FastPathMode::Off, "x", physical).unwrap(),

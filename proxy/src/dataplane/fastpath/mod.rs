@@ -29,8 +29,8 @@ pub use sweep::SweepReport;
 pub enum FastPathMode {
     /// No fast path: every TCP-mode connection goes through the user-space relay.
     Off,
-    /// XDP in generic (skb) mode everywhere. Flows from local senders that leave TCP checksums
-    /// to offload (the default on veths) stall: prefer auto or tc.
+    /// XDP in generic (skb) mode: physical NICs only; refused on virtual devices, whose local
+    /// senders leave TCP checksums to offload (the default on veths), which it cannot rewrite.
     Generic,
     /// Native XDP (also `xdp`): physical NICs only; refused on virtual devices.
     #[value(alias = "xdp")]
