@@ -220,6 +220,10 @@ pub struct RunArgs {
         default_value_t = 30
     )]
     pub l4_drain_timeout: u64,
+    /// Test hook: the fast path's self-test at attach sees its probe with one bit flipped (as
+    /// if the kernel had corrupted it), so the interface falls back to the relay.
+    #[arg(long, env = "L4_SELF_TEST_FAULT", hide = true)]
+    pub l4_self_test_fault: bool,
     /// Seconds between sweeps of ended and idle fast-path flows.
     #[arg(long = "l4-sweep-interval", env = "L4_SWEEP_INTERVAL", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub l4_sweep_interval: u64,
@@ -235,6 +239,7 @@ impl RunArgs {
             mode: self.l4_fastpath,
             conntrack_size: self.conntrack_size,
             drain_timeout: Duration::from_secs(self.l4_drain_timeout),
+            self_test_fault: self.l4_self_test_fault,
         }
     }
 

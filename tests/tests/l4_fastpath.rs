@@ -422,3 +422,51 @@ fn interface_auto_attaches_where_clients_arrive_once_a_tcp_service_exists() -> a
     assert_eq!(svc["slow_flows"], 0, "{svc}");
     Ok(())
 }
+
+#[test]
+fn the_self_test_passes_on_each_interface_and_leaves_nothing_behind() -> anyhow::Result<()> {
+    let lab = L4Lab::start(&[])?;
+    let log = lab.proxy.log();
+    let (client_if, backend_if) = lab.interfaces.clone();
+    for dev in [&client_if, &backend_if] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("fast-path self-test passed") && l.contains(dev.as_str())),
+            "no passed self-test on {dev}:\n{log}"
+        );
+    }
+    // The probe's service, flow and counts are gone again.
+    let l4 = lab.l4_stats()?;
+    assert_eq!(l4["flows"], 0, "{l4}");
+    assert_eq!(l4["services"].as_array().map(Vec::len), Some(0), "{l4}");
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    for _ in 0..5 {
+        lab.who(PORT)?;
+    }
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 5, "{svc}");
+    Ok(())
+}
+
+#[test]
+fn a_failed_self_test_sends_the_interfaces_flows_to_the_relay_and_says_why() -> anyhow::Result<()> {
+    let lab = L4Lab::start(&["--l4-self-test-fault"])?;
+    let log = lab.proxy.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("fast-path self-test failed")
+            && l.contains("TCP checksum is wrong")),
+        "{log}"
+    );
+    lab.configure(PORT, "")?;
+    programmed(&lab)?;
+    for _ in 0..10 {
+        lab.who(PORT)?;
+    }
+    let svc = service_stats(&lab)?;
+    assert_eq!(svc["fast_flows"], 0, "{svc}");
+    assert_eq!(svc["slow_return_path"], 10, "{svc}");
+    assert_eq!(metric(&lab, "flowproxy_l4_connections_total")?, 10);
+    Ok(())
+}

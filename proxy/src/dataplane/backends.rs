@@ -75,10 +75,12 @@ pub fn sync(maps: &mut Maps, wanted: &[Backend], keep_stale: bool) -> Result<(),
             .filter_map(Result::ok)
             .map(|(k, v)| (k, v.slot))
             .collect();
-        slots::plan_slots(&existing, &keys, MAX_BACKENDS, |_| keep_stale).ok_or(
+        // The last slot is the self-test's probe replica's.
+        let max = MAX_BACKENDS - 1;
+        slots::plan_slots(&existing, &keys, max, |_| keep_stale).ok_or(
             DataPlaneError::OutOfSlots {
                 what: "backends",
-                max: MAX_BACKENDS,
+                max,
             },
         )?
     };

@@ -14,6 +14,7 @@ mod netif;
 mod pins;
 mod placement;
 mod routes;
+mod self_test;
 mod slots;
 mod stats;
 
@@ -137,6 +138,15 @@ impl DataPlane {
             .map_err(map_err(map_names::IFACE_HOOKS))?;
         if mode != FastPathMode::Off {
             fastpath::enable_forwarding(interface);
+            let fault = self.fast.settings().self_test_fault;
+            self_test::check_interface(
+                &self.ebpf,
+                &mut self.maps,
+                interface,
+                ifindex,
+                placed,
+                fault,
+            );
         }
         let tc: &mut SchedClassifier = program(&mut self.ebpf, TC_PROGRAM)?;
         tc.attach(interface, TcAttachType::Egress)

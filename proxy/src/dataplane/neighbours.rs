@@ -28,6 +28,29 @@ pub fn resolved_neighbours(arp: &str) -> BTreeSet<Ipv4Addr> {
         .collect()
 }
 
+/// The complete IPv4 neighbour entries of `device` in `/proc/net/arp` text, with their MACs.
+pub fn resolved_on(arp: &str, device: &str) -> Vec<(Ipv4Addr, [u8; 6])> {
+    arp.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let [ip, _, flags, hw, _, dev] = cols[..] else {
+                return None;
+            };
+            let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()?;
+            if dev != device || flags & 0x2 == 0 {
+                return None;
+            }
+            let mut mac = [0u8; 6];
+            let mut parts = hw.split(':');
+            for m in &mut mac {
+                *m = u8::from_str_radix(parts.next()?, 16).ok()?;
+            }
+            Some((ip.parse().ok()?, mac))
+        })
+        .collect()
+}
+
 /// Remembers which replicas were warmed up, and when.
 #[derive(Debug, Default)]
 pub struct Warmer {
@@ -73,5 +96,13 @@ mod tests {
         let resolved = resolved_neighbours(arp);
         assert!(resolved.contains(&Ipv4Addr::new(198, 18, 200, 11)));
         assert!(!resolved.contains(&Ipv4Addr::new(198, 18, 200, 12)));
+        assert_eq!(
+            resolved_on(arp, "eth0"),
+            [(
+                Ipv4Addr::new(198, 18, 200, 11),
+                [0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]
+            )]
+        );
+        assert!(resolved_on(arp, "eth1").is_empty());
     }
 }

@@ -24,6 +24,33 @@ pub fn link_type(name: &str) -> Option<u32> {
     Some(u32::from(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family }))
 }
 
+/// The device's MAC address, if it has one.
+pub fn mac_of(name: &str) -> Option<[u8; 6]> {
+    let mut req = ifreq(name)?;
+    ioctl(libc::SIOCGIFHWADDR, &mut req)?;
+    // Safety: SIOCGIFHWADDR filled the hardware-address member of the union.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (m, d) in mac.iter_mut().zip(data) {
+        *m = d as u8;
+    }
+    Some(mac)
+}
+
+/// The device's primary IPv4 address and prefix length, if it has one.
+pub fn ipv4_of(name: &str) -> Option<(std::net::Ipv4Addr, u8)> {
+    let read = |request| {
+        let mut req = ifreq(name)?;
+        ioctl(request, &mut req)?;
+        // Safety: both ioctls fill the address member with a sockaddr_in for AF_INET.
+        let sin: libc::sockaddr_in = unsafe { std::mem::transmute_copy(&req.ifr_ifru.ifru_addr) };
+        Some(u32::from_be(sin.sin_addr.s_addr))
+    };
+    let addr = read(libc::SIOCGIFADDR)?;
+    let mask = read(libc::SIOCGIFNETMASK)?;
+    Some((addr.into(), mask.leading_ones() as u8))
+}
+
 /// True when the programs can parse the device's frames: they read Ethernet headers.
 pub fn is_ethernet(name: &str) -> bool {
     link_type(name) == Some(ARPHRD_ETHER)
@@ -165,6 +192,12 @@ mod tests {
         assert!(!is_ethernet("lo"));
         assert_eq!(link_type("lo"), Some(772));
         assert!(!up_ethernet_interfaces().iter().any(|i| i == "lo"));
+    }
+
+    #[test]
+    fn loopback_has_its_address() {
+        assert_eq!(ipv4_of("lo"), Some((std::net::Ipv4Addr::LOCALHOST, 8)));
+        assert_eq!(ipv4_of("flowproxy-nope0"), None);
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct FastPathSettings {
     pub conntrack_size: u32,
     /// `--l4-drain-timeout`: how long flows to a removed replica keep going.
     pub drain_timeout: Duration,
+    /// Test hook: the attach-time self-test judges its probe with one bit flipped.
+    pub self_test_fault: bool,
 }
 
 impl FastPathSettings {

@@ -41,12 +41,13 @@ pub fn sync(
         maps.l4_services.iter().filter_map(Result::ok).collect();
     let keys: Vec<ServiceKey> = wanted.iter().map(L4Service::key).collect();
     let slots_now: BTreeMap<ServiceKey, u32> = existing.iter().map(|(k, e)| (*k, e.slot)).collect();
-    let plan = slots::plan_slots(&slots_now, &keys, MAX_L4_SERVICES, |_| false).ok_or(
-        DataPlaneError::OutOfSlots {
+    // The last slot is the self-test's probe's.
+    let max = MAX_L4_SERVICES - 1;
+    let plan =
+        slots::plan_slots(&slots_now, &keys, max, |_| false).ok_or(DataPlaneError::OutOfSlots {
             what: "TCP-mode services",
-            max: MAX_L4_SERVICES,
-        },
-    )?;
+            max,
+        })?;
     slots::zero_slots(
         &mut maps.l4_service_stats,
         map_names::L4_SERVICE_STATS,
