@@ -217,26 +217,8 @@ impl L4Lab {
                 ],
             )?;
         }
-        let mut proxy = Flowproxy::new().in_host(&proxy_host);
-        if let Some(bin) = bin {
-            proxy = proxy.binary(bin);
-        }
-        proxy = match attach {
-            Attach::Both => proxy.interface(&p_client).interface(&p_back),
-            Attach::BackendSideOnly => proxy.interface(&p_back),
-            Attach::Auto => proxy.interface("auto"),
-        };
-        let mut proxy = proxy
-            .arg("--http-addr")
-            .arg("0.0.0.0:0")
-            .arg("--dns-server")
-            .arg(dns.addr().to_string())
-            .arg("--dns-refresh")
-            .arg("1");
-        for a in args {
-            proxy = proxy.arg(*a);
-        }
-        let proxy = proxy.start()?;
+        let interfaces = (p_client, p_back);
+        let proxy = proxy_command(&proxy_host, bin, attach, &interfaces, &dns, args).start()?;
         Ok(Self {
             proxy,
             dns,
@@ -244,8 +226,28 @@ impl L4Lab {
             client,
             proxy_host,
             _lan: lan,
-            interfaces: (p_client, p_back),
+            interfaces,
         })
+    }
+
+    /// Stops flowproxy and starts a new one in the proxy host, on both interfaces, with `args`
+    /// (running `bin` when given); its services start empty.
+    pub fn restart_proxy(
+        &mut self,
+        bin: Option<&std::path::Path>,
+        args: &[&str],
+    ) -> anyhow::Result<()> {
+        self.proxy.terminate()?;
+        let proxy = proxy_command(
+            &self.proxy_host,
+            bin,
+            Attach::Both,
+            &self.interfaces,
+            &self.dns,
+            args,
+        );
+        self.proxy = proxy.start()?;
+        Ok(())
     }
 
     /// Configures the TCP-mode service `db` on `port`.
@@ -286,6 +288,37 @@ impl L4Lab {
     pub fn l4_stats(&self) -> anyhow::Result<serde_json::Value> {
         Ok(self.proxy.stats_json()?["l4"].clone())
     }
+}
+
+/// flowproxy for the proxy host: the interfaces `attach` says, the lab's DNS, then `args`.
+fn proxy_command(
+    proxy_host: &Host,
+    bin: Option<&std::path::Path>,
+    attach: Attach,
+    (p_client, p_back): &(String, String),
+    dns: &Dns,
+    args: &[&str],
+) -> Flowproxy {
+    let mut proxy = Flowproxy::new().in_host(proxy_host);
+    if let Some(bin) = bin {
+        proxy = proxy.binary(bin);
+    }
+    proxy = match attach {
+        Attach::Both => proxy.interface(p_client).interface(p_back),
+        Attach::BackendSideOnly => proxy.interface(p_back),
+        Attach::Auto => proxy.interface("auto"),
+    };
+    let mut proxy = proxy
+        .arg("--http-addr")
+        .arg("0.0.0.0:0")
+        .arg("--dns-server")
+        .arg(dns.addr().to_string())
+        .arg("--dns-refresh")
+        .arg("1");
+    for a in args {
+        proxy = proxy.arg(*a);
+    }
+    proxy
 }
 
 /// The bytes a `S` request streams: a xorshift64 sequence, so both ends can make it.

@@ -1,12 +1,14 @@
-//! The benchmark's topology, the same for every contender: the backend (nginx `return 200`, and
-//! an iperf3 server) runs in a network namespace joined to the root namespace by a veth pair,
+//! The benchmark's HTTP topology, the same for every contender: the backend (nginx `return 200`)
+//! runs in a network namespace joined to the root namespace by a veth pair,
 //! so proxy-to-backend traffic crosses the interface flowproxy's counting programs attach to.
 //! Clients and proxies run in the root namespace on loopback.
 //!
 //! ```text
-//!  core 0: wrk / iperf3 -c ──lo──> core 1: proxy ──veth──> core 1: [netns] nginx :8080, iperf3 :5201
+//!  core 0: wrk ──lo──> core 1: proxy ──veth──> core 1: [netns] nginx :8080
 //!          (direct: straight over the veth)
 //! ```
+//!
+//! Scenario 4 (TCP) runs on a lab of its own (`scenarios::fastpath`).
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -23,14 +25,11 @@ use super::{
 
 /// The backend's HTTP port, inside its namespace.
 const HTTP_PORT: u16 = 8080;
-/// The iperf3 server's port, inside the namespace.
-const TCP_PORT: u16 = 5201;
 
 /// The backend host and its servers; everything is removed on drop (servers first).
 #[derive(Debug)]
 pub struct Lab {
     _nginx: Pinned,
-    _iperf: Pinned,
     /// The veth pair; `link.root_if` is where flowproxy attaches.
     pub link: Link,
     _host: Host,
@@ -42,8 +41,6 @@ pub struct Lab {
     flowproxy_help: String,
     /// nginx `return 200`, seen from the root namespace.
     pub backend_http: SocketAddr,
-    /// The iperf3 server, seen from the root namespace.
-    pub backend_tcp: SocketAddr,
 }
 
 impl Lab {
@@ -58,7 +55,6 @@ impl Lab {
         let host = Host::new("backend")?;
         let link = host.link_to_root()?;
         let backend_http = SocketAddr::from((link.host_addr, HTTP_PORT));
-        let backend_tcp = SocketAddr::from((link.host_addr, TCP_PORT));
 
         let conf = work.join("backend-nginx.conf");
         std::fs::write(&conf, nginx::backend_config(work.path(), HTTP_PORT))?;
@@ -71,27 +67,14 @@ impl Lab {
             .wait_for_port(backend_http)
             .context("starting the nginx backend")?;
 
-        let port = TCP_PORT.to_string();
-        let addr = link.host_addr.to_string();
-        let iperf_argv = [
-            "ip", "netns", "exec", &host.name, "iperf3", "-s", "-B", &addr, "-p", &port,
-        ];
-        let mut iperf =
-            Pinned::spawn("backend-iperf3", SERVER_CORE, &iperf_argv, &[], work.path())?;
-        iperf
-            .wait_for_port(backend_tcp)
-            .context("starting the iperf3 server")?;
-
         Ok(Self {
             _nginx: nginx,
-            _iperf: iperf,
             link,
             _host: host,
             work,
             flowproxy_bin: flowproxy_bin.to_owned(),
             flowproxy_help,
             backend_http,
-            backend_tcp,
         })
     }
 }

@@ -90,15 +90,6 @@ pub fn reconfigure_query(name: &str, path: &str, backend: SocketAddr, extra: &st
     )
 }
 
-/// The reconfigure call for a TCP-mode service listening on `src_port` (flowproxy's HTTP address).
-pub fn tcp_query(name: &str, src_port: u16, backend: SocketAddr) -> String {
-    format!(
-        "/v1/docker-flow-proxy/reconfigure?serviceName={name}&reqMode=tcp&srcPort={src_port}&port={}&outboundHostname={}",
-        backend.port(),
-        backend.ip()
-    )
-}
-
 /// Sends one reconfigure call and fails unless it is accepted.
 pub fn reconfigure(api: &mut Conn, query: &str) -> anyhow::Result<()> {
     let answer = api.get(query)?;
