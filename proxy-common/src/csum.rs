@@ -22,6 +22,28 @@ pub const fn replace32(check: u16, old: [u8; 4], new: [u8; 4]) -> u16 {
     !fold(sum)
 }
 
+/// The checksum `check` after a 128-bit field (an IPv6 address) changed from `old` to `new`:
+/// the same rule with `m` and `m'` the folded sums of the field's eight words.
+#[inline(always)]
+pub const fn replace128(check: u16, old: &[u8; 16], new: &[u8; 16]) -> u16 {
+    let sum = (!check as u32) + (!fold(words_sum(old)) as u32) + fold(words_sum(new)) as u32;
+    !fold(sum)
+}
+
+/// The plain sum of the eight 16-bit words of `a` (at most 8 × 0xffff, no overflow).
+// Not inlined: inlined four times, LLVM hoists all 64 byte loads first and the BPF stack
+// cannot hold their spills. A call takes a pointer, so `a` is read where it lies.
+#[inline(never)]
+const fn words_sum(a: &[u8; 16]) -> u32 {
+    let mut sum = 0u32;
+    let mut i = 0;
+    while i < 16 {
+        sum += u16::from_be_bytes([a[i], a[i + 1]]) as u32;
+        i += 2;
+    }
+    sum
+}
+
 /// Folds a 32-bit one's-complement sum into 16 bits.
 #[inline(always)]
 const fn fold(mut sum: u32) -> u16 {

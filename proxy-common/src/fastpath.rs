@@ -180,11 +180,14 @@ pub struct ServiceCounters {
     /// same fast-path program as the client's: not attached there, or XDP on one side and TC
     /// on the other (an XDP frame cannot be redirected into any device).
     pub slow_return_path: u64,
+    /// SYNs passed on because the chosen replica's address family differs from the client's
+    /// (an IPv6 client and an IPv4 replica, or the reverse): the relay bridges the two.
+    pub slow_other_family: u64,
 }
 
 impl ServiceCounters {
     /// Every slow-path reason the programs count, by the name metrics and JSON give it.
-    pub const fn slow_reasons(&self) -> [(&'static str, u64); 6] {
+    pub const fn slow_reasons(&self) -> [(&'static str, u64); 7] {
         [
             ("conntrack_full", self.slow_conntrack_full),
             ("no_port", self.slow_no_port),
@@ -192,6 +195,7 @@ impl ServiceCounters {
             ("no_replica", self.slow_no_replica),
             ("no_neighbour", self.slow_no_neighbour),
             ("return_path", self.slow_return_path),
+            ("other_family", self.slow_other_family),
         ]
     }
 
@@ -218,6 +222,7 @@ impl crate::Counters for ServiceCounters {
         self.slow_no_neighbour = self.slow_no_neighbour.wrapping_add(o.slow_no_neighbour);
         self.neighbour_misses = self.neighbour_misses.wrapping_add(o.neighbour_misses);
         self.slow_return_path = self.slow_return_path.wrapping_add(o.slow_return_path);
+        self.slow_other_family = self.slow_other_family.wrapping_add(o.slow_other_family);
     }
 }
 
@@ -226,7 +231,8 @@ impl crate::Counters for ServiceCounters {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "user", derive(serde::Serialize))]
 pub struct GlobalCounters {
-    /// IPv6 packets passed to the stack untouched (the fast path is IPv4 only for now).
+    /// IPv6 packets with an extension header before TCP, which the fast path does not parse,
+    /// passed to the stack untouched.
     pub ipv6_passed: u64,
     /// Packets rewritten by a conntrack entry.
     pub translated: u64,
@@ -257,13 +263,36 @@ pub const fn v4_of(a: &[u8; 16]) -> [u8; 4] {
     [a[12], a[13], a[14], a[15]]
 }
 
+/// Whether a key address is IPv4-mapped (`::ffff:a.b.c.d`).
+pub const fn is_v4_mapped(a: &[u8; 16]) -> bool {
+    let mut i = 0;
+    while i < 10 {
+        if a[i] != 0 {
+            return false;
+        }
+        i += 1;
+    }
+    a[10] == 0xff && a[11] == 0xff
+}
+
 /// Hash of a flow's tuple, used to pick its Maglev ring position: the same tuple always lands
-/// on the same position. A murmur3-style mix of the IPv4 addresses and ports.
+/// on the same position. A murmur3-style mix of both addresses (all 16 bytes, so IPv4-mapped
+/// and IPv6 alike) and the ports.
 #[inline(always)]
-pub const fn flow_hash(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16) -> u32 {
+pub const fn flow_hash(src: &[u8; 16], dst: &[u8; 16], sport: u16, dport: u16) -> u32 {
     let mut h: u32 = 0x9747_b28c;
-    h = mix(h, u32::from_be_bytes(src));
-    h = mix(h, u32::from_be_bytes(dst));
+    let mut i = 0;
+    while i < 16 {
+        h = mix(
+            h,
+            u32::from_be_bytes([src[i], src[i + 1], src[i + 2], src[i + 3]]),
+        );
+        h = mix(
+            h,
+            u32::from_be_bytes([dst[i], dst[i + 1], dst[i + 2], dst[i + 3]]),
+        );
+        i += 4;
+    }
     h = mix(h, ((sport as u32) << 16) | dport as u32);
     // Final avalanche (murmur3's fmix32).
     h ^= h >> 16;

@@ -10,10 +10,11 @@ extern crate std;
 pub mod csum;
 pub mod fastpath;
 pub mod nat;
+pub mod nat6;
 
 /// Version of the map layouts below. Bump it whenever a key or value changes shape, so that a
 /// restart over old pins can tell that they must be replaced rather than reused.
-pub const MAP_LAYOUT_VERSION: u32 = 4;
+pub const MAP_LAYOUT_VERSION: u32 = 5;
 
 /// Directory under the BPF filesystem where flowproxy pins its maps unless told otherwise.
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/flowproxy";
@@ -82,6 +83,15 @@ impl BackendKey {
             addr: [
                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, addr[0], addr[1], addr[2], addr[3],
             ],
+            port,
+            _pad: [0; 2],
+        }
+    }
+
+    /// The key of `addr` in key form (IPv6, or IPv4-mapped; network byte order) and `port`.
+    pub const fn new(addr: [u8; 16], port: u16) -> Self {
+        Self {
+            addr,
             port,
             _pad: [0; 2],
         }
@@ -208,7 +218,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<FlowKey>(), 40);
         assert_eq!(core::mem::size_of::<Flow>(), 56);
         assert_eq!(core::mem::size_of::<FastPathConfig>(), 4);
-        assert_eq!(core::mem::size_of::<ServiceCounters>(), 64);
+        assert_eq!(core::mem::size_of::<ServiceCounters>(), 72);
         assert_eq!(core::mem::size_of::<GlobalCounters>(), 32);
     }
 
@@ -229,19 +239,36 @@ mod tests {
 
     #[test]
     fn flow_hash_spreads_neighbouring_ports() {
-        use fastpath::flow_hash;
+        use fastpath::{flow_hash, v4_mapped};
         // 3000 consecutive client ports over 3 buckets: each near a third.
         let mut buckets = [0u32; 3];
         for port in 40000..43000u16 {
-            buckets[(flow_hash([10, 0, 0, 1], [10, 0, 0, 2], port, 5432) % 3) as usize] += 1;
+            buckets[(flow_hash(
+                &v4_mapped([10, 0, 0, 1]),
+                &v4_mapped([10, 0, 0, 2]),
+                port,
+                5432,
+            ) % 3) as usize] += 1;
         }
         for b in buckets {
             assert!((900..1100).contains(&b), "{buckets:?}");
         }
         assert_eq!(
-            flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2),
-            flow_hash([1, 2, 3, 4], [5, 6, 7, 8], 1, 2)
+            flow_hash(&v4_mapped([1, 2, 3, 4]), &v4_mapped([5, 6, 7, 8]), 1, 2),
+            flow_hash(&v4_mapped([1, 2, 3, 4]), &v4_mapped([5, 6, 7, 8]), 1, 2)
         );
+    }
+
+    #[test]
+    fn flow_hash_tells_ipv6_hosts_apart_and_knows_mapped_addresses() {
+        use fastpath::{flow_hash, is_v4_mapped, v4_mapped};
+        let a = [0x20, 1, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        let mut b = a;
+        b[15] = 2;
+        assert_ne!(flow_hash(&a, &b, 1, 2), flow_hash(&b, &a, 1, 2));
+        assert!(is_v4_mapped(&v4_mapped([198, 18, 0, 1])));
+        assert!(!is_v4_mapped(&a));
+        assert!(!is_v4_mapped(&[0; 16]));
     }
 
     #[test]

@@ -3,7 +3,7 @@ use proxy_common::BackendKey;
 
 use crate::{
     maps::{BACKEND_STATS, BACKENDS},
-    packet::{Packet, TCP_ACK, TCP_RST, TCP_SYN, parse_tcp4},
+    packet::{Packet, TCP_ACK, TCP_RST, TCP_SYN, parse_tcp},
 };
 
 /// Which way a segment travels relative to the backend.
@@ -16,13 +16,13 @@ pub enum Direction {
 }
 
 /// Counts `p` for the backend it comes from or goes to, if that backend is being counted.
-#[inline(always)]
+// A call of its own: the parsed addresses stay out of the fast path's frames.
+#[inline(never)]
 pub fn count<P: Packet>(p: &P, direction: Direction) -> Option<()> {
-    let tcp = parse_tcp4(p)?;
-    let key = match direction {
-        Direction::FromBackend => BackendKey::v4(tcp.saddr, tcp.sport),
-        Direction::ToBackend => BackendKey::v4(tcp.daddr, tcp.dport),
-    };
+    let tcp = parse_tcp(p)?;
+    let from_backend = direction == Direction::FromBackend;
+    let mut key = BackendKey::new([0; 16], tcp.port(p, from_backend)?);
+    tcp.addr(p, from_backend, &mut key.addr)?;
     // Safety: user space writes whole values; a racing update only changes which slot counts.
     let slot = unsafe { BACKENDS.get(&key) }?.slot;
     let counters = BACKEND_STATS.get_ptr_mut(slot)?;

@@ -15,11 +15,14 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use proxy_common::{
+    BackendKey,
     fastpath::{
         FLOW_FIN, FLOW_FORWARD, FLOW_RST, FLOW_SEEN, Flow, FlowKey, GlobalCounters, PROTO_TCP,
-        ServiceCounters, ServiceKey, budget, flow_hash, hook, v4_mapped, v4_of,
+        ServiceCounters, ServiceEntry, ServiceKey, budget, flow_hash, hook, is_v4_mapped,
+        v4_mapped, v4_of,
     },
     nat::Tuple4,
+    nat6::Tuple6,
 };
 
 use crate::{
@@ -32,6 +35,7 @@ use crate::{
 
 const TCP_FIN: u8 = 0x01;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 /// Source ports tried towards a replica before giving the flow to the slow path.
 const PORT_PROBES: u32 = 16;
 /// `last_seen_ns` is refreshed at most this often, to keep CPUs from bouncing its cache line.
@@ -69,12 +73,25 @@ impl Hook for TcContext {
     const KIND: u32 = hook::TC;
 }
 
-/// The conntrack key of an arriving segment.
+/// The conntrack key of an arriving IPv4 segment.
 #[inline(always)]
-fn key_of(t: &Tuple4) -> FlowKey {
+pub fn key_of(t: &Tuple4) -> FlowKey {
     FlowKey {
         src: v4_mapped(t.saddr),
         dst: v4_mapped(t.daddr),
+        sport: t.sport,
+        dport: t.dport,
+        proto: PROTO_TCP,
+        _pad: [0; 3],
+    }
+}
+
+/// The conntrack key of an arriving IPv6 segment.
+#[inline(always)]
+pub fn key_of6(t: &Tuple6) -> FlowKey {
+    FlowKey {
+        src: t.saddr,
+        dst: t.daddr,
         sport: t.sport,
         dport: t.dport,
         proto: PROTO_TCP,
@@ -87,11 +104,10 @@ fn key_of(t: &Tuple4) -> FlowKey {
 // A call of its own (bpf-to-bpf), as is the hooks' rewrite: the verifier adds up the frames
 // of a call chain, and setting a flow up and rewriting a packet never need theirs at once.
 #[inline(never)]
-pub fn flow_for<H: Hook>(ctx: &H, tuple: &Tuple4, tcp_flags: u8) -> Option<*mut Flow> {
-    let key = key_of(tuple);
-    match CONNTRACK.get_ptr_mut(&key) {
+pub fn flow_for<H: Hook>(ctx: &H, key: &FlowKey, tcp_flags: u8) -> Option<*mut Flow> {
+    match CONNTRACK.get_ptr_mut(key) {
         Some(flow) => Some(flow),
-        None if tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => new_flow(ctx, &key),
+        None if tcp_flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => new_flow(ctx, key),
         None => None,
     }
 }
@@ -127,24 +143,30 @@ fn new_flow<H: Hook>(ctx: &H, key: &FlowKey) -> Option<*mut Flow> {
         count(svc.slot, |c| c.slow_conntrack_full += 1);
         return None;
     }
-    let (src, dst) = (v4_of(&key.src), v4_of(&key.dst));
-    let h = flow_hash(src, dst, key.sport, key.dport) % svc.ring_size;
+    let h = flow_hash(&key.src, &key.dst, key.sport, key.dport) % svc.ring_size;
     let slot = *MAGLEV.get(svc.ring_index(h))?;
     if slot == 0 {
         count(svc.slot, |c| c.slow_no_replica += 1);
         return None;
     }
     let real = *REALS.get(slot - 1)?;
-    let (snat, egress) = match source_towards(ctx, v4_of(&real.addr)) {
-        Route::Ready(snat, egress) => (snat, egress),
-        Route::NoNeighbour(snat, egress) if H::RESOLVES_NEIGHBOURS => (snat, egress),
-        Route::NoNeighbour(..) => {
+    // The rewrite keeps the header's family: an IPv6 client to an IPv4 replica (or the
+    // reverse) is the relay's to bridge.
+    if is_v4_mapped(&real.addr) != is_v4_mapped(&key.dst) {
+        count(svc.slot, |c| c.slow_other_family += 1);
+        return None;
+    }
+    let mut snat = [0u8; 16];
+    let egress = match unpack(source_towards(ctx, &real.addr, &mut snat)) {
+        (Route::Ready, egress) => egress,
+        (Route::NoNeighbour, egress) if H::RESOLVES_NEIGHBOURS => egress,
+        (Route::NoNeighbour, _) => {
             // The stack would drop a rewritten frame from our own address as a martian, so the
             // flow goes to the slow path, whose connection makes the kernel resolve it.
             count(svc.slot, |c| c.slow_no_neighbour += 1);
             return None;
         }
-        Route::None => {
+        (Route::None, _) => {
             count(svc.slot, |c| c.slow_no_route += 1);
             return None;
         }
@@ -156,6 +178,19 @@ fn new_flow<H: Hook>(ctx: &H, key: &FlowKey) -> Option<*mut Flow> {
         count(svc.slot, |c| c.slow_return_path += 1);
         return None;
     }
+    install(key, &real, &snat, &svc)
+}
+
+/// Makes the flow's two conntrack entries: the reply's under a free source port towards the
+/// replica, then the forward one. `None` (counted) when no port is free.
+// A call of its own, after `source_towards` returned: their frames are never needed at once.
+#[inline(never)]
+fn install(
+    key: &FlowKey,
+    real: &BackendKey,
+    snat: &[u8; 16],
+    svc: &ServiceEntry,
+) -> Option<*mut Flow> {
     let config = *L4_CONFIG.get(0)?;
     if config.port_count == 0 {
         count(svc.slot, |c| c.slow_no_port += 1);
@@ -177,7 +212,7 @@ fn new_flow<H: Hook>(ctx: &H, key: &FlowKey) -> Option<*mut Flow> {
     };
     let mut rev = FlowKey {
         src: real.addr,
-        dst: v4_mapped(snat),
+        dst: *snat,
         sport: real.port,
         dport: 0,
         proto: PROTO_TCP,
@@ -209,6 +244,7 @@ fn new_flow<H: Hook>(ctx: &H, key: &FlowKey) -> Option<*mut Flow> {
     }
     // Safety: as above. The BPF target has no `AtomicU64::fetch_add`; the intrinsic lowers to
     // the BPF atomic add instruction.
+    let created = FLOW_BUDGET.get_ptr_mut(budget::CREATED)?;
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(created, 1) };
     count(svc.slot, |c| c.fast_flows += 1);
     CONNTRACK.get_ptr_mut(key)
@@ -253,31 +289,39 @@ pub fn update(flow: *mut Flow, tcp_flags: u8) -> Flow {
 }
 
 /// Where a rewritten packet goes next.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 pub enum Egress {
-    /// Out of `ifindex` with these link-layer addresses.
-    Ready {
-        /// The interface.
-        ifindex: u32,
-        /// The next hop's MAC.
-        dmac: [u8; 6],
-        /// The interface's MAC.
-        smac: [u8; 6],
-    },
-    /// Out of `ifindex`, whose next hop is not resolved yet.
-    NoNeighbour {
-        /// The interface.
-        ifindex: u32,
-    },
+    /// Out of the hop's interface, to its MAC.
+    Ready = 0,
+    /// Out of the hop's interface, whose next hop is not resolved yet (MACs unset).
+    NoNeighbour = 1,
     /// Not routable by the fast path: hand it to the stack.
-    Stack,
+    Stack = 2,
 }
 
-/// Looks up how to send a packet from `src` to `dst` (the kernel's FIB and neighbour table).
-#[inline(always)]
-pub fn egress<H: Hook>(ctx: &H, src: [u8; 4], dst: [u8; 4]) -> Egress {
+/// The next hop of a rewritten packet, filled by [`egress`].
+#[derive(Clone, Copy, Default)]
+pub struct Hop {
+    /// The interface.
+    pub ifindex: u32,
+    /// The next hop's MAC.
+    pub dmac: [u8; 6],
+    /// The interface's MAC.
+    pub smac: [u8; 6],
+}
+
+/// Looks up how to send a packet from `src` to `dst` (the kernel's FIB and neighbour table)
+/// into `hop`. Addresses in key form: IPv4-mapped ones are looked up as IPv4.
+// A call of its own with an out parameter: the lookup's 64 bytes stay out of the callers'
+// frames (a BPF call returns one register).
+#[inline(never)]
+pub fn egress<H: Hook>(ctx: &H, src: &[u8; 16], dst: &[u8; 16], hop: &mut Hop) -> Egress {
+    // Safety: bpf_fib_lookup is plain data; all zero is its "unset" state.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
     // tot_len 0: the MTU is the kernel's business (a TC skb may be a GSO train).
-    let mut params = lookup_params(ctx, dst, 0);
-    params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(src);
+    lookup_params(ctx, dst, &mut params);
+    set_source(&mut params, src);
     // Safety: `params` is a valid, fully initialised struct of the size passed.
     let rc = unsafe {
         fib_lookup(
@@ -287,15 +331,14 @@ pub fn egress<H: Hook>(ctx: &H, src: [u8; 4], dst: [u8; 4]) -> Egress {
             0,
         )
     };
+    hop.ifindex = params.ifindex;
     match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => Egress::Ready {
-            ifindex: params.ifindex,
-            dmac: params.dmac,
-            smac: params.smac,
-        },
-        BPF_FIB_LKUP_RET_NO_NEIGH => Egress::NoNeighbour {
-            ifindex: params.ifindex,
-        },
+        BPF_FIB_LKUP_RET_SUCCESS => {
+            hop.dmac = params.dmac;
+            hop.smac = params.smac;
+            Egress::Ready
+        }
+        BPF_FIB_LKUP_RET_NO_NEIGH => Egress::NoNeighbour,
         _ => Egress::Stack,
     }
 }
@@ -307,21 +350,30 @@ fn runs<H: Hook>(ifindex: u32) -> bool {
     unsafe { IFACE_HOOKS.get(&ifindex) }.copied() == Some(H::KIND)
 }
 
-/// What the kernel's FIB says about a destination.
+/// What the kernel's FIB says about a destination (the source address goes to an out
+/// parameter: a BPF call returns one register).
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 enum Route {
-    /// Routable and its neighbour known: the local source address to use, and the interface.
-    Ready([u8; 4], u32),
-    /// Routable, but the neighbour (ARP) is not resolved; source and interface are known.
-    NoNeighbour([u8; 4], u32),
+    /// Routable and its neighbour known.
+    Ready = 0,
+    /// Routable, but the neighbour (ARP or ND) is not resolved; source and interface are known.
+    NoNeighbour = 1,
     /// Not routable from here.
-    None,
+    None = 2,
 }
 
-/// The local address the kernel would use towards `dst`, if it can send there now.
-#[inline(always)]
-fn source_towards<H: Hook>(ctx: &H, dst: [u8; 4]) -> Route {
-    let mut params = lookup_params(ctx, dst, 0);
-    // Safety: as in `translate`.
+/// The local address the kernel would use towards `dst` (into `src`, key form) and the
+/// interface, as `(route, ifindex)` packed into one register.
+// A call of its own: the lookup's parameters would otherwise sit in `flow_for`'s frame, which
+// is near the stack limit already.
+#[inline(never)]
+fn source_towards<H: Hook>(ctx: &H, dst: &[u8; 16], src: &mut [u8; 16]) -> u64 {
+    let none = (Route::None as u64) << 32;
+    // Safety: as in `egress`.
+    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
+    lookup_params(ctx, dst, &mut params);
+    // Safety: as in `egress`.
     let rc = unsafe {
         fib_lookup(
             ctx.as_ptr(),
@@ -330,40 +382,80 @@ fn source_towards<H: Hook>(ctx: &H, dst: [u8; 4]) -> Route {
             BPF_FIB_LOOKUP_SRC,
         )
     };
-    match rc as u32 {
-        BPF_FIB_LKUP_RET_SUCCESS => {
-            // Safety: the kernel filled ipv4_src (BPF_FIB_LOOKUP_SRC).
-            let src = unsafe { params.__bindgen_anon_3.ipv4_src };
-            if src == 0 {
-                Route::None
-            } else {
-                Route::Ready(src.to_ne_bytes(), params.ifindex)
-            }
-        }
-        // The kernel fills the source before it looks for the neighbour.
-        BPF_FIB_LKUP_RET_NO_NEIGH => {
-            // Safety: as above.
-            let src = unsafe { params.__bindgen_anon_3.ipv4_src };
-            if src == 0 {
-                Route::None
-            } else {
-                Route::NoNeighbour(src.to_ne_bytes(), params.ifindex)
-            }
-        }
-        _ => Route::None,
+    // The kernel fills the source before it looks for the neighbour.
+    let route = match rc as u32 {
+        BPF_FIB_LKUP_RET_SUCCESS => Route::Ready,
+        BPF_FIB_LKUP_RET_NO_NEIGH => Route::NoNeighbour,
+        _ => return none,
+    };
+    *src = source_of(&params);
+    if *src == [0; 16] || *src == v4_mapped([0; 4]) {
+        return none;
     }
+    ((route as u64) << 32) | params.ifindex as u64
+}
+
+/// Splits what [`source_towards`] packed.
+#[inline(always)]
+fn unpack(packed: u64) -> (Route, u32) {
+    let route = match packed >> 32 {
+        0 => Route::Ready,
+        1 => Route::NoNeighbour,
+        _ => Route::None,
+    };
+    (route, packed as u32)
 }
 
 #[inline(always)]
-fn lookup_params<H: Hook>(ctx: &H, dst: [u8; 4], tot_len: u16) -> bpf_fib_lookup {
-    // Safety: bpf_fib_lookup is plain data; all zero is its "unset" state.
-    let mut params: bpf_fib_lookup = unsafe { core::mem::zeroed() };
-    params.family = AF_INET;
+fn lookup_params<H: Hook>(ctx: &H, dst: &[u8; 16], params: &mut bpf_fib_lookup) {
     params.l4_protocol = PROTO_TCP;
-    params.__bindgen_anon_1.tot_len = tot_len;
-    params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(dst);
+    if is_v4_mapped(dst) {
+        params.family = AF_INET;
+        params.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(v4_of(dst));
+    } else {
+        params.family = AF_INET6;
+        params.__bindgen_anon_4.ipv6_dst = words(dst);
+    }
     params.ifindex = ctx.ingress_ifindex();
-    params
+}
+
+#[inline(always)]
+fn set_source(params: &mut bpf_fib_lookup, src: &[u8; 16]) {
+    if params.family == AF_INET {
+        params.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(v4_of(src));
+    } else {
+        params.__bindgen_anon_3.ipv6_src = words(src);
+    }
+}
+
+/// The source address the kernel filled in (`BPF_FIB_LOOKUP_SRC`), in key form.
+#[inline(always)]
+fn source_of(params: &bpf_fib_lookup) -> [u8; 16] {
+    // Safety: the union member of the family asked for is the one the kernel wrote.
+    unsafe {
+        if params.family == AF_INET {
+            v4_mapped(params.__bindgen_anon_3.ipv4_src.to_ne_bytes())
+        } else {
+            let w = params.__bindgen_anon_3.ipv6_src;
+            let mut a = [0u8; 16];
+            a[..4].copy_from_slice(&w[0].to_ne_bytes());
+            a[4..8].copy_from_slice(&w[1].to_ne_bytes());
+            a[8..12].copy_from_slice(&w[2].to_ne_bytes());
+            a[12..].copy_from_slice(&w[3].to_ne_bytes());
+            a
+        }
+    }
+}
+
+/// An IPv6 address as the FIB's four words (each in network byte order in memory).
+#[inline(always)]
+fn words(a: &[u8; 16]) -> [u32; 4] {
+    [
+        u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
+        u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
+        u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
+        u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
+    ]
 }
 
 #[inline(always)]

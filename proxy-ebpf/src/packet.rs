@@ -4,6 +4,8 @@ use aya_ebpf::programs::{TcContext, XdpContext};
 
 /// EtherType of IPv4, as it appears on the wire.
 const ETH_P_IP: [u8; 2] = [0x08, 0x00];
+/// EtherType of IPv6.
+const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 /// IP protocol number of TCP.
 const IPPROTO_TCP: u8 = 6;
 const ETH_HLEN: usize = 14;
@@ -53,25 +55,62 @@ impl Packet for TcContext {
     }
 }
 
-/// The parts of an IPv4/TCP segment the counters need.
-pub struct Tcp4 {
-    /// Source address, network byte order.
-    pub saddr: [u8; 4],
-    /// Destination address, network byte order.
-    pub daddr: [u8; 4],
-    /// Source port, host byte order.
-    pub sport: u16,
-    /// Destination port, host byte order.
-    pub dport: u16,
+/// Where the parts of a TCP segment the counters need lie in the packet: the counters read
+/// only the one address they key on, straight into the key (copies of two IPv6 addresses
+/// would not fit the programs' stack).
+pub struct Segment {
+    /// IPv6 (16-byte addresses) or IPv4.
+    pub v6: bool,
+    /// Offset of the source address (the destination follows).
+    pub saddr_at: usize,
+    /// Offset of the TCP header (source port, then destination port).
+    pub tcp_at: usize,
     /// TCP flags byte.
     pub flags: u8,
 }
 
-/// Parses Ethernet + IPv4 + TCP. Anything else (IPv6, other protocols, fragments, truncated
-/// headers) is `None` and left alone.
+impl Segment {
+    /// The source (`source`) or destination address in key form (IPv4-mapped for IPv4).
+    #[inline(always)]
+    pub fn addr<P: Packet>(&self, p: &P, source: bool, into: &mut [u8; 16]) -> Option<()> {
+        if self.v6 {
+            *into = p.read::<[u8; 16]>(self.saddr_at + if source { 0 } else { 16 })?;
+        } else {
+            let a = p.read::<[u8; 4]>(self.saddr_at + if source { 0 } else { 4 })?;
+            into[10] = 0xff;
+            into[11] = 0xff;
+            into[12..].copy_from_slice(&a);
+        }
+        Some(())
+    }
+
+    /// The source (`source`) or destination port.
+    #[inline(always)]
+    pub fn port<P: Packet>(&self, p: &P, source: bool) -> Option<u16> {
+        let at = self.tcp_at + if source { 0 } else { 2 };
+        Some(u16::from_be_bytes(p.read::<[u8; 2]>(at)?))
+    }
+}
+
+/// Finds Ethernet + IPv4 or IPv6 + TCP. Anything else (other protocols, fragments, IPv6
+/// extension headers, truncated headers) is `None` and left alone.
 #[inline(always)]
-pub fn parse_tcp4<P: Packet>(p: &P) -> Option<Tcp4> {
-    if p.read::<[u8; 2]>(12)? != ETH_P_IP {
+pub fn parse_tcp<P: Packet>(p: &P) -> Option<Segment> {
+    let eth_type = p.read::<[u8; 2]>(12)?;
+    if eth_type == ETH_P_IPV6 {
+        const IP6_HLEN: usize = 40;
+        if p.read::<u8>(ETH_HLEN)? >> 4 != 6 || p.read::<u8>(ETH_HLEN + 6)? != IPPROTO_TCP {
+            return None;
+        }
+        let tcp_at = ETH_HLEN + IP6_HLEN;
+        return Some(Segment {
+            v6: true,
+            saddr_at: ETH_HLEN + 8,
+            tcp_at,
+            flags: p.read::<u8>(tcp_at + 13)?,
+        });
+    }
+    if eth_type != ETH_P_IP {
         return None;
     }
     let version_ihl: u8 = p.read(ETH_HLEN)?;
@@ -88,16 +127,11 @@ pub fn parse_tcp4<P: Packet>(p: &P) -> Option<Tcp4> {
     if frag & 0x3fff != 0 {
         return None;
     }
-    let saddr = p.read::<[u8; 4]>(ETH_HLEN + 12)?;
-    let daddr = p.read::<[u8; 4]>(ETH_HLEN + 16)?;
-    let tcp = ETH_HLEN + ihl;
-    let ports = p.read::<[u8; 4]>(tcp)?;
-    let flags = p.read::<u8>(tcp + 13)?;
-    Some(Tcp4 {
-        saddr,
-        daddr,
-        sport: u16::from_be_bytes([ports[0], ports[1]]),
-        dport: u16::from_be_bytes([ports[2], ports[3]]),
-        flags,
+    let tcp_at = ETH_HLEN + ihl;
+    Some(Segment {
+        v6: false,
+        saddr_at: ETH_HLEN + 12,
+        tcp_at,
+        flags: p.read::<u8>(tcp_at + 13)?,
     })
 }

@@ -146,7 +146,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "{:<20} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12}",
+        "{:<20} {:>6} {:>6} {:>10} {:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12} {:>12}",
         "SERVICE",
         "PORT",
         "RING",
@@ -158,6 +158,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
         "NO_REPLICA",
         "NO_NEIGHBOUR",
         "RETURN_PATH",
+        "OTHER_FAMILY",
         "NOT_ATTACHED"
     )?;
     for s in &l4.services {
@@ -171,7 +172,7 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
         };
         writeln!(
             out,
-            "{service:<20} {:>6} {:>6} {:>10} {slow_flows:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {unseen:>12}",
+            "{service:<20} {:>6} {:>6} {:>10} {slow_flows:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>12} {:>12} {unseen:>12}",
             s.port,
             s.ring_size,
             c.fast_flows,
@@ -180,7 +181,8 @@ pub fn run(pin_dir: &Path, args: &StatsArgs) -> anyhow::Result<()> {
             c.slow_no_route,
             c.slow_no_replica,
             c.slow_no_neighbour,
-            c.slow_return_path
+            c.slow_return_path,
+            c.slow_other_family
         )?;
     }
     missing_requests(metrics.err())

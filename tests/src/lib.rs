@@ -25,6 +25,7 @@ pub mod l4_lab;
 pub mod lan;
 pub mod names;
 pub mod netns;
+pub mod program_rig;
 pub mod prometheus;
 pub mod proxy;
 pub mod raw;

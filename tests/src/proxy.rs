@@ -59,6 +59,8 @@ pub struct RunningProxy {
     pub api_addr: SocketAddr,
     exited: Option<ExitStatus>,
     netns: Option<String>,
+    /// The binary it runs, which also answers `stats` (a release build in the benchmark).
+    bin: PathBuf,
 }
 
 impl Flowproxy {
@@ -129,11 +131,16 @@ impl Flowproxy {
             .any(|a| a == flag || a.starts_with(&format!("{flag}=")))
     }
 
+    /// The binary to run: the one given, else the harness's.
+    fn bin(&self) -> anyhow::Result<PathBuf> {
+        match &self.bin {
+            Some(bin) => Ok(bin.clone()),
+            None => binary(),
+        }
+    }
+
     fn command(&self, pin_dir: &Path, state_dir: &Path) -> anyhow::Result<Command> {
-        let bin = match &self.bin {
-            Some(bin) => bin.clone(),
-            None => binary()?,
-        };
+        let bin = self.bin()?;
         let mut cmd = match (&self.netns, self.run_as) {
             (Some(_), Some(_)) => bail!("in_host and as_user cannot be combined"),
             // nsenter, not `ip netns exec`: the latter remounts /sys, hiding the BPF filesystem.
@@ -191,6 +198,7 @@ impl Flowproxy {
             .clone()
             .or(own_state_dir.clone())
             .expect("one is set");
+        let bin = self.bin()?;
         let log_path = std::env::temp_dir().join(format!("{}.log", Ids::next().netns()));
         let log = File::create(&log_path)?;
         let child = self
@@ -210,6 +218,7 @@ impl Flowproxy {
             api_addr: unknown,
             exited: None,
             netns: self.netns.clone(),
+            bin,
         };
         proxy.wait_ready()?;
         Ok(proxy)
@@ -340,10 +349,10 @@ impl RunningProxy {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg(binary()?);
+                c.arg(format!("--net=/run/netns/{ns}")).arg(&self.bin);
                 c
             }
-            None => Command::new(binary()?),
+            None => Command::new(&self.bin),
         };
         run_cmd(
             cmd.arg("stats")

@@ -22,11 +22,11 @@ pub struct Backend {
     pub service: String,
 }
 
-/// The map key of a backend; `None` for IPv6, which the programs do not count yet.
-pub fn key_of(addr: SocketAddr) -> Option<BackendKey> {
+/// The map key of a backend (IPv4 addresses IPv4-mapped, as the programs key them).
+pub fn key_of(addr: SocketAddr) -> BackendKey {
     match addr.ip() {
-        IpAddr::V4(v4) => Some(BackendKey::v4(v4.octets(), addr.port())),
-        IpAddr::V6(_) => None,
+        IpAddr::V4(v4) => BackendKey::v4(v4.octets(), addr.port()),
+        IpAddr::V6(v6) => BackendKey::new(v6.octets(), addr.port()),
     }
 }
 
@@ -65,7 +65,7 @@ fn slot_value(slot: u32, service: &str) -> BackendSlot {
 pub fn sync(maps: &mut Maps, wanted: &[Backend], keep_stale: bool) -> Result<(), DataPlaneError> {
     let services: BTreeMap<BackendKey, &str> = wanted
         .iter()
-        .filter_map(|b| Some((key_of(b.addr)?, b.service.as_str())))
+        .map(|b| (key_of(b.addr), b.service.as_str()))
         .collect();
     let keys: Vec<BackendKey> = services.keys().copied().collect();
     let plan = {
@@ -116,8 +116,9 @@ mod tests {
     #[test]
     fn keys_round_trip_to_addresses() {
         let addr: SocketAddr = "198.18.0.2:8080".parse().unwrap();
-        assert_eq!(addr_of(&key_of(addr).unwrap()), addr);
-        assert!(key_of("[::1]:80".parse().unwrap()).is_none());
+        assert_eq!(addr_of(&key_of(addr)), addr);
+        let v6: SocketAddr = "[2001:2::11]:5432".parse().unwrap();
+        assert_eq!(addr_of(&key_of(v6)), v6);
     }
 
     #[test]

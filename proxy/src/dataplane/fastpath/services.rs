@@ -69,11 +69,11 @@ pub fn sync(
         let replicas: Vec<(SocketAddr, u32)> = service
             .replicas
             .iter()
-            .filter_map(|&addr| Some((addr, *backend_slots.get(&key_of(addr)?)?)))
+            .filter_map(|&addr| Some((addr, *backend_slots.get(&key_of(addr))?)))
             .collect();
         let done = Programmed {
             slot,
-            replicas: replicas.iter().filter_map(|(a, _)| key_of(*a)).collect(),
+            replicas: replicas.iter().map(|(a, _)| key_of(*a)).collect(),
             service: service.clone(),
         };
         let unchanged = previous.get(key).is_some_and(|p| p == &done)
