@@ -18,11 +18,13 @@ pub const MAGLEV_ENTRIES: u32 = MAX_L4_SERVICES * 2 * RING_MAX;
 pub const PROTO_TCP: u8 = 6;
 
 /// A TCP-mode service as the kernel sees it: the address and port clients connect to. An
-/// all-zero address stands for every local address (the listener is bound to `0.0.0.0`).
+/// all-zero address stands for every local address of both families (the listener is bound
+/// to `[::]`, which takes IPv4 too); `::ffff:0.0.0.0` for every local IPv4 address only (bound
+/// to `0.0.0.0`), so IPv6 clients are not served where the relay does not listen.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    /// The address, IPv4-mapped, or all zero for any.
+    /// The address, IPv4-mapped; all zero for any, `::ffff:0.0.0.0` for any IPv4.
     pub addr: [u8; 16],
     /// The port (`srcPort`).
     pub port: u16,

@@ -121,12 +121,22 @@ fn new_flow<H: Hook>(ctx: &H, key: &FlowKey) -> Option<*mut Flow> {
         proto: PROTO_TCP,
         _pad: 0,
     };
+    // The exact address, then any address of its family (a listener on `0.0.0.0`), then any
+    // address at all (`[::]`, which takes IPv4 too).
     // Safety: user space writes whole entries.
     let svc = match unsafe { L4_SERVICES.get(&svc_key) } {
         Some(svc) => *svc,
         None => {
-            svc_key.addr = [0; 16];
-            *unsafe { L4_SERVICES.get(&svc_key) }?
+            let v4 = is_v4_mapped(&key.dst);
+            svc_key.addr = if v4 { v4_mapped([0; 4]) } else { [0; 16] };
+            match unsafe { L4_SERVICES.get(&svc_key) } {
+                Some(svc) => *svc,
+                None if v4 => {
+                    svc_key.addr = [0; 16];
+                    *unsafe { L4_SERVICES.get(&svc_key) }?
+                }
+                None => return None,
+            }
         }
     };
     if svc.ring_size == 0 {

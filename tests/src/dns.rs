@@ -3,7 +3,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    net::{Ipv4Addr, SocketAddr, UdpSocket},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -31,7 +31,7 @@ pub struct Dns {
     addr: SocketAddr,
     /// The host it runs in (`None`: the root namespace).
     netns: Option<String>,
-    names: Mutex<BTreeMap<String, Vec<Ipv4Addr>>>,
+    names: Mutex<BTreeMap<String, Vec<IpAddr>>>,
 }
 
 /// Docker's embedded DNS address, which a container reaches on its own loopback.
@@ -137,6 +137,17 @@ impl Dns {
     /// Makes `name` resolve to exactly `addrs` (no addresses: NXDOMAIN), keeping the other names,
     /// and waits until the server answers so.
     pub fn set(&self, name: &str, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
+        let ips: Vec<IpAddr> = addrs.iter().copied().map(IpAddr::V4).collect();
+        self.set_ips(name, &ips)
+    }
+
+    /// As [`Self::set`] with IPv6 addresses (AAAA records).
+    pub fn set_v6(&self, name: &str, addrs: &[Ipv6Addr]) -> anyhow::Result<()> {
+        let ips: Vec<IpAddr> = addrs.iter().copied().map(IpAddr::V6).collect();
+        self.set_ips(name, &ips)
+    }
+
+    fn set_ips(&self, name: &str, addrs: &[IpAddr]) -> anyhow::Result<()> {
         let mut names = self
             .names
             .lock()
@@ -159,7 +170,9 @@ impl Dns {
         expected.sort();
         expected.dedup();
         eventually(TIMEOUT, || {
-            let mut answered = self.lookup(name)?;
+            let mut answered: Vec<IpAddr> =
+                self.lookup(name)?.into_iter().map(IpAddr::V4).collect();
+            answered.extend(self.lookup_v6(name)?.into_iter().map(IpAddr::V6));
             answered.sort();
             ensure!(
                 answered == expected,
@@ -177,9 +190,33 @@ impl Dns {
 
     /// Asks the server for `name`'s A records, as a resolver would (from its host).
     pub fn lookup(&self, name: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+        let v4 = |ips: Vec<IpAddr>| {
+            ips.into_iter()
+                .filter_map(|ip| match ip {
+                    IpAddr::V4(v4) => Some(v4),
+                    IpAddr::V6(_) => None,
+                })
+                .collect()
+        };
+        Ok(v4(self.query(name, packet::TYPE_A)?))
+    }
+
+    /// Asks the server for `name`'s AAAA records.
+    pub fn lookup_v6(&self, name: &str) -> anyhow::Result<Vec<Ipv6Addr>> {
+        Ok(self
+            .query(name, packet::TYPE_AAAA)?
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V6(v6) => Some(v6),
+                IpAddr::V4(_) => None,
+            })
+            .collect())
+    }
+
+    fn query(&self, name: &str, rtype: u16) -> anyhow::Result<Vec<IpAddr>> {
         match &self.netns {
-            Some(netns) => in_netns(netns, || query_a(self.addr, name))?,
-            None => query_a(self.addr, name),
+            Some(netns) => in_netns(netns, || query(self.addr, name, rtype))?,
+            None => query(self.addr, name, rtype),
         }
     }
 }
@@ -195,7 +232,7 @@ impl Drop for Dns {
 }
 
 /// The hosts file for a set of names: one `addr name` line per address.
-fn render_hosts(names: &BTreeMap<String, Vec<Ipv4Addr>>) -> String {
+fn render_hosts(names: &BTreeMap<String, Vec<IpAddr>>) -> String {
     names
         .iter()
         .flat_map(|(name, addrs)| addrs.iter().map(move |addr| format!("{addr} {name}\n")))
@@ -204,31 +241,52 @@ fn render_hosts(names: &BTreeMap<String, Vec<Ipv4Addr>>) -> String {
 
 /// Sends one A query for `name` over UDP and returns the addresses answered (none for NXDOMAIN).
 pub fn query_a(server: SocketAddr, name: &str) -> anyhow::Result<Vec<Ipv4Addr>> {
+    Ok(query(server, name, packet::TYPE_A)?
+        .into_iter()
+        .filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect())
+}
+
+/// Sends one query of type `rtype` (A or AAAA) for `name` over UDP; the addresses answered.
+fn query(server: SocketAddr, name: &str, rtype: u16) -> anyhow::Result<Vec<IpAddr>> {
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
     socket.set_read_timeout(Some(Duration::from_secs(1)))?;
     socket.connect(server)?;
     static NEXT_ID: AtomicU16 = AtomicU16::new(0);
     let id = (std::process::id() as u16).wrapping_add(NEXT_ID.fetch_add(1, Ordering::Relaxed));
-    socket.send(&packet::a_query(id, name)?)?;
+    socket.send(&packet::query(id, name, rtype)?)?;
     let mut buf = [0u8; 1500];
     let len = socket
         .recv(&mut buf)
         .with_context(|| format!("no answer from {server} for {name}"))?;
-    packet::a_answer(id, &buf[..len])
+    packet::answer(id, &buf[..len])
 }
 
-/// Just enough of the DNS wire format (RFC 1035) for A queries and their answers.
+/// Just enough of the DNS wire format (RFC 1035, RFC 3596) for A and AAAA queries and their
+/// answers.
 mod packet {
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     use anyhow::{Context as _, bail, ensure};
 
-    const TYPE_A: u16 = 1;
+    /// An IPv4 address record.
+    pub const TYPE_A: u16 = 1;
+    /// An IPv6 address record.
+    pub const TYPE_AAAA: u16 = 28;
     const CLASS_IN: u16 = 1;
     const RCODE_NXDOMAIN: u8 = 3;
 
     /// A recursive query for the A records of `name`.
+    #[cfg(test)]
     pub fn a_query(id: u16, name: &str) -> anyhow::Result<Vec<u8>> {
+        query(id, name, TYPE_A)
+    }
+
+    /// A recursive query for the `rtype` records of `name`.
+    pub fn query(id: u16, name: &str, rtype: u16) -> anyhow::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(18 + name.len());
         out.extend_from_slice(&id.to_be_bytes());
         out.extend_from_slice(&[0x01, 0x00]); // standard query, recursion desired
@@ -242,13 +300,26 @@ mod packet {
             out.extend_from_slice(label.as_bytes());
         }
         out.push(0);
-        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&CLASS_IN.to_be_bytes());
         Ok(out)
     }
 
-    /// The A records of a response to the query `id`; NXDOMAIN is no records, other errors fail.
+    /// The A records of a response to the query `id`.
+    #[cfg(test)]
     pub fn a_answer(id: u16, msg: &[u8]) -> anyhow::Result<Vec<Ipv4Addr>> {
+        Ok(answer(id, msg)?
+            .into_iter()
+            .filter_map(|ip| match ip {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            })
+            .collect())
+    }
+
+    /// The A and AAAA records of a response to the query `id`; NXDOMAIN is no records, other
+    /// errors fail.
+    pub fn answer(id: u16, msg: &[u8]) -> anyhow::Result<Vec<IpAddr>> {
         let header = msg
             .get(..12)
             .context("DNS response shorter than its header")?;
@@ -281,7 +352,11 @@ mod packet {
                 .context("record data cut short")?;
             if rtype == TYPE_A && class == CLASS_IN {
                 let octets: [u8; 4] = data.try_into().context("A record is not 4 bytes")?;
-                addrs.push(Ipv4Addr::from(octets));
+                addrs.push(IpAddr::V4(Ipv4Addr::from(octets)));
+            }
+            if rtype == TYPE_AAAA && class == CLASS_IN {
+                let octets: [u8; 16] = data.try_into().context("AAAA record is not 16 bytes")?;
+                addrs.push(IpAddr::V6(Ipv6Addr::from(octets)));
             }
             at += 10 + rdlen;
         }
@@ -363,13 +438,19 @@ mod tests {
         let names = BTreeMap::from([
             (
                 "tasks.go-demo".to_owned(),
-                vec![Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2)],
+                vec![
+                    IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                    IpAddr::V6("2001:2::1".parse().unwrap()),
+                ],
             ),
-            ("other".to_owned(), vec![Ipv4Addr::new(10, 0, 0, 9)]),
+            (
+                "other".to_owned(),
+                vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))],
+            ),
         ]);
         assert_eq!(
             render_hosts(&names),
-            "10.0.0.9 other\n10.0.0.1 tasks.go-demo\n10.0.0.2 tasks.go-demo\n"
+            "10.0.0.9 other\n10.0.0.1 tasks.go-demo\n2001:2::1 tasks.go-demo\n"
         );
     }
 }

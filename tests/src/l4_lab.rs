@@ -9,7 +9,7 @@
 //! on the peers (which gives a veth NAPI, so native XDP redirects into it are delivered).
 use std::{
     io::{Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -28,6 +28,14 @@ pub const PROXY_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 2);
 /// The proxy's backend-facing address.
 pub const PROXY_BACKEND_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+/// The proxy's client-facing IPv6 address (beside the IPv4 one, on the same veth).
+pub const PROXY_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0x100, 0, 0, 0, 0, 1);
+/// The client's IPv6 address.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0x100, 0, 0, 0, 0, 2);
+/// The proxy's backend-facing IPv6 address.
+pub const PROXY_BACKEND_ADDR6: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0x200, 0, 0, 0, 0, 1);
+/// The name whose AAAA records are the backends' IPv6 addresses (`tasks.db` has their IPv4).
+pub const TASKS_V6: &str = "tasks.db6";
 /// The port the backends serve.
 pub const BACKEND_PORT: u16 = 5432;
 
@@ -37,6 +45,8 @@ pub struct TcpBackend {
     pub name: String,
     /// Its address.
     pub addr: Ipv4Addr,
+    /// Its IPv6 address.
+    pub addr6: Ipv6Addr,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<anyhow::Result<()>>>,
     /// The backend's host (dropped after the server stops).
@@ -160,6 +170,17 @@ impl L4Lab {
             &client,
             &["addr", "add", &format!("{CLIENT_ADDR}/24"), "dev", &c_if],
         )?;
+        // IPv6 beside IPv4 everywhere (no duplicate address detection: usable at once).
+        for (host, addr, dev) in [
+            (&proxy_host, PROXY_ADDR6, &p_client),
+            (&proxy_host, PROXY_BACKEND_ADDR6, &p_back),
+            (&client, CLIENT_ADDR6, &c_if),
+        ] {
+            ip(
+                host,
+                &["addr", "add", &format!("{addr}/64"), "dev", dev, "nodad"],
+            )?;
+        }
         ip(&lan, &["link", "add", "br0", "type", "bridge"])?;
         ip(&lan, &["link", "set", "br0", "up"])?;
         ip(&lan, &["link", "set", &lan_p, "master", "br0", "up"])?;
@@ -183,16 +204,27 @@ impl L4Lab {
             veth(&host, &b_if, &lan, &lan_if)?;
             let addr = Ipv4Addr::new(198, 18, 200, 11 + i);
             ip(&host, &["addr", "add", &format!("{addr}/24"), "dev", &b_if])?;
+            let addr6 = Ipv6Addr::new(0x2001, 2, 0x200, 0, 0, 0, 0, 0x11 + u16::from(i));
+            ip(
+                &host,
+                &["addr", "add", &format!("{addr6}/64"), "dev", &b_if, "nodad"],
+            )?;
             ip(&host, &["link", "set", &b_if, "up"])?;
             ip(&lan, &["link", "set", &lan_if, "master", "br0", "up"])?;
             if tuned {
                 ethtool(&host, &["-K", &b_if, "tx", "off"])?;
             }
-            backends.push(TcpBackend::start(host, addr, &format!("backend{i}"))?);
+            backends.push(TcpBackend::start(
+                host,
+                (addr, addr6),
+                &format!("backend{i}"),
+            )?);
         }
         let dns = Dns::start_in_host(&proxy_host)?;
         let addrs: Vec<Ipv4Addr> = backends.iter().map(|b| b.addr).collect();
         dns.set("tasks.db", &addrs)?;
+        let addrs6: Vec<Ipv6Addr> = backends.iter().map(|b| b.addr6).collect();
+        dns.set_v6(TASKS_V6, &addrs6)?;
         // Routes through the proxy host, so client and backends can also talk directly (the
         // benchmark's baseline), forwarded by the proxy host's kernel.
         ip(
@@ -252,8 +284,13 @@ impl L4Lab {
 
     /// Configures the TCP-mode service `db` on `port`.
     pub fn configure(&self, port: u16, extra: &str) -> anyhow::Result<()> {
+        self.configure_service("db", port, extra)
+    }
+
+    /// Configures the TCP-mode service `name` (its replicas: `tasks.<name>`) on `port`.
+    pub fn configure_service(&self, name: &str, port: u16, extra: &str) -> anyhow::Result<()> {
         let answer = self.proxy.api(&format!(
-            "/v1/docker-flow-proxy/reconfigure?serviceName=db&reqMode=tcp&srcPort={port}&port={BACKEND_PORT}{extra}"
+            "/v1/docker-flow-proxy/reconfigure?serviceName={name}&reqMode=tcp&srcPort={port}&port={BACKEND_PORT}{extra}"
         ))?;
         if answer.status != 200 {
             bail!("reconfigure: {} {}", answer.status, answer.body);
@@ -269,14 +306,24 @@ impl L4Lab {
     /// Opens a connection from the client host to `port` of the proxy (its socket lives in
     /// the client's namespace even when used from here).
     pub fn connect(&self, port: u16) -> anyhow::Result<TcpStream> {
+        self.connect_to(Self::service(port))
+    }
+
+    /// Opens a connection from the client host to `addr` (IPv4 or IPv6).
+    pub fn connect_to(&self, addr: SocketAddr) -> anyhow::Result<TcpStream> {
         self.client
-            .enter(|| TcpStream::connect_timeout(&Self::service(port), Duration::from_secs(5)))?
-            .with_context(|| format!("connecting to {}", Self::service(port)))
+            .enter(|| TcpStream::connect_timeout(&addr, Duration::from_secs(5)))?
+            .with_context(|| format!("connecting to {addr}"))
     }
 
     /// Asks the backend behind a new connection for its name.
     pub fn who(&self, port: u16) -> anyhow::Result<String> {
-        let mut s = self.connect(port)?;
+        self.who_at(Self::service(port))
+    }
+
+    /// [`Self::who`] over a connection to `addr`.
+    pub fn who_at(&self, addr: SocketAddr) -> anyhow::Result<String> {
+        let mut s = self.connect_to(addr)?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         s.write_all(b"W")?;
         let mut name = String::new();
@@ -308,9 +355,11 @@ fn proxy_command(
         Attach::BackendSideOnly => proxy.interface(p_back),
         Attach::Auto => proxy.interface("auto"),
     };
+    // TCP-mode listeners bind the HTTP address's IP: IPv4 unless a test asks for `[::]`.
+    if !args.contains(&"--http-addr") {
+        proxy = proxy.arg("--http-addr").arg("0.0.0.0:0");
+    }
     let mut proxy = proxy
-        .arg("--http-addr")
-        .arg("0.0.0.0:0")
         .arg("--dns-server")
         .arg(dns.addr().to_string())
         .arg("--dns-refresh")
@@ -340,10 +389,11 @@ pub fn pattern(len: u64, mut sink: impl FnMut(&[u8])) {
 }
 
 impl TcpBackend {
-    fn start(host: Host, addr: Ipv4Addr, name: &str) -> anyhow::Result<Self> {
+    fn start(host: Host, (addr, addr6): (Ipv4Addr, Ipv6Addr), name: &str) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        // `[::]` takes IPv4 too (IPv4-mapped), as net.ipv6.bindv6only is 0 by default.
         let listener =
-            host.enter(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, BACKEND_PORT)))??;
+            host.enter(|| TcpListener::bind((Ipv6Addr::UNSPECIFIED, BACKEND_PORT)))??;
         listener.set_nonblocking(true)?;
         let thread = {
             let (stop, name) = (Arc::clone(&stop), name.to_owned());
@@ -352,6 +402,7 @@ impl TcpBackend {
         Ok(Self {
             name: name.to_owned(),
             addr,
+            addr6,
             stop,
             thread: Some(thread),
             host,

@@ -21,6 +21,7 @@ pub mod fake_docker;
 pub mod go_demo;
 pub mod h2c;
 pub mod http;
+pub mod l4_checks;
 pub mod l4_lab;
 pub mod lan;
 pub mod names;

@@ -69,3 +69,41 @@ fn a_flow_whose_replica_is_of_the_other_family_goes_to_the_relay() -> anyhow::Re
         Ok(())
     })?
 }
+
+#[test]
+fn an_ipv6_syn_to_a_service_listening_on_ipv4_only_is_left_to_the_stack() -> anyhow::Result<()> {
+    use aya::maps::HashMap;
+    use proxy_common::fastpath::{PROTO_TCP, ServiceEntry, ServiceKey, v4_mapped};
+    let (host, front, back) = network()?;
+    host.enter(|| -> anyhow::Result<()> {
+        for prog in PROGS {
+            println!("program: {prog:?}");
+            let mut ebpf = loaded(4536, &[front, back], prog)?;
+            // The IPv6-replica service as a listener on `0.0.0.0` keys it: any IPv4 address.
+            let mut services: HashMap<_, ServiceKey, ServiceEntry> =
+                HashMap::try_from(ebpf.map_mut("L4_SERVICES").expect("L4_SERVICES"))?;
+            let any = ServiceKey {
+                addr: [0; 16],
+                port: SERVICE6_PORT,
+                proto: PROTO_TCP,
+                _pad: 0,
+            };
+            let entry = services.get(&any, 0)?;
+            services.remove(&any)?;
+            let any_v4 = ServiceKey {
+                addr: v4_mapped([0; 4]),
+                ..any
+            };
+            services.insert(any_v4, entry, 0)?;
+            let syn6 = frame6(CLIENT6, PROXY6, (40020, SERVICE6_PORT), SYN, 0, 6);
+            let (action, out) = run(&ebpf, prog, front, &syn6)?;
+            assert_eq!((action, &out), (XDP_PASS, &syn6), "no IPv6 service here");
+            // An IPv4 client finds it (and is sent to the relay: its replica is IPv6).
+            let syn4 = frame(CLIENT, PROXY, 40021, SERVICE6_PORT, SYN, 0);
+            assert_eq!(run(&ebpf, prog, front, &syn4)?.0, XDP_PASS);
+            let c = service_counters_of(&ebpf, 1)?;
+            assert_eq!((c.fast_flows, c.slow_other_family), (0, 1));
+        }
+        Ok(())
+    })?
+}

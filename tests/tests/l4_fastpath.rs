@@ -12,35 +12,20 @@ use std::{
 
 use anyhow::{Context as _, bail, ensure};
 use flowproxy_tests::{
-    L4Lab, bpftool, eventually,
-    l4_lab::{Attach, PROXY_ADDR, pattern},
+    L4Lab, bpftool, eventually, l4_checks,
+    l4_lab::{Attach, PROXY_ADDR},
 };
 
 const PORT: u16 = 15432;
 const GIB: u64 = 1 << 30;
 
-/// Waits until the fast path holds the service with `replicas` replicas' ring.
+/// Waits until the fast path holds the service with a ring.
 fn programmed(lab: &L4Lab) -> anyhow::Result<serde_json::Value> {
-    let programmed = eventually(Duration::from_secs(15), || {
-        let l4 = lab.l4_stats()?;
-        let svc = l4["services"]
-            .as_array()
-            .and_then(|s| s.iter().find(|s| s["port"] == PORT))
-            .cloned()
-            .with_context(|| format!("service not programmed yet: {l4}"))?;
-        ensure!(svc["ring_size"].as_u64() > Some(0), "no replica yet: {svc}");
-        Ok(svc)
-    });
-    programmed.with_context(|| format!("flowproxy's log:\n{}", lab.proxy.log()))
+    l4_checks::programmed(lab, PORT)
 }
 
 fn service_stats(lab: &L4Lab) -> anyhow::Result<serde_json::Value> {
-    let l4 = lab.l4_stats()?;
-    l4["services"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["port"] == PORT))
-        .cloned()
-        .with_context(|| format!("no service on {PORT}: {l4}"))
+    l4_checks::service_stats(lab, PORT)
 }
 
 /// The index of `dev` in the proxy host.
@@ -303,29 +288,7 @@ fn after_kill_9_no_program_stays_and_the_interfaces_still_work() -> anyhow::Resu
 
 /// Streams `len` pattern bytes from a replica and checks they all arrive, in order.
 fn stream_intact(lab: &L4Lab, len: u64) -> anyhow::Result<()> {
-    let mut conn = lab.connect(PORT)?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
-    conn.write_all(b"S")?;
-    conn.write_all(&len.to_le_bytes())?;
-    let mut received = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut total = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        received.update(&buf[..n]);
-        total += n as u64;
-    }
-    let mut expected = ring::digest::Context::new(&ring::digest::SHA256);
-    pattern(len, |chunk| expected.update(chunk));
-    ensure!(total == len, "{total} of {len} bytes arrived");
-    ensure!(
-        received.finish().as_ref() == expected.finish().as_ref(),
-        "the bytes that arrived differ from those sent"
-    );
-    Ok(())
+    l4_checks::stream_intact(lab.connect(PORT)?, len)
 }
 
 #[test]

@@ -84,10 +84,10 @@ pub struct L4Service {
 impl L4Service {
     /// The `L4_SERVICES` key.
     pub fn key(&self) -> ServiceKey {
+        // `0.0.0.0` is every IPv4 address (`::ffff:0.0.0.0`); `[::]` every address of both.
         let addr = match self.listen {
-            IpAddr::V4(v4) if !v4.is_unspecified() => v4_mapped(v4.octets()),
-            IpAddr::V6(v6) if !v6.is_unspecified() => v6.octets(),
-            _ => [0; 16],
+            IpAddr::V4(v4) => v4_mapped(v4.octets()),
+            IpAddr::V6(v6) => v6.octets(),
         };
         ServiceKey {
             addr,
@@ -193,23 +193,44 @@ fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// Turns IPv4 forwarding on for `interface`: `bpf_fib_lookup` refuses to route from an
-/// interface that does not forward, and the stack must forward the frames the fast path hands
-/// it while a neighbour is resolved.
+/// Turns IPv4 and IPv6 forwarding on for `interface`: `bpf_fib_lookup` refuses to route from
+/// an interface that does not forward, and the stack must forward the frames the fast path
+/// hands it while a neighbour is resolved.
 pub fn enable_forwarding(interface: &str) {
-    let path = format!("/proc/sys/net/ipv4/conf/{interface}/forwarding");
+    set_forwarding(interface, "ipv4");
+    let v6 = format!("/proc/sys/net/ipv6/conf/{interface}");
+    if !std::path::Path::new(&v6).exists() {
+        return; // IPv6 is off on this interface (or in this kernel): nothing to forward.
+    }
+    // A forwarding interface ignores router advertisements unless accept_ra is 2: keep what
+    // the host learnt from them (its default route) by moving 1 to 2 first.
+    let accept_ra = format!("{v6}/accept_ra");
+    if std::fs::read_to_string(&accept_ra).is_ok_and(|v| v.trim() == "1")
+        && std::fs::write(&accept_ra, "2").is_ok()
+    {
+        tracing::info!(
+            interface,
+            "accept_ra set to 2, so router advertisements still count once IPv6 forwards"
+        );
+    }
+    set_forwarding(interface, "ipv6");
+}
+
+fn set_forwarding(interface: &str, family: &str) {
+    let path = format!("/proc/sys/net/{family}/conf/{interface}/forwarding");
     match std::fs::read_to_string(&path) {
         Ok(v) if v.trim() == "1" => {}
         _ => match std::fs::write(&path, "1") {
             Ok(()) => tracing::info!(
                 interface,
-                "IPv4 forwarding enabled for the TCP-mode fast path"
+                family,
+                "forwarding enabled for the TCP-mode fast path"
             ),
             Err(e) => tracing::warn!(
                 interface,
                 error = %e,
-                "cannot enable IPv4 forwarding; TCP-mode flows from this interface stay on the \
-                 slow path (set net.ipv4.conf.{interface}.forwarding=1)"
+                "cannot enable {family} forwarding; TCP-mode flows from this interface stay on \
+                 the slow path (set net.{family}.conf.{interface}.forwarding=1)"
             ),
         },
     }
