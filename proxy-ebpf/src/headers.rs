@@ -9,6 +9,21 @@ pub const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 /// EtherType of IPv6.
 pub const ETH_P_IPV6: [u8; 2] = [0x86, 0xdd];
 
+/// A TCP header without options, as both frame layouts end.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Tcp {
+    pub sport: [u8; 2],
+    pub dport: [u8; 2],
+    pub seq: [u8; 4],
+    pub ack: [u8; 4],
+    pub data_off: u8,
+    pub flags: u8,
+    pub window: [u8; 2],
+    pub check: [u8; 2],
+    pub urgent: [u8; 2],
+}
+
 /// The first 54 bytes of an IPv4/TCP frame without IP options. Byte arrays only, so the
 /// struct has alignment 1 and matches the wire exactly.
 #[repr(C)]
@@ -27,15 +42,7 @@ pub struct Headers {
     pub ip_check: [u8; 2],
     pub saddr: [u8; 4],
     pub daddr: [u8; 4],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-    pub seq: [u8; 4],
-    pub ack: [u8; 4],
-    pub data_off: u8,
-    pub flags: u8,
-    pub window: [u8; 2],
-    pub tcp_check: [u8; 2],
-    pub urgent: [u8; 2],
+    pub tcp: Tcp,
 }
 
 /// The first 74 bytes of an IPv6/TCP frame whose next header is TCP itself.
@@ -51,15 +58,7 @@ pub struct Headers6 {
     pub hop_limit: u8,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
-    pub sport: [u8; 2],
-    pub dport: [u8; 2],
-    pub seq: [u8; 4],
-    pub ack: [u8; 4],
-    pub data_off: u8,
-    pub flags: u8,
-    pub window: [u8; 2],
-    pub tcp_check: [u8; 2],
-    pub urgent: [u8; 2],
+    pub tcp: Tcp,
 }
 
 /// What the fast path sees in a frame.
@@ -132,9 +131,9 @@ pub mod offsets6 {
     /// The source address (the destination follows).
     pub const SADDR: usize = offset_of!(Headers6, saddr);
     /// The source port (the destination port follows).
-    pub const SPORT: usize = offset_of!(Headers6, sport);
+    pub const SPORT: usize = offset_of!(Headers6, tcp) + offset_of!(super::Tcp, sport);
     /// The TCP checksum.
-    pub const TCP_CHECK: usize = offset_of!(Headers6, tcp_check);
+    pub const TCP_CHECK: usize = offset_of!(Headers6, tcp) + offset_of!(super::Tcp, check);
 }
 
 /// True for an IPv6 segment whose next header is TCP, the only kind of IPv6 rewritten.
@@ -149,8 +148,8 @@ pub fn tuple6(h: &Headers6) -> Tuple6 {
     Tuple6 {
         saddr: h.saddr,
         daddr: h.daddr,
-        sport: u16::from_be_bytes(h.sport),
-        dport: u16::from_be_bytes(h.dport),
+        sport: u16::from_be_bytes(h.tcp.sport),
+        dport: u16::from_be_bytes(h.tcp.dport),
     }
 }
 
@@ -164,9 +163,9 @@ pub mod offsets {
     /// The source address (the destination follows).
     pub const SADDR: usize = offset_of!(Headers, saddr);
     /// The source port (the destination port follows).
-    pub const SPORT: usize = offset_of!(Headers, sport);
+    pub const SPORT: usize = offset_of!(Headers, tcp) + offset_of!(super::Tcp, sport);
     /// The TCP checksum.
-    pub const TCP_CHECK: usize = offset_of!(Headers, tcp_check);
+    pub const TCP_CHECK: usize = offset_of!(Headers, tcp) + offset_of!(super::Tcp, check);
 }
 
 /// True for an unfragmented IPv4 TCP segment without IP options, the only kind rewritten.
@@ -186,7 +185,7 @@ pub fn tuple(h: &Headers) -> Tuple4 {
     Tuple4 {
         saddr: h.saddr,
         daddr: h.daddr,
-        sport: u16::from_be_bytes(h.sport),
-        dport: u16::from_be_bytes(h.dport),
+        sport: u16::from_be_bytes(h.tcp.sport),
+        dport: u16::from_be_bytes(h.tcp.dport),
     }
 }

@@ -63,7 +63,7 @@ fn read(ctx: &TcContext, key: &mut FlowKey) -> i32 {
         return -1;
     }
     *key = flows::key_of(&tuple(&h));
-    h.flags as i32
+    h.tcp.flags as i32
 }
 
 /// [`read`] for IPv6: a segment whose next header is TCP. One with extension headers is
@@ -75,7 +75,7 @@ fn read6(ctx: &TcContext, key: &mut FlowKey) -> i32 {
     };
     if plain_tcp6(&h) {
         *key = flows::key_of6(&tuple6(&h));
-        return h.flags as i32;
+        return h.tcp.flags as i32;
     }
     if is_extension(h.next_header) {
         flows::global(|g| g.ipv6_passed += 1);

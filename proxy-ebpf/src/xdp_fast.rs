@@ -44,7 +44,7 @@ fn read(h: *mut Headers, key: &mut FlowKey) -> u8 {
     // Safety: `h` points at header bytes checked to lie inside the frame.
     unsafe {
         *key = flows::key_of(&headers::tuple(&*h));
-        (*h).flags
+        (*h).tcp.flags
     }
 }
 
@@ -54,7 +54,7 @@ fn read6(h: *mut Headers6, key: &mut FlowKey) -> u8 {
     // Safety: as in `read`.
     unsafe {
         *key = flows::key_of6(&headers::tuple6(&*h));
-        (*h).flags
+        (*h).tcp.flags
     }
 }
 
@@ -100,13 +100,13 @@ fn translate(ctx: &XdpContext, h: *mut Headers, flow: *mut Flow, tcp_flags: u8) 
     unsafe {
         let r = Rewrite::new(headers::tuple(&*h), &f);
         let ip = r.ip_check(u16::from_be_bytes((*h).ip_check));
-        let tcp = r.tcp_check_full(u16::from_be_bytes((*h).tcp_check));
+        let tcp = r.tcp_check_full(u16::from_be_bytes((*h).tcp.check));
         (*h).saddr = r.to.saddr;
         (*h).daddr = r.to.daddr;
-        (*h).sport = r.to.sport.to_be_bytes();
-        (*h).dport = r.to.dport.to_be_bytes();
+        (*h).tcp.sport = r.to.sport.to_be_bytes();
+        (*h).tcp.dport = r.to.dport.to_be_bytes();
         (*h).ip_check = ip.to_be_bytes();
-        (*h).tcp_check = tcp.to_be_bytes();
+        (*h).tcp.check = tcp.to_be_bytes();
         (*h).eth_dst = hop.dmac;
         (*h).eth_src = hop.smac;
     }
@@ -140,18 +140,18 @@ fn rewrite6(h: *mut Headers6, f: &Flow) {
         let from = Ends6 {
             saddr: &(*h).saddr,
             daddr: &(*h).daddr,
-            sport: u16::from_be_bytes((*h).sport),
-            dport: u16::from_be_bytes((*h).dport),
+            sport: u16::from_be_bytes((*h).tcp.sport),
+            dport: u16::from_be_bytes((*h).tcp.dport),
         };
         let tcp = Rewrite6 {
             from,
             to: Ends6::of(f),
         }
-        .tcp_check_full(u16::from_be_bytes((*h).tcp_check));
+        .tcp_check_full(u16::from_be_bytes((*h).tcp.check));
         (*h).saddr = f.src;
         (*h).daddr = f.dst;
-        (*h).sport = f.sport.to_be_bytes();
-        (*h).dport = f.dport.to_be_bytes();
-        (*h).tcp_check = tcp.to_be_bytes();
+        (*h).tcp.sport = f.sport.to_be_bytes();
+        (*h).tcp.dport = f.dport.to_be_bytes();
+        (*h).tcp.check = tcp.to_be_bytes();
     }
 }

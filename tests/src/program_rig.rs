@@ -266,16 +266,22 @@ pub fn frame(
     ip.extend_from_slice(&dst);
     let c = csum::checksum(&ip);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut tcp = Vec::new();
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    tcp.extend(std::iter::repeat_n(0x61, payload));
+    let mut tcp = segment(sport, dport, flags, payload);
     let c = csum::checksum(&pseudo(&ip, &tcp));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
     f.extend_from_slice(&tcp);
     f
+}
+
+/// A TCP header without options (checksum left 0) and `payload` bytes of `a`.
+fn segment(sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let mut tcp = Vec::new();
+    tcp.extend_from_slice(&sport.to_be_bytes());
+    tcp.extend_from_slice(&dport.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    tcp.extend(std::iter::repeat_n(0x61, payload));
+    tcp
 }
 
 /// The TCP pseudo-header followed by the segment, for checksumming.
@@ -426,11 +432,7 @@ pub fn frame6(
     ip.extend_from_slice(&[next_header, 64]);
     ip.extend_from_slice(&src);
     ip.extend_from_slice(&dst);
-    let mut tcp = Vec::new();
-    tcp.extend_from_slice(&sport.to_be_bytes());
-    tcp.extend_from_slice(&dport.to_be_bytes());
-    tcp.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
-    tcp.extend(std::iter::repeat_n(0x61, payload));
+    let mut tcp = segment(sport, dport, flags, payload);
     let c = csum::checksum(&pseudo6(&ip, &tcp));
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&ip);
