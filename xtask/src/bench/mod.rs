@@ -34,7 +34,7 @@ use self::{
 };
 use crate::{
     build,
-    setup::install_debian_packages,
+    setup::{install_debian_packages, install_pypi_tools},
     shell::{cargo, is_root, run, workspace_root},
 };
 
@@ -94,6 +94,7 @@ pub fn bench(options: &Options) -> anyhow::Result<()> {
     }
     if !options.prebuilt {
         install_debian_packages(PACKAGES)?;
+        install_pypi_tools(&contenders::tools_dir(), &contenders::PYPI_TOOLS)?;
         return exec_release(options);
     }
     let flowproxy = workspace_root().join("target/release/flowproxy");

@@ -42,6 +42,11 @@ defaults
 
 frontend bench
     bind {listen}
+    # The headers flowproxy adds (and DFP's own template has HAProxy add), so both do the same
+    # work per request.
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend bench
 
 backend bench

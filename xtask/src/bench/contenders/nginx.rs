@@ -83,6 +83,11 @@ pub fn proxy_config(work: &Path, listen: SocketAddr, backend: SocketAddr) -> Str
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection \"\";
+            # The headers flowproxy adds, so both do the same work per request.
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
         }}
     }}
 }}
