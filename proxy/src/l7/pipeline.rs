@@ -11,12 +11,12 @@ use std::{
 
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{
-    Method, Request, Response, Version,
+    Method, Request, Response, Uri, Version,
     body::{Body as _, Incoming},
     header,
 };
 
-use self::send::{closed_before_answer, send};
+use self::send::send;
 use super::{
     Body, Peer, access, access_log,
     body::{self, BodyFailure},
@@ -24,7 +24,7 @@ use super::{
     header_rules, headers, host,
     limits::{self, HeaderLimits},
     request_id::{self, X_REQUEST_ID},
-    rewrite::{moved_permanently, redirect_to_https, relay_response, upstream_path, upstream_uri},
+    rewrite::{moved_permanently, redirect_to_https, relay_response, upstream_path},
     upgrade::{UpgradeAllowList, UpgradeRequest, upgrade_request},
 };
 use crate::{
@@ -312,12 +312,26 @@ impl Proxy {
             };
             let mut upstream_req = Request::new(body);
             *upstream_req.method_mut() = parts.method.clone();
-            *upstream_req.uri_mut() = upstream_uri(authority, path_and_query.clone())?;
+            *upstream_req.uri_mut() = Uri::from(path_and_query.clone());
             *upstream_req.version_mut() = Version::HTTP_11;
-            *upstream_req.headers_mut() = parts.headers.clone();
+            // Moved, not cloned, when no other replica is left to retry on (then no attempt
+            // follows this one, whatever the replica set does meanwhile).
+            let last = attempt + 1 == attempts || attempt + 1 >= replicas.len();
+            *upstream_req.headers_mut() = if last {
+                std::mem::take(&mut parts.headers)
+            } else {
+                parts.headers.clone()
+            };
+            set_host(upstream_req.headers_mut(), &authority);
             let body_sent = watch.as_mut().map(|w| &mut w.sent);
             let asked = outcome.logged.then(Instant::now);
-            let sent = send(&self.client, upstream_req, body_sent, dest.timeout_server);
+            let sent = send(
+                &self.client,
+                replica,
+                upstream_req,
+                body_sent,
+                dest.timeout_server,
+            );
             match sent.await {
                 Err(_) => {
                     // A replica that does not answer may be gone: look again.
@@ -342,11 +356,17 @@ impl Proxy {
                     tracing::warn!(%service, %replica, error = %error, "replica refused the connection");
                     replicas.report_failure(replica);
                     last_error = Some(format!("{replica}: {error}"));
+                    if last {
+                        break;
+                    }
                 }
-                Ok(Err(e)) if idempotent && bodyless && closed_before_answer(&e) => {
+                Ok(Err(e)) if idempotent && bodyless && e.closed_before_answer() => {
                     let error = error_chain(&e);
                     tracing::debug!(%service, %replica, error = %error, "connection closed before an answer; retrying");
                     last_error = Some(format!("{replica}: {error}"));
+                    if last {
+                        break;
+                    }
                 }
                 Ok(Err(e)) => {
                     return Err(ProxyError::Upstream {
@@ -360,6 +380,15 @@ impl Proxy {
             .or_else(|| replicas.last_error())
             .unwrap_or_else(|| "no replica is known".to_owned());
         Err(no_replica(service, &reason))
+    }
+}
+
+/// A request without `Host` (HTTP/1.0) names the replica, as HTTP/1.1 requires a Host.
+fn set_host(headers: &mut hyper::HeaderMap, authority: &http::uri::Authority) {
+    if !headers.contains_key(header::HOST)
+        && let Ok(value) = header::HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, value);
     }
 }
 

@@ -1,12 +1,12 @@
 //! How the client's request becomes the replica's and the replica's response the client's:
 //! the upstream target, the HTTPS redirect, hop-by-hop headers on the way back and the start
 //! of a tunnel after a 101.
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http_body_util::{BodyExt as _, Empty};
-use hyper::{Request, Response, StatusCode, Uri, Version, body::Incoming, header};
+use hyper::{Request, Response, StatusCode, Uri, Version, header};
 
 use super::{Body, errors::ProxyError, headers, text_body, tunnel};
-use crate::routes::Destination;
+use crate::{routes::Destination, upstream::UpstreamResponse};
 
 /// The redirect of a plain request to the same host, path and query over HTTPS.
 pub fn redirect_to_https<B>(
@@ -52,15 +52,6 @@ pub fn upstream_path(uri: &Uri, rewritten: Option<&str>) -> Result<PathAndQuery,
     PathAndQuery::try_from(text).map_err(|e| ProxyError::Internal(format!("{uri}: {e}")))
 }
 
-/// The URI of the upstream request: the replica's `authority` with the path and query.
-pub fn upstream_uri(authority: Authority, path_and_query: PathAndQuery) -> Result<Uri, ProxyError> {
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(Scheme::HTTP);
-    parts.authority = Some(authority);
-    parts.path_and_query = Some(path_and_query);
-    Uri::from_parts(parts).map_err(|e| ProxyError::Internal(e.to_string()))
-}
-
 /// A 301 to `location` (`redirectFromDomain`, as DFP answers it).
 pub fn moved_permanently(location: &str) -> Response<Body> {
     Response::builder()
@@ -74,7 +65,7 @@ pub fn moved_permanently(location: &str) -> Response<Body> {
 /// starts the tunnel, but only for an upgrade the allow-list let through: a replica switching
 /// protocols unasked (to h2c, say) would open a tunnel past routing and auth, so that is a 502.
 pub fn relay_response(
-    mut response: Response<Incoming>,
+    mut response: Response<UpstreamResponse>,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
     dest: &Destination,
     service: &str,
@@ -112,15 +103,5 @@ mod tests {
         assert_eq!(upstream_path(&plain, Some("/")).unwrap(), "/");
         let authority_only: Uri = "example.com:443".parse().unwrap();
         assert_eq!(upstream_path(&authority_only, None).unwrap(), "/");
-    }
-
-    #[test]
-    fn the_upstream_uri_addresses_the_replica() {
-        let uri = upstream_uri(
-            Authority::from_static("198.18.0.2:8080"),
-            PathAndQuery::from_static("/x?y=1"),
-        )
-        .unwrap();
-        assert_eq!(uri.to_string(), "http://198.18.0.2:8080/x?y=1");
     }
 }

@@ -1,12 +1,15 @@
 //! Where requests go: replica discovery (`tasks.<service>` with the Swarm VIP as fallback), the
-//! per-replica balancer, and the pooled upstream client.
+//! per-replica balancer, and the upstream client with its idle connections.
 mod client;
 mod connector;
+mod idle;
 mod replicas;
 mod resolver;
 pub mod sticky;
 
-pub use client::{BoxError, UpstreamBody, UpstreamClient, new_client};
+pub use client::{
+    BoxError, UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse, new_client,
+};
 pub use connector::ByteCounters;
 pub use replicas::{ReplicaSet, UpstreamKey};
 pub use resolver::{ReplicaResolver, ResolveError};

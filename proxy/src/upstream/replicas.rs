@@ -195,6 +195,16 @@ impl ReplicaSet {
         tokio::spawn(async move { set.refresh().await });
     }
 
+    /// How many replicas are currently known.
+    pub fn len(&self) -> usize {
+        self.current.load().addrs.len()
+    }
+
+    /// True when no replica is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The replicas currently known.
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.current.load().addrs.clone()
