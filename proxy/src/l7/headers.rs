@@ -30,8 +30,19 @@ static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host"
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     // Most messages carry none or only `Connection`: one pass over the names is cheaper than
     // a hashed removal per hop-by-hop name.
-    if upgrade.is_none() && !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+    if upgrade.is_none() {
+        let mut found = headers.keys().filter(|name| HOP_BY_HOP.contains(name));
+        let (first, more) = (found.next(), found.next().is_some());
+        match first {
+            None => return,
+            // The common case of a browser or an HTTP/1.0 client: `Connection: keep-alive`
+            // (or `close`) alone names no other header to strip.
+            Some(name) if !more && *name == header::CONNECTION && only_persistence(headers) => {
+                headers.remove(header::CONNECTION);
+                return;
+            }
+            Some(_) => {}
+        }
     }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -49,6 +60,18 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<HeaderValue>) {
     if let Some(protocol) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
+    }
+}
+
+/// True when the one `Connection` field is just `keep-alive` or `close`.
+fn only_persistence(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => {
+            let value = value.as_bytes();
+            value.eq_ignore_ascii_case(b"keep-alive") || value.eq_ignore_ascii_case(b"close")
+        }
+        _ => false,
     }
 }
 
@@ -142,6 +165,28 @@ mod tests {
         strip_hop_by_hop(&mut h, None);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("accept"));
+    }
+
+    #[test]
+    fn a_plain_persistence_connection_header_goes_and_nothing_else() {
+        for value in ["keep-alive", "Keep-Alive", "close"] {
+            let mut h = map(&[("connection", value), ("accept", "*/*")]);
+            strip_hop_by_hop(&mut h, None);
+            assert_eq!(h.len(), 1, "{value}: {h:?}");
+            assert!(h.contains_key("accept"));
+        }
+        // Not the short cut: a second Connection field names a header to strip.
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+        ]);
+        strip_hop_by_hop(&mut h, None);
+        assert!(h.is_empty(), "{h:?}");
+        // Nor with another hop-by-hop header beside it.
+        let mut h = map(&[("connection", "keep-alive"), ("keep-alive", "timeout=5")]);
+        strip_hop_by_hop(&mut h, None);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]

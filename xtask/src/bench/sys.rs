@@ -116,6 +116,31 @@ pub fn cpu_time(pid: u32) -> anyhow::Result<CpuTime> {
     Ok(time)
 }
 
+/// Context switches of `pid` so far, voluntary and not, over its live threads.
+pub fn context_switches(pid: u32) -> anyhow::Result<u64> {
+    let tasks = format!("/proc/{pid}/task");
+    let mut total = 0u64;
+    for task in std::fs::read_dir(&tasks).with_context(|| format!("listing {tasks}"))? {
+        let Ok(text) = std::fs::read_to_string(task?.path().join("status")) else {
+            continue;
+        };
+        total += count_switches(&text);
+    }
+    Ok(total)
+}
+
+/// The sum of a `status` file's `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches`.
+fn count_switches(status: &str) -> u64 {
+    status
+        .lines()
+        .filter_map(|l| {
+            let (key, value) = l.split_once(':')?;
+            key.ends_with("ctxt_switches")
+                .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .sum()
+}
+
 /// The first field of each thread's `schedstat`: nanoseconds spent on a CPU.
 fn on_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let tasks = format!("/proc/{pid}/task");
@@ -285,6 +310,13 @@ mod tests {
         ] {
             assert_eq!(version(banner).as_deref(), Some(v));
         }
+    }
+
+    #[test]
+    fn both_kinds_of_context_switch_count() {
+        let status =
+            "Name:\tflowproxy\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t30\n";
+        assert_eq!(count_switches(status), 42);
     }
 
     #[test]

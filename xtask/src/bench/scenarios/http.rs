@@ -4,11 +4,12 @@ use anyhow::Context as _;
 
 use super::Ctx;
 use crate::bench::{
-    contenders::{Contender, HTTP},
+    contenders::{Contender, HTTP, Running},
     plan::CONNECTIONS,
     rate,
     report::thousands,
     results::{Column, Scenario, Table},
+    sys::{context_switches, cpu_time},
     wrk::{self, Load},
 };
 
@@ -57,6 +58,64 @@ const FIXED_RATE_COLUMNS: &[Column] = &[
     },
 ];
 
+/// Scenario 1's columns: wrk's, then where the proxy spends per request.
+const KEEP_ALIVE_COLUMNS: &[Column] = &[
+    Column {
+        key: "req_per_s",
+        label: "req/s",
+    },
+    Column {
+        key: "p50_ms",
+        label: "p50 ms",
+    },
+    Column {
+        key: "p99_ms",
+        label: "p99 ms",
+    },
+    Column {
+        key: "failed",
+        label: "failed requests",
+    },
+    Column {
+        key: "user_us_per_req",
+        label: "proxy user µs/req",
+    },
+    Column {
+        key: "system_us_per_req",
+        label: "proxy system µs/req",
+    },
+    Column {
+        key: "switches_per_req",
+        label: "proxy context switches/req",
+    },
+];
+
+/// wrk's values, with the proxy's CPU time and context switches per request during the run
+/// (none for a direct connection).
+fn with_spending(
+    running: &Running,
+    load: impl FnOnce() -> anyhow::Result<wrk::Run>,
+) -> anyhow::Result<Vec<f64>> {
+    let Some(pid) = running.pid() else {
+        let mut values = wrk_values(&load()?);
+        values.extend([f64::NAN; 3]);
+        return Ok(values);
+    };
+    let (cpu, switches) = (cpu_time(pid)?, context_switches(pid)?);
+    let run = load()?;
+    let (cpu_after, switches_after) = (cpu_time(pid)?, context_switches(pid)?);
+    let requests = run.requests.max(1) as f64;
+    // Tick counts capped by the nanosecond on-CPU time, as scenario 4 reads them.
+    let (user, system) = cpu_after.percent_since(&cpu, 1.0);
+    let mut values = wrk_values(&run);
+    values.extend([
+        user / 100.0 * 1e6 / requests,
+        system / 100.0 * 1e6 / requests,
+        (switches_after - switches) as f64 / requests,
+    ]);
+    Ok(values)
+}
+
 fn wrk_values(run: &wrk::Run) -> Vec<f64> {
     vec![
         run.req_per_s(),
@@ -68,20 +127,18 @@ fn wrk_values(run: &wrk::Run) -> Vec<f64> {
 
 /// Scenario 1: keep-alive, small response.
 pub fn keep_alive(ctx: &Ctx) -> anyhow::Result<Scenario> {
-    let mut table = Table::new(WRK_COLUMNS);
+    let mut table = Table::new(KEEP_ALIVE_COLUMNS);
     let load = Load::keep_alive(ctx.plan.load_secs);
     ctx.alternate(1, &HTTP, &mut table, |running| {
-        Ok(wrk_values(&wrk::run(
-            ctx.lab.work.path(),
-            running.addr,
-            load,
-        )?))
+        with_spending(running, || {
+            wrk::run(ctx.lab.work.path(), running.addr, load)
+        })
     })?;
     Ok(table.into_scenario(
         1,
         "HTTP/1.1 keep-alive, small response",
         &format!(
-            "wrk -t1 -c{CONNECTIONS} -d{}s, GET / answered 200 with 14 bytes by nginx `return 200`; latency as wrk measures it",
+            "wrk -t1 -c{CONNECTIONS} -d{}s, GET / answered 200 with 14 bytes by nginx `return 200`; latency as wrk measures it; the proxy's user and system CPU time (clock ticks capped by the threads' nanosecond schedstat) and its context switches (voluntary and not, all threads), per request",
             ctx.plan.load_secs
         ),
         Some(BASELINE),
