@@ -4,6 +4,7 @@
 //! writes `results.json`, `results.md` and `results.png` (default `target/bench/`).
 mod chart;
 mod contenders;
+mod h2load;
 mod lab;
 mod minihttp;
 mod plan;
@@ -29,7 +30,7 @@ use self::{
     lab::Lab,
     plan::Plan,
     results::Results,
-    scenarios::{Ctx, http, memory, reconfigure, scale, tcp},
+    scenarios::{Ctx, http, https, memory, reconfigure, scale, tcp},
     sys::{LOAD_CORE, SERVER_CORE},
 };
 use crate::{
@@ -46,6 +47,8 @@ const PACKAGES: &[&str] = &[
     "wrk",
     "nghttp2-client",
     "iperf3",
+    // Scenario 9's RSA certificate.
+    "openssl",
     "fonts-dejavu-core",
 ];
 
@@ -179,6 +182,9 @@ fn run_scenarios(ctx: &Ctx, only: &[u32]) -> anyhow::Result<Vec<results::Scenari
     }
     if wanted(8) {
         out.push(http::data_plane_overhead(ctx).context("scenario 8")?);
+    }
+    if wanted(9) {
+        out.push(https::tls_termination(ctx).context("scenario 9")?);
     }
     Ok(out)
 }

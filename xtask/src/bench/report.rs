@@ -40,7 +40,7 @@ pub fn markdown(r: &Results) -> String {
     for s in &r.scenarios {
         scenario(&mut md, s);
     }
-    let _ = writeln!(md, "#### Targets (issue 7)\n");
+    let _ = writeln!(md, "#### Targets (issues 7, 13 and 16)\n");
     let _ = writeln!(md, "| scenario | target | measured | verdict |");
     let _ = writeln!(md, "|---|---|---|---|");
     for t in &r.targets {

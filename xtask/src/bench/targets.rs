@@ -4,7 +4,7 @@ use super::{
     contenders::Contender,
     report::fmt_value,
     results::{Scenario, TargetCheck, Verdict},
-    scenarios::{fastpath, reconfigure, tcp},
+    scenarios::{fastpath, https, reconfigure, tcp},
 };
 
 /// Every target the scenarios of this run can be judged on.
@@ -91,6 +91,32 @@ pub fn check(scenarios: &[Scenario]) -> Vec<TargetCheck> {
             "req/s",
             Bound::AtLeast(0.98),
         ));
+    }
+    if let Some(s) = find(9) {
+        out.extend(tls(s));
+    }
+    out
+}
+
+/// Scenario 9's targets: each HTTPS load ≥ 1.2× HAProxy's, and flowproxy's HTTP/2 no slower
+/// per request than its HTTP/1.1.
+fn tls(s: &Scenario) -> Vec<TargetCheck> {
+    let (fp, ha) = (https::FLOWPROXY, https::HAPROXY);
+    let mut out: Vec<TargetCheck> = [
+        ("handshake_req_per_s", "full-handshake req/s"),
+        ("h1_req_per_s", "HTTP/1.1-over-TLS req/s"),
+        ("h2_req_per_s", "HTTP/2-over-TLS req/s"),
+    ]
+    .into_iter()
+    .filter_map(|(key, what)| ratio(s, fp, ha, key, what, Bound::AtLeast(1.2)))
+    .collect();
+    if let (Some(h2), Some(h1)) = (s.median(fp, "h2_req_per_s"), s.median(fp, "h1_req_per_s")) {
+        out.push(TargetCheck {
+            scenario: 9,
+            target: "flowproxy HTTP/2 req/s ≥ its HTTP/1.1 req/s over TLS".to_owned(),
+            measured: format!("{} vs {} = {:.2}×", fmt_value(h2), fmt_value(h1), h2 / h1),
+            verdict: verdict(h2 >= h1),
+        });
     }
     out
 }
@@ -228,6 +254,40 @@ mod tests {
         assert!(checks[0].target.contains("nginx"), "{}", checks[0].target);
         assert_eq!(checks[1].measured, "1.50 vs 2.00 = 0.75×");
         assert_eq!(checks[1].verdict, Verdict::Met);
+    }
+
+    #[test]
+    fn https_is_judged_per_load_and_http2_against_http1() {
+        const TLS: &[Column] = &[
+            Column {
+                key: "handshake_req_per_s",
+                label: "",
+            },
+            Column {
+                key: "h1_req_per_s",
+                label: "",
+            },
+            Column {
+                key: "h2_req_per_s",
+                label: "",
+            },
+        ];
+        let mut t = Table::new(TLS);
+        t.add("HAProxy", &[2_500.0, 32_000.0, 35_000.0]);
+        t.add("flowproxy", &[3_200.0, 27_000.0, 20_000.0]);
+        let checks = check(&[t.into_scenario(9, "", "", Some("HAProxy"))]);
+        let verdicts: Vec<Verdict> = checks.iter().map(|c| c.verdict).collect();
+        assert_eq!(
+            verdicts,
+            [
+                Verdict::Met,
+                Verdict::Missed,
+                Verdict::Missed,
+                Verdict::Missed
+            ],
+            "{checks:?}"
+        );
+        assert_eq!(checks[3].measured, "20,000 vs 27,000 = 0.74×");
     }
 
     #[test]

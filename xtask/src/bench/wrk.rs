@@ -61,6 +61,9 @@ pub struct Load {
     pub secs: u32,
     /// `Connection: close` on every request: a new connection per request.
     pub close: bool,
+    /// HTTPS instead of plain HTTP (with `close`, a full TLS handshake per request: wrk keeps
+    /// no session to resume).
+    pub tls: bool,
 }
 
 impl Load {
@@ -70,6 +73,7 @@ impl Load {
             connections: CONNECTIONS,
             secs,
             close: false,
+            tls: false,
         }
     }
 }
@@ -79,7 +83,7 @@ pub fn write_script(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(dir.join("wrk-done.lua"), SCRIPT).context("writing the wrk script")
 }
 
-/// Runs wrk against `http://addr/` with `load`, on the load core.
+/// Runs wrk against `http://addr/` (or `https://`) with `load`, on the load core.
 pub fn run(dir: &Path, addr: SocketAddr, load: Load) -> anyhow::Result<Run> {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c")
@@ -92,7 +96,8 @@ pub fn run(dir: &Path, addr: SocketAddr, load: Load) -> anyhow::Result<Run> {
     if load.close {
         cmd.args(["-H", "Connection: close"]);
     }
-    cmd.arg(format!("http://{addr}/"));
+    let scheme = if load.tls { "https" } else { "http" };
+    cmd.arg(format!("{scheme}://{addr}/"));
     let out = cmd.output().context("starting wrk")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {

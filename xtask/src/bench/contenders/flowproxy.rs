@@ -25,6 +25,8 @@ pub struct Started {
     pub server: Pinned,
     /// Where it proxies.
     pub http: SocketAddr,
+    /// Its HTTPS listener (certificates from `<state>/certs`).
+    pub https: Option<SocketAddr>,
     /// Its reconfigure API.
     pub api: SocketAddr,
 }
@@ -45,9 +47,12 @@ pub fn start(lab: &Lab, attach: bool, state: &Path) -> anyhow::Result<Started> {
         "--bpffs-dir".into(),
         lab.link.pin_dir().display().to_string(),
     ];
+    let mut https = None;
     if lab.flowproxy_flag("--https-addr") {
         // Not the default 0.0.0.0:443, nor certificates from /certs: every start is private.
-        argv.extend(["--https-addr".into(), free_port()?.to_string()]);
+        let addr = free_port()?;
+        https = Some(addr);
+        argv.extend(["--https-addr".into(), addr.to_string()]);
         argv.extend([
             "--certs-dir".into(),
             state.join("certs").display().to_string(),
@@ -78,7 +83,12 @@ pub fn start(lab: &Lab, attach: bool, state: &Path) -> anyhow::Result<Started> {
             lab.link.root_if
         );
     }
-    Ok(Started { server, http, api })
+    Ok(Started {
+        server,
+        http,
+        https,
+        api,
+    })
 }
 
 /// The reconfigure call for service `name` at `path`, on the backend's address (no DNS).

@@ -56,6 +56,37 @@ backend bench
     )
 }
 
+/// HTTP mode behind TLS on `listen` (the certificate and key bundle `pem`, ALPN `h2` and
+/// `http/1.1`), with the same forwarded headers as [`http_config`].
+pub fn https_config(listen: SocketAddr, backend: SocketAddr, pem: &Path) -> String {
+    format!(
+        "global
+    maxconn 12000
+    no strict-limits
+    nbthread 1
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    http-reuse always
+
+frontend bench
+    bind {listen} ssl crt {pem} alpn h2,http/1.1
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend bench
+
+backend bench
+    server backend {backend}
+",
+        pem = pem.display()
+    )
+}
+
 /// TCP mode in front of `backend`, splicing when it pays off.
 pub fn tcp_config(listen: SocketAddr, backend: SocketAddr) -> String {
     format!(

@@ -3,6 +3,7 @@
 //! drifts of the machine spread over every contender instead of favouring one.
 pub mod fastpath;
 pub mod http;
+pub mod https;
 pub mod memory;
 pub mod reconfigure;
 pub mod scale;
