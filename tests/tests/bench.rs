@@ -55,8 +55,8 @@ fn check(out: &Path, succeeded: bool) -> anyhow::Result<()> {
         .context("no scenarios array")?;
     let ids: Vec<u64> = scenarios.iter().filter_map(|s| s["id"].as_u64()).collect();
     ensure!(
-        ids == (1..=8).collect::<Vec<_>>(),
-        "scenarios {ids:?}, not 1 to 8"
+        ids == (1..=9).collect::<Vec<_>>(),
+        "scenarios {ids:?}, not 1 to 9"
     );
     for scenario in scenarios {
         check_scenario(scenario)
