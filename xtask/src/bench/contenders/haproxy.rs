@@ -23,6 +23,23 @@ const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// HTTP mode in front of `backend`; the stats socket hands the listeners to a reloaded process.
 pub fn http_config(listen: SocketAddr, backend: SocketAddr, stats: &Path) -> String {
+    let stats = format!(
+        "stats socket {} mode 600 level admin expose-fd listeners",
+        stats.display()
+    );
+    http_mode(&stats, &listen.to_string(), "http", backend)
+}
+
+/// HTTP mode behind TLS on `listen` (the certificate and key bundle `pem`, ALPN `h2` and
+/// `http/1.1`), with the same forwarded headers as [`http_config`].
+pub fn https_config(listen: SocketAddr, backend: SocketAddr, pem: &Path) -> String {
+    let bind = format!("{listen} ssl crt {} alpn h2,http/1.1", pem.display());
+    http_mode("", &bind, "https", backend)
+}
+
+/// HTTP mode bound as `bind` says, with `global_extra` in the global section; requests carry
+/// X-Forwarded-Proto `proto`.
+fn http_mode(global_extra: &str, bind: &str, proto: &str, backend: SocketAddr) -> String {
     format!(
         "global
     maxconn 12000
@@ -30,7 +47,7 @@ pub fn http_config(listen: SocketAddr, backend: SocketAddr, stats: &Path) -> Str
     # would refuse 12,000 connections, though 10,000 idle ones need only half of that.
     no strict-limits
     nbthread 1
-    stats socket {stats} mode 600 level admin expose-fd listeners
+    {global_extra}
 
 defaults
     mode http
@@ -41,49 +58,17 @@ defaults
     http-reuse always
 
 frontend bench
-    bind {listen}
+    bind {bind}
     # The headers flowproxy adds (and DFP's own template has HAProxy add), so both do the same
     # work per request.
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Proto {proto}
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend bench
 
 backend bench
     server backend {backend}
-",
-        stats = stats.display()
-    )
-}
-
-/// HTTP mode behind TLS on `listen` (the certificate and key bundle `pem`, ALPN `h2` and
-/// `http/1.1`), with the same forwarded headers as [`http_config`].
-pub fn https_config(listen: SocketAddr, backend: SocketAddr, pem: &Path) -> String {
-    format!(
-        "global
-    maxconn 12000
-    no strict-limits
-    nbthread 1
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 60s
-    http-reuse always
-
-frontend bench
-    bind {listen} ssl crt {pem} alpn h2,http/1.1
-    option forwardfor
-    http-request set-header X-Forwarded-Proto https
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend bench
-
-backend bench
-    server backend {backend}
-",
-        pem = pem.display()
+"
     )
 }
 
