@@ -11,15 +11,17 @@ use std::{
 
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{
-    Method, Request, Response, Uri, Version,
+    Request, Response, Uri, Version,
     body::{Body as _, Incoming},
     header,
 };
 
-use self::send::send;
+use self::{
+    classify::{client_error_reason, is_idempotent, no_replica},
+    send::{send, set_host},
+};
 use super::{
-    Body, Peer, access, access_log,
-    body::{self, BodyFailure},
+    Body, Peer, access, access_log, body,
     errors::{ErrorSource, ProxyError, error_chain},
     header_rules, headers, host,
     limits::{self, HeaderLimits},
@@ -383,15 +385,6 @@ impl Proxy {
     }
 }
 
-/// A request without `Host` (HTTP/1.0) names the replica, as HTTP/1.1 requires a Host.
-fn set_host(headers: &mut hyper::HeaderMap, authority: &http::uri::Authority) {
-    if !headers.contains_key(header::HOST)
-        && let Ok(value) = header::HeaderValue::from_str(authority.as_str())
-    {
-        headers.insert(header::HOST, value);
-    }
-}
-
 /// The service label of requests no route took.
 const NO_SERVICE: &str = "-";
 
@@ -400,32 +393,7 @@ const NO_SERVICE: &str = "-";
 const NO_REPLICA: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
-/// The `flowproxy_client_errors_total` reason of an error the client caused, if it is one of
-/// the rejections counted there (a 404 or 401 is an answer, not a rejection).
-fn client_error_reason(error: &ProxyError) -> Option<ClientErrorReason> {
-    match error {
-        ProxyError::HeaderTooLarge(_) => Some(ClientErrorReason::HeaderTooLarge),
-        ProxyError::BadHost(_) => Some(ClientErrorReason::BadHost),
-        ProxyError::Body(BodyFailure::Idle(_)) => Some(ClientErrorReason::TimeoutBody),
-        ProxyError::Body(BodyFailure::Client(_)) => Some(ClientErrorReason::BadFraming),
-        _ => None,
-    }
-}
-
-fn no_replica(service: &str, reason: &str) -> ProxyError {
-    ProxyError::NoReplica {
-        service: service.to_owned(),
-        reason: reason.to_owned(),
-    }
-}
-
-fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
-}
-
+mod classify;
 mod send;
 
 // Tests live in pipeline/tests.rs.

@@ -1,8 +1,8 @@
-//! Sending the upstream request, with the server timeout counted from when the request body
-//! has been sent whole.
+//! Sending the upstream request (with `Host`), with the server timeout counted from when the
+//! request body has been sent whole.
 use std::{net::SocketAddr, time::Duration};
 
-use hyper::{Request, Response};
+use hyper::{Request, Response, header};
 
 use crate::upstream::{UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse};
 
@@ -23,4 +23,13 @@ pub(super) async fn send(
         }
     }
     tokio::time::timeout(timeout, request).await
+}
+
+/// A request without `Host` (HTTP/1.0) names the replica, as HTTP/1.1 requires a Host.
+pub(super) fn set_host(headers: &mut hyper::HeaderMap, authority: &http::uri::Authority) {
+    if !headers.contains_key(header::HOST)
+        && let Ok(value) = header::HeaderValue::from_str(authority.as_str())
+    {
+        headers.insert(header::HOST, value);
+    }
 }
