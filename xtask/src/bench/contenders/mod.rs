@@ -76,22 +76,12 @@ impl Contender {
                 server: None,
                 _dir: None,
             }),
-            Contender::Haproxy => {
-                let dir = WorkDir::new("haproxy")?;
-                let listen = free_port()?;
+            Contender::Haproxy => listening("haproxy", |dir, listen| {
                 let config =
                     haproxy::http_config(listen, lab.backend_http, &dir.join("stats.sock"));
-                let server = haproxy::start(&dir, "haproxy", &config, listen)?;
-                Ok(Running {
-                    addr: listen,
-                    api: None,
-                    server: Some(server),
-                    _dir: Some(dir),
-                })
-            }
-            Contender::Nginx => {
-                let dir = WorkDir::new("nginx")?;
-                let listen = free_port()?;
+                haproxy::start(dir, "haproxy", &config, listen)
+            }),
+            Contender::Nginx => listening("nginx", |dir, listen| {
                 let conf = dir.join("proxy-nginx.conf");
                 std::fs::write(
                     &conf,
@@ -106,33 +96,14 @@ impl Contender {
                     dir.path(),
                 )?;
                 server.wait_for_port(listen)?;
-                Ok(Running {
-                    addr: listen,
-                    api: None,
-                    server: Some(server),
-                    _dir: Some(dir),
-                })
-            }
-            Contender::Traefik | Contender::Caddy => {
-                let dir = WorkDir::new(if self == Contender::Traefik {
-                    "traefik"
-                } else {
-                    "caddy"
-                })?;
-                let listen = free_port()?;
-                let (tools, backend) = (tools_dir(), lab.backend_http);
-                let server = if self == Contender::Traefik {
-                    traefik::start(&dir, &tools, listen, backend)?
-                } else {
-                    caddy::start(&dir, &tools, listen, backend)?
-                };
-                Ok(Running {
-                    addr: listen,
-                    api: None,
-                    server: Some(server),
-                    _dir: Some(dir),
-                })
-            }
+                Ok(server)
+            }),
+            Contender::Traefik => listening("traefik", |dir, listen| {
+                traefik::start(dir, &tools_dir(), listen, lab.backend_http)
+            }),
+            Contender::Caddy => listening("caddy", |dir, listen| {
+                caddy::start(dir, &tools_dir(), listen, lab.backend_http)
+            }),
             Contender::Flowproxy | Contender::FlowproxyDetached => {
                 let state = WorkDir::new("flowproxy-state")?;
                 let started = flowproxy::start(lab, self == Contender::Flowproxy, state.path())?;
@@ -146,6 +117,23 @@ impl Contender {
             }
         }
     }
+}
+
+/// A proxy configured by files in a work directory of its own (named after `label`) and
+/// listening on a free port, which `start` serves from once it accepts there.
+fn listening(
+    label: &str,
+    start: impl FnOnce(&WorkDir, SocketAddr) -> anyhow::Result<Pinned>,
+) -> anyhow::Result<Running> {
+    let dir = WorkDir::new(label)?;
+    let listen = free_port()?;
+    let server = start(&dir, listen)?;
+    Ok(Running {
+        addr: listen,
+        api: None,
+        server: Some(server),
+        _dir: Some(dir),
+    })
 }
 
 /// A started contender; stopped on drop.
