@@ -1,9 +1,11 @@
 //! Starting, stopping and crashing: flowproxy never leaves a program behind, and bad input is
 //! refused with a message that says what to do.
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::ensure;
-use flowproxy_tests::{Flowproxy, Host, Link, bpftool, eventually};
+use anyhow::{Context as _, ensure};
+use flowproxy_tests::{
+    Flowproxy, GoDemo, Host, Link, RawClient, bpftool, eventually, go_demo::RECONFIGURE,
+};
 
 fn traffic_flows(host: &Host, link: &Link) -> anyhow::Result<()> {
     host.run("ping", &["-c", "1", "-W", "2", &link.root_addr.to_string()])?;
@@ -259,6 +261,57 @@ fn pins_of_another_layout_version_are_replaced_not_reused() -> anyhow::Result<()
     assert_eq!(
         version, expected,
         "the new layout version was not recorded: {dump}"
+    );
+    Ok(())
+}
+
+/// SIGTERM drains: a request in flight gets its whole answer, an idle keep-alive connection
+/// and one that never sent a byte are closed at once, and the process exits well within
+/// Docker's 10 s stop grace period.
+#[test]
+fn sigterm_answers_requests_in_flight_and_closes_idle_connections() -> anyhow::Result<()> {
+    let demo = GoDemo::start(1)?;
+    let mut proxy = demo.flowproxy().arg("--no-ebpf").start()?;
+    let resp = proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{RECONFIGURE}"))?;
+    ensure!(resp.status == 200, "{}", resp.body);
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+
+    let mut idle = RawClient::connect(proxy.http_addr)?;
+    idle.send(get("/demo/hello").as_bytes())?;
+    ensure!(idle.response(Duration::from_secs(5))?.status == 200);
+    let mut silent = RawClient::connect(proxy.http_addr)?;
+    let mut slow = RawClient::connect(proxy.http_addr)?;
+    slow.send(get("/demo/slow?ms=1500").as_bytes())?;
+    // The slow request is with the replica before the signal.
+    std::thread::sleep(Duration::from_millis(300));
+
+    let signalled = Instant::now();
+    let terminating = std::thread::spawn(move || {
+        let status = proxy.terminate();
+        (status, proxy.log())
+    });
+    idle.closed_within(Duration::from_secs(1))
+        .context("an idle keep-alive connection was kept open while draining")?;
+    silent
+        .closed_within(Duration::from_secs(1))
+        .context("a connection that sent nothing was kept open while draining")?;
+    let answer = slow.response(Duration::from_secs(5))?;
+    ensure!(
+        answer.status == 200,
+        "the request in flight got {}",
+        answer.status
+    );
+    let (status, log) = terminating.join().expect("the terminating thread panicked");
+    let status = status?;
+    ensure!(status.success(), "exit status {status}\n{log}");
+    let took = signalled.elapsed();
+    ensure!(
+        took < Duration::from_secs(4),
+        "exiting took {took:?} with one 1.5 s request in flight\n{log}"
+    );
+    ensure!(
+        !log.contains("still open after"),
+        "the drain timed out:\n{log}"
     );
     Ok(())
 }

@@ -1,8 +1,8 @@
 //! The client's stream as the HTTP server reads it. Two things hyper cannot do for us:
-//! - hyper-util's protocol sniffing reads up to the 24 bytes of the HTTP/2 preface with no
-//!   timeout, and hyper's header timeout starts only after it, so a silent socket (or one
-//!   that sent half a preface) would hold a connection slot forever. Until the protocol is
-//!   known, reads here fail with `TimedOut` once `--client-first-byte-timeout` has passed.
+//! - Protocol detection (`protocol.rs`) has no timeout of its own, and hyper's header timeout
+//!   starts only after it, so a silent socket (or one that sent half a preface) would hold a
+//!   connection slot forever. Until the server calls `protocol_known`, reads here fail with
+//!   `TimedOut` once `--client-first-byte-timeout` has passed.
 //! - hyper's header timeout also ends idle keep-alive connections, which is no client error;
 //!   whether bytes arrived since the last response was written tells the two apart.
 //! - hyper has one timer for the wait between requests and for the head itself, while DFP
@@ -21,13 +21,11 @@ use std::{
     time::Duration,
 };
 
+use super::protocol::Protocol;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     time::{Instant, Sleep},
 };
-
-/// The HTTP/2 connection preface that hyper-util's sniffing compares against.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// What the server learns about a connection once hyper is done with it.
 #[derive(Debug, Default)]
@@ -81,9 +79,8 @@ struct HeadTimer {
     sleep: Option<Pin<Box<Sleep>>>,
 }
 
-/// The protocol is not known yet: how much of the preface matched, and the deadline.
+/// The protocol is not known yet: the deadline for knowing it.
 struct Sniff {
-    matched: usize,
     deadline: Pin<Box<Sleep>>,
     timeout: Duration,
 }
@@ -100,7 +97,6 @@ impl<S> ClientIo<S> {
         let io = Self {
             inner,
             sniff: Some(Sniff {
-                matched: 0,
                 deadline: Box::pin(tokio::time::sleep(first_byte_timeout)),
                 timeout: first_byte_timeout,
             }),
@@ -135,16 +131,15 @@ impl HeadTimer {
     }
 }
 
-/// After `matched` bytes of the preface, `new` arrived: how many match now, and whether the
-/// protocol is known (the whole preface, or a byte that differs from it).
-fn sniffed(matched: usize, new: &[u8]) -> (usize, bool) {
-    let rest = &H2_PREFACE[matched..];
-    let n = new.len().min(rest.len());
-    if new[..n] != rest[..n] {
-        return (matched, true);
+impl<S> ClientIo<S> {
+    /// The first bytes told the protocol: the first-byte deadline is over. HTTP/2 has no
+    /// heads to time here (its streams are hyper's).
+    pub fn protocol_known(&mut self, protocol: Protocol) {
+        self.sniff = None;
+        if protocol == Protocol::Http2 {
+            self.head = None;
+        }
     }
-    let matched = matched + n;
-    (matched, matched == H2_PREFACE.len())
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
@@ -166,18 +161,6 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
                 {
                     this.activity.head_read.store(false, Ordering::Relaxed);
                     head.due = Some(Instant::now() + head.timeout);
-                }
-                if let Some(sniff) = &mut this.sniff {
-                    let (matched, known) = sniffed(sniff.matched, new);
-                    sniff.matched = matched;
-                    // End of stream also ends the sniffing: hyper sees the close itself.
-                    if known || new.is_empty() {
-                        // HTTP/2 has no heads to time here (its streams are hyper's).
-                        if matched == H2_PREFACE.len() {
-                            this.head = None;
-                        }
-                        this.sniff = None;
-                    }
                 }
             }
             Poll::Pending => {
@@ -260,16 +243,6 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_protocol_is_known_at_the_first_differing_byte_or_the_whole_preface() {
-        assert_eq!(sniffed(0, b"GET / HTTP/1.1\r\n"), (0, true));
-        assert_eq!(sniffed(0, b"PRI * HT"), (8, false));
-        assert_eq!(sniffed(8, b"TP/2.0\r\n\r\nSM\r\n\r\n"), (24, true));
-        assert_eq!(sniffed(8, b"XX"), (8, true));
-        assert_eq!(sniffed(0, H2_PREFACE), (24, true));
-        assert_eq!(sniffed(0, b""), (0, false));
-    }
-
     #[tokio::test]
     async fn half_a_preface_times_out_and_a_request_does_not() {
         let (mut client, server) = tokio::io::duplex(64);
@@ -287,6 +260,7 @@ mod tests {
         client.write_all(b"GET").await.unwrap();
         assert_eq!(io.read(&mut buf).await.unwrap(), 3);
         assert!(activity.mid_request());
+        io.protocol_known(Protocol::Http1);
         // The protocol is known: later silence is hyper's header timeout's business.
         let later = tokio::time::timeout(Duration::from_millis(300), io.read(&mut buf)).await;
         assert!(
@@ -307,6 +281,7 @@ mod tests {
         // A whole head, handed over: the wait for its body is not the head's.
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert_eq!(io.read(&mut buf).await.unwrap(), 18);
+        io.protocol_known(Protocol::Http1);
         activity.head_complete();
         let quiet = tokio::time::timeout(limit * 3, io.read(&mut buf)).await;
         assert!(quiet.is_err(), "no timeout once the head was handed over");

@@ -1,15 +1,20 @@
 //! Accepting connections and serving them with hyper (HTTP/1.1 and HTTP/2 on the same port,
 //! upgrades allowed), one task per connection, optionally behind TLS, with graceful shutdown:
 //! on shutdown no new connection is accepted and open ones finish their requests.
-use std::{convert::Infallible, future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible, future::Future, io, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
+};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper::{Request, Response, body::Incoming, header::HeaderValue, service::service_fn};
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+use hyper::{
+    Request, Response,
+    body::Incoming,
+    header::HeaderValue,
+    server::conn::{http1, http2},
+    service::service_fn,
 };
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -18,7 +23,11 @@ use tokio::{
 };
 use tokio_rustls::TlsAcceptor;
 
-use super::client_io::{Activity, ClientIo};
+use super::{
+    client_io::{Activity, ClientIo},
+    drain,
+    protocol::{self, Protocol},
+};
 use crate::metrics::{ClientErrorReason, ClientErrors};
 
 /// Response body type of every handler.
@@ -105,8 +114,7 @@ where
     H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builder = Arc::new(server_builder(&listener.settings));
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(Builders::new(&listener.settings));
     let slots = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
     loop {
         let slot = tokio::select! {
@@ -126,9 +134,9 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = Conn {
-                    builder: Arc::clone(&builder),
+                    builders: Arc::clone(&builders),
+                    shutdown: shutdown.clone(),
                     handler: Arc::clone(&listener.handler),
-                    watcher: graceful.watcher(),
                     peer,
                     open: listener.open.clone(),
                     settings: listener.settings,
@@ -155,7 +163,9 @@ where
         }
     }
     drop(listener.socket);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    // Every connection holds a slot until it ends: all slots back means all drained.
+    let all = u32::try_from(listener.max_connections).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_TIMEOUT, slots.acquire_many(all))
         .await
         .is_err()
     {
@@ -190,22 +200,28 @@ where
     }
 }
 
-/// hyper's server settings. Without a timer hyper enforces no timeout at all, so an idle or
-/// slow client could hold a connection forever.
-fn server_builder(settings: &ConnSettings) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(settings.idle_timeout)
-        .max_buf_size(settings.parser_ceiling.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(H2_KEEP_ALIVE)
-        .keep_alive_timeout(H2_KEEP_ALIVE)
-        .max_header_list_size(u32::try_from(settings.parser_ceiling).unwrap_or(u32::MAX));
-    builder
+/// hyper's server settings, one builder per protocol. Without a timer hyper enforces no
+/// timeout at all, so an idle or slow client could hold a connection forever.
+struct Builders {
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(settings: &ConnSettings) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.idle_timeout)
+            .max_buf_size(settings.parser_ceiling.max(8192));
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .keep_alive_interval(H2_KEEP_ALIVE)
+            .keep_alive_timeout(H2_KEEP_ALIVE)
+            .max_header_list_size(u32::try_from(settings.parser_ceiling).unwrap_or(u32::MAX));
+        Self { http1, http2 }
+    }
 }
 
 /// Why a connection hyper gave up on counts as a client error, if it does: `error` is what
@@ -233,11 +249,30 @@ fn refusal(
     }
 }
 
+/// How a connection ended badly: before its protocol was known, or in hyper.
+#[derive(Debug, thiserror::Error)]
+enum Ended {
+    #[error("before the first request: {0}")]
+    Io(io::Error),
+    #[error(transparent)]
+    Http(hyper::Error),
+}
+
+impl Ended {
+    fn source(&self) -> &(dyn std::error::Error + 'static) {
+        match self {
+            Self::Io(e) => e,
+            Self::Http(e) => e,
+        }
+    }
+}
+
 /// One accepted connection, before its protocol is known.
 struct Conn<H> {
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<Builders>,
+    /// Ends the wait for a silent client's first bytes when shutdown starts.
+    shutdown: watch::Receiver<bool>,
     handler: Arc<H>,
-    watcher: hyper_util::server::graceful::Watcher,
     peer: SocketAddr,
     open: Option<Gauge>,
     settings: ConnSettings,
@@ -254,9 +289,9 @@ where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let Self {
-            builder,
+            builders,
+            mut shutdown,
             handler,
-            watcher,
             peer,
             open,
             settings,
@@ -268,20 +303,42 @@ where
         let heads = Arc::clone(&activity);
         let service = service_fn(move |req: Request<Incoming>| {
             heads.head_complete();
-            let response = handler(req, Arc::clone(&client));
+            // Boxed per request: hyper keeps room for one in-flight future for as long as the
+            // connection lives, and unboxed that room is the whole request path's state.
+            let response: Pin<Box<dyn Future<Output = Response<Body>> + Send>> =
+                Box::pin(handler(req, Arc::clone(&client)));
             async move { Ok::<_, Infallible>(response.await) }
         });
         if let Some(gauge) = &open {
             gauge.inc();
         }
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let ended = watcher.watch(conn).await;
-        let error = ended
-            .as_ref()
-            .err()
-            .map(|e| &**e as &(dyn std::error::Error + 'static));
+        let mut detected = tokio::select! {
+            detected = protocol::detect(stream) => detected,
+            _ = drain::stopping(&mut shutdown) => Err(io::ErrorKind::Interrupted.into()),
+        };
+        if let Ok((protocol, stream)) = &mut detected {
+            stream.inner_mut().protocol_known(*protocol);
+        }
+        let ended = match detected {
+            Ok((Protocol::Http1, stream)) => {
+                let conn = builders
+                    .http1
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
+                drain::until_drained!(conn, shutdown).map_err(Ended::Http)
+            }
+            Ok((Protocol::Http2, stream)) => {
+                let conn = builders
+                    .http2
+                    .serve_connection(TokioIo::new(stream), service);
+                // Boxed: HTTP/1 connections' tasks do not carry HTTP/2's larger state.
+                Box::pin(async move { drain::until_drained!(conn, shutdown) })
+                    .await
+                    .map_err(Ended::Http)
+            }
+            Err(e) => Err(Ended::Io(e)),
+        };
+        let error = ended.as_ref().err().map(Ended::source);
         if let Some(reason) = refusal(error, &activity) {
             client_errors.count(reason);
         }
