@@ -196,6 +196,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             socket: http,
             handler: Arc::clone(&proxy_handler),
             open: Some(metrics.open_connections()),
+            parked: Some(metrics.parked_connections()),
             tls: None,
             max_connections: args.max_connections as usize,
             settings: args.conn_settings(),
@@ -205,6 +206,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             socket: https,
             handler: proxy_handler,
             open: Some(metrics.open_connections()),
+            parked: Some(metrics.parked_connections()),
             tls: Some(tls),
             max_connections: args.max_connections as usize,
             settings: args.conn_settings(),
@@ -214,6 +216,7 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             socket: api,
             handler: api_handler,
             open: None,
+            parked: None,
             tls: None,
             max_connections: 1024,
             // The same timeouts guard the API; its refusals are not the proxy's clients'

@@ -7,6 +7,11 @@ use flowproxy::{
     dfp_env, health_cmd, stats_cmd,
 };
 
+/// jemalloc returns the memory of freed buffers (parked connections') to the system, where
+/// glibc's malloc keeps it (issue 16, step 1: `docs/performance.md`).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let mut matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

@@ -110,6 +110,7 @@ pub struct Metrics {
     backend_requests: Family<BackendRequestLabels, Counter>,
     backend_bytes: BackendBytes,
     open_connections: Gauge,
+    parked_connections: Gauge,
     config_reloads: Counter,
     config_changes: ChangeCounters,
     handshakes: Family<ResultLabel, Counter>,
@@ -169,6 +170,12 @@ impl Metrics {
             "flowproxy_open_connections",
             "Client connections open on the HTTP listener",
             open_connections.clone(),
+        );
+        let parked_connections = Gauge::default();
+        registry.register(
+            "flowproxy_parked_connections",
+            "Idle HTTP/1.1 client connections parked without buffers (a subset of the open ones)",
+            parked_connections.clone(),
         );
         let config_reloads = Counter::default();
         registry.register(
@@ -242,6 +249,7 @@ impl Metrics {
             backend_requests,
             backend_bytes,
             open_connections,
+            parked_connections,
             config_reloads,
             config_changes,
             handshakes,
@@ -292,6 +300,11 @@ impl Metrics {
     /// The open-connections gauge, for the listener to move.
     pub fn open_connections(&self) -> Gauge {
         self.open_connections.clone()
+    }
+
+    /// The gauge of parked idle client connections, for the HTTP listeners.
+    pub fn parked_connections(&self) -> Gauge {
+        self.parked_connections.clone()
     }
 
     /// The config-reloads counter, for the control plane to count applied changes.

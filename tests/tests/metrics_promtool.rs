@@ -52,6 +52,7 @@ const FAMILIES: &[&str] = &[
     "flowproxy_certificate_expiry_timestamp_seconds",
     "flowproxy_client_errors_total",
     "flowproxy_open_connections",
+    "flowproxy_parked_connections",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
     "process_virtual_memory_bytes",

@@ -15,7 +15,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -38,6 +38,12 @@ pub struct Activity {
     head_read: AtomicBool,
     /// A head took longer than the head timeout.
     head_timed_out: AtomicBool,
+    /// Reads that returned bytes plus writes: a count that stands still while the connection
+    /// idles (`park.rs` compares it over time).
+    io_events: AtomicU32,
+    /// The connection is being taken back from hyper to be parked: its shutdown must leave
+    /// the stream open.
+    parking: AtomicBool,
 }
 
 impl Activity {
@@ -59,6 +65,27 @@ impl Activity {
     /// Called for each request hyper parsed: its head is complete.
     pub fn head_complete(&self) {
         self.head_read.store(true, Ordering::Relaxed);
+    }
+
+    /// How many reads with bytes and writes the stream has seen (wrapping).
+    pub fn io_events(&self) -> u32 {
+        self.io_events.load(Ordering::Relaxed)
+    }
+
+    /// Whether a shutdown by hyper is to leave the stream open.
+    pub fn parking(&self) -> bool {
+        self.parking.load(Ordering::Relaxed)
+    }
+
+    /// Makes hyper's shutdown of the stream leave it open (`true`), or close it again.
+    pub fn set_parking(&self, parking: bool) {
+        self.parking.store(parking, Ordering::Relaxed);
+    }
+
+    /// One more read or write: only the stream's one owner counts, so no atomic add is needed.
+    fn count_io(&self) {
+        let n = self.io_events.load(Ordering::Relaxed);
+        self.io_events.store(n.wrapping_add(1), Ordering::Relaxed);
     }
 }
 
@@ -132,6 +159,11 @@ impl HeadTimer {
 }
 
 impl<S> ClientIo<S> {
+    /// The stream itself.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// The first bytes told the protocol: the first-byte deadline is over. HTTP/2 has no
     /// heads to time here (its streams are hyper's).
     pub fn protocol_known(&mut self, protocol: Protocol) {
@@ -154,6 +186,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
         match &poll {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
+                if !new.is_empty() {
+                    this.activity.count_io();
+                }
                 // The first bytes since the last response start a request: its head is due.
                 if !new.is_empty()
                     && !this.activity.mid_request.swap(true, Ordering::Relaxed)
@@ -198,6 +233,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
 impl<S> ClientIo<S> {
     /// A response is being written: whatever the client sent was a whole request.
     fn answered(&mut self) {
+        self.activity.count_io();
         self.activity.mid_request.store(false, Ordering::Relaxed);
         if let Some(head) = &mut self.head {
             head.due = None;
@@ -233,6 +269,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.activity.parking() {
+            // hyper ends a connection we take back by shutting its stream down: keep it open.
+            return Poll::Ready(Ok(()));
+        }
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -1,12 +1,12 @@
 //! Graceful shutdown of served connections: once shutdown starts, each hyper connection
 //! finishes the requests it has and closes (hyper-util's `GracefulShutdown` watches only the
-//! connection types it knows, and not HTTP/1 with upgrades). The server waits for every
-//! connection's slot to come back.
+//! connection types it knows, and not HTTP/1 with upgrades). HTTP/2 drains here, HTTP/1 in
+//! `park.rs`'s loop; the server waits for every connection's slot to come back.
 use std::{future::Future, pin::Pin};
 
 use hyper::{
     body::Incoming,
-    server::conn::{http1, http2},
+    server::conn::http2,
     service::HttpService,
 };
 use tokio::sync::watch;
@@ -19,19 +19,6 @@ pub(super) trait Drain: Future {
 
 /// What hyper asks of a connection's I/O, service and body.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl<I, S, B> Drain for http1::UpgradeableConnection<I, S>
-where
-    S: HttpService<Incoming, ResBody = B>,
-    S::Error: Into<BoxError>,
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    B: hyper::body::Body + 'static,
-    B::Error: Into<BoxError>,
-{
-    fn drain(self: Pin<&mut Self>) {
-        self.graceful_shutdown();
-    }
-}
 
 impl<I, S, B, E> Drain for http2::Connection<I, S, E>
 where

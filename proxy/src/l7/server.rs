@@ -1,23 +1,16 @@
 //! Accepting connections and serving them with hyper (HTTP/1.1 and HTTP/2 on the same port,
 //! upgrades allowed), one task per connection, optionally behind TLS, with graceful shutdown:
 //! on shutdown no new connection is accepted and open ones finish their requests.
-use std::{
-    convert::Infallible, future::Future, io, net::SocketAddr, pin::Pin, sync::Arc, time::Duration,
-};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::{
     Request, Response,
     body::Incoming,
-    header::HeaderValue,
     server::conn::{http1, http2},
-    service::service_fn,
 };
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
     net::{TcpListener, TcpStream},
     sync::watch,
 };
@@ -26,12 +19,11 @@ use tokio_rustls::TlsAcceptor;
 use super::{
     client_io::{Activity, ClientIo},
     drain,
+    park::{self, ClientStream},
     protocol::{self, Protocol},
+    service::{self, Body, ConnService, Handler, Peer},
 };
 use crate::metrics::{ClientErrorReason, ClientErrors};
-
-/// Response body type of every handler.
-pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// How long open connections get to finish after shutdown starts: below Docker's default
 /// 10 s stop grace period, so the data plane is still torn down before a SIGKILL.
@@ -58,26 +50,6 @@ pub struct ConnSettings {
     pub parser_ceiling: usize,
 }
 
-/// The client end of a connection, worked out once per connection and shared by its requests.
-#[derive(Debug)]
-pub struct Peer {
-    /// The client's address.
-    pub addr: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
-    /// The client's IP as a header value, for X-Forwarded-For (formatting an address on
-    /// every request showed up in the benchmark's profile).
-    pub ip: HeaderValue,
-}
-
-impl Peer {
-    fn new(addr: SocketAddr, tls: bool) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string())
-            .expect("an IP address is a valid header value");
-        Self { addr, tls, ip }
-    }
-}
-
 /// TLS for a listener: the acceptor and the handshake counters (`ok`, `error`).
 #[derive(Clone)]
 pub struct TlsListener {
@@ -97,6 +69,8 @@ pub struct Listener<H> {
     pub handler: Arc<H>,
     /// Tracks open connections, when given.
     pub open: Option<Gauge>,
+    /// Tracks parked idle connections (`park.rs`), when given.
+    pub parked: Option<Gauge>,
     /// Terminates TLS first, when given.
     pub tls: Option<TlsListener>,
     /// At most this many connections at once; further clients wait in the kernel's backlog
@@ -115,6 +89,7 @@ where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let builders = Arc::new(Builders::new(&listener.settings));
+    let handler = service::boxed(Arc::clone(&listener.handler));
     let slots = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
     loop {
         let slot = tokio::select! {
@@ -136,9 +111,10 @@ where
                 let conn = Conn {
                     builders: Arc::clone(&builders),
                     shutdown: shutdown.clone(),
-                    handler: Arc::clone(&listener.handler),
+                    handler: Arc::clone(&handler),
                     peer,
                     open: listener.open.clone(),
+                    parked: listener.parked.clone(),
                     settings: listener.settings,
                     client_errors: listener.client_errors.clone(),
                 };
@@ -174,11 +150,7 @@ where
 }
 
 /// Completes the TLS handshake, then serves the connection.
-async fn serve_tls<H, F>(conn: Conn<H>, stream: TcpStream, tls: TlsListener)
-where
-    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
+async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
     let peer = conn.peer;
     let limit = conn.settings.first_byte_timeout;
     let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
@@ -268,47 +240,37 @@ impl Ended {
 }
 
 /// One accepted connection, before its protocol is known.
-struct Conn<H> {
+struct Conn {
     builders: Arc<Builders>,
     /// Ends the wait for a silent client's first bytes when shutdown starts.
     shutdown: watch::Receiver<bool>,
-    handler: Arc<H>,
+    handler: Handler,
     peer: SocketAddr,
     open: Option<Gauge>,
+    parked: Option<Gauge>,
     settings: ConnSettings,
     client_errors: ClientErrors,
 }
 
-impl<H, F> Conn<H>
-where
-    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
-{
-    async fn serve<S>(self, stream: S, tls: bool)
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+impl Conn {
+    async fn serve<S: ClientStream>(self, stream: S, tls: bool) {
         let Self {
             builders,
             mut shutdown,
             handler,
             peer,
             open,
+            parked,
             settings,
             client_errors,
         } = self;
         let (stream, activity) =
             ClientIo::new(stream, settings.first_byte_timeout, settings.head_timeout);
-        let client = Arc::new(Peer::new(peer, tls));
-        let heads = Arc::clone(&activity);
-        let service = service_fn(move |req: Request<Incoming>| {
-            heads.head_complete();
-            // Boxed per request: hyper keeps room for one in-flight future for as long as the
-            // connection lives, and unboxed that room is the whole request path's state.
-            let response: Pin<Box<dyn Future<Output = Response<Body>> + Send>> =
-                Box::pin(handler(req, Arc::clone(&client)));
-            async move { Ok::<_, Infallible>(response.await) }
-        });
+        let service = ConnService::new(
+            handler,
+            Arc::new(Peer::new(peer, tls)),
+            Arc::clone(&activity),
+        );
         if let Some(gauge) = &open {
             gauge.inc();
         }
@@ -321,11 +283,15 @@ where
         }
         let ended = match detected {
             Ok((Protocol::Http1, stream)) => {
-                let conn = builders
-                    .http1
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                drain::until_drained!(conn, shutdown).map_err(Ended::Http)
+                let http1 = park::Http1 {
+                    builder: &builders.http1,
+                    activity: &activity,
+                    idle_timeout: settings.idle_timeout,
+                    parked: parked.as_ref(),
+                };
+                park::serve_http1(http1, stream, service, &mut shutdown)
+                    .await
+                    .map_err(Ended::Http)
             }
             Ok((Protocol::Http2, stream)) => {
                 let conn = builders

@@ -1,0 +1,82 @@
+//! The service hyper calls for each request of a connection: the listener's handler, boxed,
+//! with the connection's client and activity.
+use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::{Request, Response, body::Incoming, header::HeaderValue};
+
+use super::client_io::Activity;
+
+/// Response body type of every handler.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// The client end of a connection, worked out once per connection and shared by its requests.
+#[derive(Debug)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// The client's IP as a header value, for X-Forwarded-For (formatting an address on
+    /// every request showed up in the benchmark's profile).
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    pub(super) fn new(addr: SocketAddr, tls: bool) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Self { addr, tls, ip }
+    }
+}
+
+/// What a request's handling returns to hyper.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+/// A listener's handler behind one type, so a connection's code is not generic over it.
+pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<Peer>) -> ResponseFuture + Send + Sync>;
+
+/// Boxes `handler`. Each request's future is boxed too: hyper keeps room for one in-flight
+/// future for as long as a connection lives, and unboxed that room is the whole request
+/// path's state.
+pub fn boxed<H, F>(handler: Arc<H>) -> Handler
+where
+    H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    Arc::new(move |req, peer| {
+        let response = handler(req, peer);
+        Box::pin(async move { Ok(response.await) })
+    })
+}
+
+/// One connection's service.
+#[derive(Clone)]
+pub struct ConnService {
+    handler: Handler,
+    peer: Arc<Peer>,
+    activity: Arc<Activity>,
+}
+
+impl ConnService {
+    /// Requests of `peer`'s connection go to `handler`; `activity` learns of each head.
+    pub fn new(handler: Handler, peer: Arc<Peer>, activity: Arc<Activity>) -> Self {
+        Self {
+            handler,
+            peer,
+            activity,
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, req: Request<Incoming>) -> ResponseFuture {
+        self.activity.head_complete();
+        (self.handler)(req, Arc::clone(&self.peer))
+    }
+}

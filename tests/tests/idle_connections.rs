@@ -1,0 +1,109 @@
+//! Idle keep-alive connections are parked (issue 16, step 3): taken back from hyper with no
+//! buffer held, and served again by their next bytes with nothing lost. Parked connections
+//! show in `flowproxy_parked_connections` and still end at the keep-alive timeout.
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use flowproxy_tests::{GoDemo, RawClient, RunningProxy, eventually, go_demo::RECONFIGURE};
+
+fn go_demo(extra: &[&str]) -> anyhow::Result<(GoDemo, RunningProxy)> {
+    let demo = GoDemo::start(1)?;
+    let mut builder = demo.flowproxy().arg("--no-ebpf");
+    for arg in extra {
+        builder = builder.arg(*arg);
+    }
+    let proxy = builder.start()?;
+    let resp = proxy.api(&format!("/v1/docker-flow-proxy/reconfigure?{RECONFIGURE}"))?;
+    ensure!(
+        resp.status == 200,
+        "reconfigure: {} {}",
+        resp.status,
+        resp.body
+    );
+    Ok((demo, proxy))
+}
+
+fn parked(proxy: &RunningProxy) -> anyhow::Result<u64> {
+    let scrape = proxy.api("/metrics")?;
+    // An unlabelled gauge: `name value` on a line of its own.
+    scrape
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("flowproxy_parked_connections "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .context("no flowproxy_parked_connections in the scrape")
+}
+
+fn get(client: &mut RawClient, path: &str) -> anyhow::Result<String> {
+    client.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())?;
+    let resp = client.response(Duration::from_secs(5))?;
+    ensure!(resp.status == 200, "GET {path}: {}", resp.status);
+    Ok(resp.body)
+}
+
+#[test]
+fn idle_connections_are_parked_and_serve_their_next_requests() -> anyhow::Result<()> {
+    let (_demo, proxy) = go_demo(&[])?;
+    let mut clients = (0..5)
+        .map(|_| RawClient::connect(proxy.http_addr))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for client in &mut clients {
+        get(client, "/demo/hello")?;
+    }
+    eventually(Duration::from_secs(3), || {
+        let n = parked(&proxy)?;
+        ensure!(n == 5, "{n} of 5 idle connections parked");
+        Ok(())
+    })?;
+    // Each parked connection serves again, on the same socket, and parks again.
+    for client in &mut clients {
+        let body = get(client, "/demo/hello")?;
+        ensure!(body.contains("hello"), "{body}");
+    }
+    // Two requests in one write to a parked connection: both answered, in order.
+    std::thread::sleep(Duration::from_millis(600));
+    let pair =
+        "GET /demo/hello HTTP/1.1\r\nHost: x\r\n\r\nGET /demo/who HTTP/1.1\r\nHost: x\r\n\r\n";
+    clients[0].send(pair.as_bytes())?;
+    ensure!(clients[0].response(Duration::from_secs(5))?.status == 200);
+    ensure!(clients[0].response(Duration::from_secs(5))?.status == 200);
+    // A head split by a pause longer than the parking delay is not cut or lost.
+    clients[1].send(b"GET /demo/hello HT")?;
+    std::thread::sleep(Duration::from_millis(600));
+    clients[1].send(b"TP/1.1\r\nHost: x\r\n\r\n")?;
+    ensure!(clients[1].response(Duration::from_secs(5))?.status == 200);
+    eventually(Duration::from_secs(3), || {
+        let n = parked(&proxy)?;
+        ensure!(n == 5, "{n} of 5 idle connections parked again");
+        Ok(())
+    })?;
+    drop(clients);
+    eventually(Duration::from_secs(3), || {
+        let n = parked(&proxy)?;
+        ensure!(n == 0, "{n} closed connections still counted as parked");
+        Ok(())
+    })
+}
+
+#[test]
+fn a_parked_connection_still_ends_at_the_keep_alive_timeout() -> anyhow::Result<()> {
+    let (_demo, proxy) = go_demo(&["--timeout-http-keep-alive", "2"])?;
+    let mut client = RawClient::connect(proxy.http_addr)?;
+    get(&mut client, "/demo/hello")?;
+    let answered = Instant::now();
+    eventually(Duration::from_secs(2), || {
+        ensure!(parked(&proxy)? == 1, "the idle connection is not parked");
+        Ok(())
+    })?;
+    client
+        .closed_within(Duration::from_secs(4))
+        .context("a parked connection outlived the keep-alive timeout")?;
+    let idle = answered.elapsed();
+    ensure!(
+        idle >= Duration::from_millis(1800),
+        "closed after {idle:?}, before the 2 s keep-alive timeout"
+    );
+    ensure!(parked(&proxy)? == 0, "a closed connection is still counted");
+    Ok(())
+}
