@@ -4,11 +4,7 @@
 //! `park.rs`'s loop; the server waits for every connection's slot to come back.
 use std::{future::Future, pin::Pin};
 
-use hyper::{
-    body::Incoming,
-    server::conn::http2,
-    service::HttpService,
-};
+use hyper::{body::Incoming, server::conn::http2, service::HttpService};
 use tokio::sync::watch;
 
 /// A hyper connection that can be asked to finish the requests it has and close.
