@@ -2,7 +2,7 @@
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, StreamBody, combinators::BoxBody};
 use hyper::{
     HeaderMap, Request, Response, StatusCode, Uri,
     body::Incoming,
@@ -12,7 +12,7 @@ use hyper::{
 use crate::ws;
 
 /// The body every response of the demo service carries.
-pub type Body = Full<Bytes>;
+pub type Body = BoxBody<Bytes, Infallible>;
 
 /// What a request is asking for, decided from its path alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Route {
     Headers,
     /// `/demo/slow?ms=N`: answers after N milliseconds.
     Slow,
+    /// `/demo/drip?ms=N`: a chunked body in two parts, N milliseconds apart.
+    Drip,
     /// `/demo/echo`: the request body, sent back.
     Echo,
     /// `/demo/ws`: a WebSocket echo.
@@ -41,6 +43,7 @@ impl Route {
             "/demo/who" => Self::Who,
             "/demo/headers" => Self::Headers,
             "/demo/slow" => Self::Slow,
+            "/demo/drip" => Self::Drip,
             "/demo/echo" => Self::Echo,
             "/demo/ws" => Self::WebSocket,
             _ => Self::NotFound,
@@ -84,8 +87,12 @@ async fn respond(replica: &Replica, req: Request<Incoming>) -> Response<Body> {
             }
             None => text(StatusCode::BAD_REQUEST, "expected ?ms=<milliseconds>\n"),
         },
+        Route::Drip => match slow_ms(req.uri().query()) {
+            Some(ms) => drip(Duration::from_millis(ms)),
+            None => text(StatusCode::BAD_REQUEST, "expected ?ms=<milliseconds>\n"),
+        },
         Route::Echo => match req.into_body().collect().await {
-            Ok(body) => Response::new(Full::new(body.to_bytes())),
+            Ok(body) => Response::new(Full::new(body.to_bytes()).boxed()),
             Err(e) => text(StatusCode::BAD_REQUEST, format!("reading the body: {e}\n")),
         },
         Route::WebSocket => ws::accept(req),
@@ -93,9 +100,31 @@ async fn respond(replica: &Replica, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `drip\n`, then after `pause` `drop\n`, as a chunked body: a response that is still being
+/// sent long after its head.
+fn drip(pause: Duration) -> Response<Body> {
+    let parts = futures_util::stream::unfold(0u8, move |sent| async move {
+        let part = match sent {
+            0 => "drip\n",
+            1 => {
+                tokio::time::sleep(pause).await;
+                "drop\n"
+            }
+            _ => return None,
+        };
+        Some((
+            Ok(hyper::body::Frame::data(Bytes::from_static(
+                part.as_bytes(),
+            ))),
+            sent + 1,
+        ))
+    });
+    Response::new(StreamBody::new(parts).boxed())
+}
+
 /// A plain-text response.
 pub fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(Full::new(body.into()).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

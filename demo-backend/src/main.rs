@@ -24,7 +24,7 @@ use handlers::Replica;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The demo backend: `/demo/hello`, `/demo/who`, `/demo/headers`, `/demo/slow?ms=N`,
-/// `/demo/echo` and a WebSocket echo on `/demo/ws`.
+/// `/demo/drip?ms=N`, `/demo/echo` and a WebSocket echo on `/demo/ws`.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {

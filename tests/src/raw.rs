@@ -25,7 +25,7 @@ pub struct RawResponse {
     pub status: u16,
     /// The header lines, lowercase names.
     pub headers: Vec<(String, String)>,
-    /// The body (by Content-Length, else until the connection closed).
+    /// The body (chunked, by Content-Length, else until the connection closed).
     pub body: String,
 }
 
@@ -78,6 +78,19 @@ impl RawClient {
             .find(|(n, _)| n == "content-length")
             .and_then(|(_, v)| v.parse::<usize>().ok());
         let body_start = head_end + 4;
+        let chunked = headers
+            .iter()
+            .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+        if chunked {
+            let (body, end) = self.chunked_body(body_start, deadline)?;
+            self.buffered.drain(..end);
+            return Ok(RawResponse {
+                status_line,
+                status,
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
         match length {
             Some(n) => {
                 while self.buffered.len() < body_start + n {
@@ -97,6 +110,43 @@ impl RawClient {
             headers,
             body,
         })
+    }
+
+    /// A chunked body from `start` in the buffer (no trailers): the data, and where the
+    /// message ends.
+    fn chunked_body(
+        &mut self,
+        start: usize,
+        deadline: Instant,
+    ) -> anyhow::Result<(Vec<u8>, usize)> {
+        let mut body = Vec::new();
+        let mut at = start;
+        loop {
+            match httparse::parse_chunk_size(&self.buffered[at..]) {
+                Ok(httparse::Status::Complete((line, size))) => {
+                    let size = usize::try_from(size)?;
+                    let data = at + line;
+                    // The data, then its CRLF (after the last, empty chunk: the message's).
+                    let end = data + size + 2;
+                    while self.buffered.len() < end {
+                        if !self.fill(deadline)? {
+                            bail!("connection closed inside a chunk");
+                        }
+                    }
+                    body.extend_from_slice(&self.buffered[data..data + size]);
+                    at = end;
+                    if size == 0 {
+                        return Ok((body, at));
+                    }
+                }
+                Ok(httparse::Status::Partial) => {
+                    if !self.fill(deadline)? {
+                        bail!("connection closed inside a chunk size line");
+                    }
+                }
+                Err(e) => bail!("bad chunk size line: {e:?}"),
+            }
+        }
     }
 
     /// Waits until the proxy closes the connection (end of stream or reset), at most

@@ -86,6 +86,43 @@ fn idle_connections_are_parked_and_serve_their_next_requests() -> anyhow::Result
     })
 }
 
+/// Nothing is parked while a request is with its handler or its response is still being
+/// sent, though the connection shows no I/O meanwhile: responses keep their keep-alive and the
+/// connection serves on.
+#[test]
+fn busy_connections_are_not_parked() -> anyhow::Result<()> {
+    let (_demo, proxy) = go_demo(&[])?;
+    let mut client = RawClient::connect(proxy.http_addr)?;
+    // A body that pauses 900 ms after its first part, long after the head was written.
+    client.send(b"GET /demo/drip?ms=900 HTTP/1.1\r\nHost: x\r\n\r\n")?;
+    let drip = client.response(Duration::from_secs(5))?;
+    ensure!(drip.status == 200, "drip: {}", drip.status);
+    ensure!(
+        drip.body == "drip\ndrop\n",
+        "the paused body arrived as {:?}",
+        drip.body
+    );
+    ensure!(!closes(&drip.headers), "drip: {:?}", drip.headers);
+    // A pipelined request whose handler takes 900 ms, behind one answered at once.
+    client.send(
+        b"GET /demo/hello HTTP/1.1\r\nHost: x\r\n\r\nGET /demo/slow?ms=900 HTTP/1.1\r\nHost: x\r\n\r\n",
+    )?;
+    for _ in 0..2 {
+        let resp = client.response(Duration::from_secs(5))?;
+        ensure!(resp.status == 200, "pipelined: {}", resp.status);
+        ensure!(!closes(&resp.headers), "pipelined: {:?}", resp.headers);
+    }
+    get(&mut client, "/demo/hello").context("the connection after them")?;
+    Ok(())
+}
+
+/// Whether a response's headers close the connection.
+fn closes(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(name, value)| name == "connection" && value.to_ascii_lowercase().contains("close"))
+}
+
 #[test]
 fn a_parked_connection_still_ends_at_the_keep_alive_timeout() -> anyhow::Result<()> {
     let (_demo, proxy) = go_demo(&["--timeout-http-keep-alive", "2"])?;

@@ -21,6 +21,8 @@ use std::{
     time::Duration,
 };
 
+use bytes::{Buf as _, Bytes, BytesMut};
+
 use super::protocol::Protocol;
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
@@ -44,6 +46,8 @@ pub struct Activity {
     /// The connection is being taken back from hyper to be parked: its shutdown must leave
     /// the stream open.
     parking: AtomicBool,
+    /// Requests handed to the service whose responses are not done yet (`service::InFlight`).
+    requests: AtomicU32,
 }
 
 impl Activity {
@@ -65,6 +69,21 @@ impl Activity {
     /// Called for each request hyper parsed: its head is complete.
     pub fn head_complete(&self) {
         self.head_read.store(true, Ordering::Relaxed);
+    }
+
+    /// A request was handed to the service.
+    pub fn request_started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request's response is done or dropped.
+    pub fn request_done(&self) {
+        self.requests.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Whether any request's response is still being produced or sent.
+    pub fn requests_in_flight(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) > 0
     }
 
     /// How many reads with bytes and writes the stream has seen (wrapping).
@@ -92,6 +111,8 @@ impl Activity {
 /// A client stream with a deadline on its first bytes, and on each request's head.
 pub struct ClientIo<S> {
     inner: S,
+    /// Bytes taken from `inner` and put back (`put_back`), read before `inner` again.
+    pending: Bytes,
     sniff: Option<Sniff>,
     head: Option<HeadTimer>,
     activity: Arc<Activity>,
@@ -123,6 +144,7 @@ impl<S> ClientIo<S> {
         let activity = Arc::new(Activity::default());
         let io = Self {
             inner,
+            pending: Bytes::new(),
             sniff: Some(Sniff {
                 deadline: Box::pin(tokio::time::sleep(first_byte_timeout)),
                 timeout: first_byte_timeout,
@@ -164,6 +186,12 @@ impl<S> ClientIo<S> {
         &self.inner
     }
 
+    /// Puts `bytes` back in front of what is still to be read. They count as read again:
+    /// a request they start is timed and shows as in progress.
+    pub fn put_back(&mut self, bytes: Bytes) {
+        self.pending = join(bytes, std::mem::take(&mut self.pending));
+    }
+
     /// The first bytes told the protocol: the first-byte deadline is over. HTTP/2 has no
     /// heads to time here (its streams are hyper's).
     pub fn protocol_known(&mut self, protocol: Protocol) {
@@ -182,7 +210,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
-        let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let poll = if this.pending.is_empty() {
+            Pin::new(&mut this.inner).poll_read(cx, buf)
+        } else {
+            let n = this.pending.len().min(buf.remaining());
+            buf.put_slice(&this.pending[..n]);
+            this.pending.advance(n);
+            if this.pending.is_empty() {
+                // Give the memory back now rather than with the connection.
+                this.pending = Bytes::new();
+            }
+            Poll::Ready(Ok(()))
+        };
         match &poll {
             Poll::Ready(Ok(())) => {
                 let new = &buf.filled()[before..];
@@ -227,6 +266,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientIo<S> {
             Poll::Ready(Err(_)) => {}
         }
         poll
+    }
+}
+
+/// `first`, then `then`.
+fn join(first: Bytes, then: Bytes) -> Bytes {
+    match (first.is_empty(), then.is_empty()) {
+        (_, true) => first,
+        (true, false) => then,
+        (false, false) => {
+            let mut both = BytesMut::with_capacity(first.len() + then.len());
+            both.extend_from_slice(&first);
+            both.extend_from_slice(&then);
+            both.freeze()
+        }
     }
 }
 
@@ -282,6 +335,34 @@ mod tests {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
     use super::*;
+
+    #[test]
+    fn bytes_put_back_come_before_those_put_back_earlier() {
+        let read = Bytes::from_static(b"GET / HT");
+        let unread = Bytes::from_static(b"TP/1.1\r\n");
+        assert_eq!(
+            &join(read.clone(), unread.clone())[..],
+            b"GET / HTTP/1.1\r\n"
+        );
+        assert_eq!(join(read.clone(), Bytes::new()), read);
+        assert_eq!(join(Bytes::new(), unread.clone()), unread);
+        assert!(join(Bytes::new(), Bytes::new()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn bytes_put_back_are_read_first_and_start_a_request() {
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut io, activity) = ClientIo::new(server, Duration::from_secs(5), None);
+        io.protocol_known(Protocol::Http1);
+        io.put_back(Bytes::from_static(b"GET / HTTP/1.1\r\n"));
+        assert!(!activity.mid_request());
+        client.write_all(b"Host: a\r\n\r\n").await.unwrap();
+        drop(client);
+        let mut all = Vec::new();
+        io.read_to_end(&mut all).await.unwrap();
+        assert_eq!(all, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(activity.mid_request(), "bytes put back start a request");
+    }
 
     #[tokio::test]
     async fn half_a_preface_times_out_and_a_request_does_not() {

@@ -5,11 +5,13 @@
 //! for `PARK_AFTER` is taken back from hyper: a graceful shutdown that leaves the stream open
 //! (`Activity::set_parking`), then `into_parts`. It then waits for readability with no buffer
 //! at all, and its next bytes go to a fresh hyper connection, with whatever hyper had read
-//! but not parsed put back in front. A parked connection still ends at the keep-alive
+//! but not parsed put back in front. "No request in flight" is the service's count of
+//! requests whose responses are not done (`service::InFlight`): a response can still be
+//! streaming long after its head was written, and a pipelined request can be with its handler
+//! while the connection shows no I/O. A parked connection still ends at the keep-alive
 //! timeout, and at shutdown.
-use std::time::Duration;
+use std::{future::Future as _, task::Poll, time::Duration};
 
-use bytes::{Bytes, BytesMut};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,7 +25,6 @@ use tokio::{
 use super::{
     client_io::{Activity, ClientIo},
     drain,
-    protocol::Prefixed,
     service::ConnService,
 };
 
@@ -66,7 +67,7 @@ pub struct Http1<'a> {
 /// Serves `io` over HTTP/1 (upgrades allowed) until it closes, parking it whenever it idles.
 pub async fn serve_http1<S: ClientStream>(
     http1: Http1<'_>,
-    mut io: Prefixed<ClientIo<S>>,
+    mut io: ClientIo<S>,
     mut service: ConnService,
     shutdown: &mut watch::Receiver<bool>,
 ) -> hyper::Result<()> {
@@ -76,7 +77,7 @@ pub async fn serve_http1<S: ClientStream>(
         idle_timeout,
         parked,
     } = http1;
-    let parkable = idle_timeout > PARK_AFTER * 2 && io.get_ref().get_ref().parkable().is_some();
+    let parkable = idle_timeout > PARK_AFTER * 2 && io.get_ref().parkable().is_some();
     loop {
         // Boxed: while parked, the task holds no room for hyper's connection either.
         let mut conn = Box::new(
@@ -100,9 +101,19 @@ pub async fn serve_http1<S: ClientStream>(
                         draining = true;
                         activity.set_parking(false);
                         std::pin::Pin::new(&mut *conn).graceful_shutdown();
-                    } else if parkable && !activity.parking() && now == seen && !activity.mid_request() {
+                    } else if parkable && now == seen && idle(activity) {
+                        // hyper ends an idle connection at once when asked to (its state is
+                        // idle: it closes without writing). If it does not, it was not idle
+                        // after all: it finishes what it has and closes for real.
                         activity.set_parking(true);
                         std::pin::Pin::new(&mut *conn).graceful_shutdown();
+                        let now = std::future::poll_fn(|cx| {
+                            Poll::Ready(std::pin::Pin::new(&mut *conn).poll(cx))
+                        });
+                        match now.await {
+                            Poll::Ready(ended) => break ended,
+                            Poll::Pending => activity.set_parking(false),
+                        }
                     } else {
                         seen = now;
                         tick.as_mut().reset(Instant::now() + PARK_AFTER);
@@ -121,9 +132,8 @@ pub async fn serve_http1<S: ClientStream>(
             return Ok(());
         };
         service = parts.service;
-        let (unread, client) = parts.io.into_inner().into_parts();
-        let pending = join(parts.read_buf, unread);
-        if pending.is_empty() {
+        let mut client = parts.io.into_inner();
+        if parts.read_buf.is_empty() {
             let _parked = parked.map(Parked::new);
             let socket = client.get_ref().parkable().expect("only TCP is parked");
             let wait = idle_timeout.saturating_sub(PARK_AFTER);
@@ -136,23 +146,17 @@ pub async fn serve_http1<S: ClientStream>(
                 // Dropping the stream closes it, as hyper's keep-alive timeout would.
                 return Ok(());
             }
+        } else {
+            // What hyper had read of the next request goes first, timed and counted as read.
+            client.put_back(parts.read_buf);
         }
-        io = Prefixed::new(pending, client);
+        io = client;
     }
 }
 
-/// Bytes hyper had read but not parsed, then any of the first read it had not taken yet.
-fn join(read: Bytes, unread: Bytes) -> Bytes {
-    match (read.is_empty(), unread.is_empty()) {
-        (_, true) => read,
-        (true, false) => unread,
-        (false, false) => {
-            let mut both = BytesMut::with_capacity(read.len() + unread.len());
-            both.extend_from_slice(&read);
-            both.extend_from_slice(&unread);
-            both.freeze()
-        }
-    }
+/// No request is being handled and none has started arriving.
+fn idle(activity: &Activity) -> bool {
+    !activity.parking() && !activity.mid_request() && !activity.requests_in_flight()
 }
 
 /// Counted in the parked-connections gauge while alive.
@@ -168,23 +172,5 @@ impl<'a> Parked<'a> {
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_read_by_hyper_come_before_those_it_had_not_taken() {
-        let read = Bytes::from_static(b"GET / HT");
-        let unread = Bytes::from_static(b"TP/1.1\r\n");
-        assert_eq!(
-            &join(read.clone(), unread.clone())[..],
-            b"GET / HTTP/1.1\r\n"
-        );
-        assert_eq!(join(read.clone(), Bytes::new()), read);
-        assert_eq!(join(Bytes::new(), unread.clone()), unread);
-        assert!(join(Bytes::new(), Bytes::new()).is_empty());
     }
 }

@@ -154,7 +154,13 @@ async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
     let peer = conn.peer;
     let limit = conn.settings.first_byte_timeout;
     let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
-    match handshake.await {
+    // A handshake in progress does not hold up shutdown (the drain waits for every slot).
+    let mut stop = conn.shutdown.clone();
+    let handshake = tokio::select! {
+        done = handshake => done,
+        _ = drain::stopping(&mut stop) => return,
+    };
+    match handshake {
         Ok(Ok(stream)) => {
             tls.ok.inc();
             conn.serve(stream, true).await;
@@ -264,7 +270,7 @@ impl Conn {
             settings,
             client_errors,
         } = self;
-        let (stream, activity) =
+        let (mut stream, activity) =
             ClientIo::new(stream, settings.first_byte_timeout, settings.head_timeout);
         let service = ConnService::new(
             handler,
@@ -274,15 +280,17 @@ impl Conn {
         if let Some(gauge) = &open {
             gauge.inc();
         }
-        let mut detected = tokio::select! {
-            detected = protocol::detect(stream) => detected,
+        let detected = tokio::select! {
+            detected = protocol::detect(&mut stream) => detected,
             _ = drain::stopping(&mut shutdown) => Err(io::ErrorKind::Interrupted.into()),
         };
-        if let Ok((protocol, stream)) = &mut detected {
-            stream.inner_mut().protocol_known(*protocol);
-        }
+        let detected = detected.map(|(protocol, read)| {
+            stream.put_back(read);
+            stream.protocol_known(protocol);
+            protocol
+        });
         let ended = match detected {
-            Ok((Protocol::Http1, stream)) => {
+            Ok(Protocol::Http1) => {
                 let http1 = park::Http1 {
                     builder: &builders.http1,
                     activity: &activity,
@@ -293,7 +301,7 @@ impl Conn {
                     .await
                     .map_err(Ended::Http)
             }
-            Ok((Protocol::Http2, stream)) => {
+            Ok(Protocol::Http2) => {
                 let conn = builders
                     .http2
                     .serve_connection(TokioIo::new(stream), service);

@@ -1,10 +1,21 @@
 //! The service hyper calls for each request of a connection: the listener's handler, boxed,
 //! with the connection's client and activity.
-use std::{convert::Infallible, future::Future, net::SocketAddr, pin::Pin, sync::Arc};
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper::{Request, Response, body::Incoming, header::HeaderValue};
+use hyper::{
+    Request, Response,
+    body::{Frame, Incoming, SizeHint},
+    header::HeaderValue,
+};
 
 use super::client_io::Activity;
 
@@ -32,23 +43,74 @@ impl Peer {
 }
 
 /// What a request's handling returns to hyper.
-pub type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<Tracked>, Infallible>> + Send>>;
 
 /// A listener's handler behind one type, so a connection's code is not generic over it.
-pub type Handler = Arc<dyn Fn(Request<Incoming>, Arc<Peer>) -> ResponseFuture + Send + Sync>;
+pub type Handler =
+    Arc<dyn Fn(Request<Incoming>, Arc<Peer>, InFlight) -> ResponseFuture + Send + Sync>;
 
 /// Boxes `handler`. Each request's future is boxed too: hyper keeps room for one in-flight
 /// future for as long as a connection lives, and unboxed that room is the whole request
-/// path's state.
+/// path's state. The response body carries the request's `InFlight` mark to its end.
 pub fn boxed<H, F>(handler: Arc<H>) -> Handler
 where
     H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    Arc::new(move |req, peer| {
+    Arc::new(move |req, peer, in_flight| {
         let response = handler(req, peer);
-        Box::pin(async move { Ok(response.await) })
+        Box::pin(async move {
+            let response = response.await;
+            Ok(response.map(|body| Tracked {
+                body,
+                _in_flight: in_flight,
+            }))
+        })
     })
+}
+
+/// A request of the connection is being handled, from hyper's call until its response body
+/// is done or dropped: a connection with one is never parked (`park.rs`).
+pub struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn new(activity: Arc<Activity>) -> Self {
+        activity.request_started();
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_done();
+    }
+}
+
+/// A response body with its request's `InFlight` mark.
+pub struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// One connection's service.
@@ -71,12 +133,13 @@ impl ConnService {
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
-    type Response = Response<Body>;
+    type Response = Response<Tracked>;
     type Error = Infallible;
     type Future = ResponseFuture;
 
     fn call(&self, req: Request<Incoming>) -> ResponseFuture {
         self.activity.head_complete();
-        (self.handler)(req, Arc::clone(&self.peer))
+        let in_flight = InFlight::new(Arc::clone(&self.activity));
+        (self.handler)(req, Arc::clone(&self.peer), in_flight)
     }
 }
