@@ -48,6 +48,9 @@ pub struct Activity {
     parking: AtomicBool,
     /// Requests handed to the service whose responses are not done yet (`service::InFlight`).
     requests: AtomicU32,
+    /// A request or response said the connection ends after it (`Connection: close`, or
+    /// HTTP/1.0): hyper closes it, and it is never parked.
+    closing: AtomicBool,
 }
 
 impl Activity {
@@ -79,6 +82,16 @@ impl Activity {
     /// A request's response is done or dropped.
     pub fn request_done(&self) {
         self.requests.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A request or response ends the connection after it.
+    pub fn connection_closes(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the connection ends after its current exchange.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     /// Whether any request's response is still being produced or sent.

@@ -86,6 +86,9 @@ pub async fn serve_http1<S: ClientStream>(
                 .with_upgrades(),
         );
         let mut draining = false;
+        // Set once a park was asked for and hyper did not end at once: it had disabled
+        // keep-alive by then, so this connection closes after its exchange and is not asked again.
+        let mut refused = false;
         // One timer, for parking and for noticing shutdown (within `PARK_AFTER`, well inside
         // the 8 s drain): a second future here would be polled on every wake-up too.
         let mut tick = std::pin::pin!(tokio::time::sleep(PARK_AFTER));
@@ -101,7 +104,7 @@ pub async fn serve_http1<S: ClientStream>(
                         draining = true;
                         activity.set_parking(false);
                         std::pin::Pin::new(&mut *conn).graceful_shutdown();
-                    } else if parkable && now == seen && idle(activity) {
+                    } else if parkable && !refused && now == seen && idle(activity) {
                         // hyper ends an idle connection at once when asked to (its state is
                         // idle: it closes without writing). If it does not, it was not idle
                         // after all: it finishes what it has and closes for real.
@@ -112,7 +115,11 @@ pub async fn serve_http1<S: ClientStream>(
                         });
                         match now.await {
                             Poll::Ready(ended) => break ended,
-                            Poll::Pending => activity.set_parking(false),
+                            Poll::Pending => {
+                                activity.set_parking(false);
+                                refused = true;
+                                tick.as_mut().reset(Instant::now() + PARK_AFTER);
+                            }
                         }
                     } else {
                         seen = now;
@@ -154,9 +161,13 @@ pub async fn serve_http1<S: ClientStream>(
     }
 }
 
-/// No request is being handled and none has started arriving.
+/// No request is being handled or has started arriving, and the connection is not about to
+/// be closed by hyper (which may still be reading a request body then).
 fn idle(activity: &Activity) -> bool {
-    !activity.parking() && !activity.mid_request() && !activity.requests_in_flight()
+    !activity.parking()
+        && !activity.mid_request()
+        && !activity.requests_in_flight()
+        && !activity.closing()
 }
 
 /// Counted in the parked-connections gauge while alive.

@@ -12,9 +12,9 @@ use std::{
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use hyper::{
-    Request, Response,
+    HeaderMap, Request, Response, Version,
     body::{Frame, Incoming, SizeHint},
-    header::HeaderValue,
+    header::{CONNECTION, HeaderValue},
 };
 
 use super::client_io::Activity;
@@ -58,16 +58,39 @@ where
     H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    Arc::new(move |req, peer, in_flight| {
+    Arc::new(move |req, peer, in_flight: InFlight| {
+        let closes = closes_after(req.version(), req.headers());
         let response = handler(req, peer);
         Box::pin(async move {
             let response = response.await;
+            if closes || closes_after(response.version(), response.headers()) {
+                // hyper closes this connection after the exchange, perhaps with the request
+                // body still arriving: it must be closed for real, never parked.
+                in_flight.0.connection_closes();
+            }
             Ok(response.map(|body| Tracked {
                 body,
                 _in_flight: in_flight,
             }))
         })
     })
+}
+
+/// Whether a message with `version` and `headers` ends its connection: `Connection: close`,
+/// or HTTP/1.0 without `Connection: keep-alive`.
+fn closes_after(version: Version, headers: &HeaderMap) -> bool {
+    let has = |token: &str| {
+        headers.get_all(CONNECTION).iter().any(|value| {
+            value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if version == Version::HTTP_10 {
+        !has("keep-alive")
+    } else {
+        has("close")
+    }
 }
 
 /// A request of the connection is being handled, from hyper's call until its response body
@@ -141,5 +164,26 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
         self.activity.head_complete();
         let in_flight = InFlight::new(Arc::clone(&self.activity));
         (self.handler)(req, Arc::clone(&self.peer), in_flight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_and_http_1_0_without_keep_alive_end_the_connection() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONNECTION, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let none = HeaderMap::new();
+        assert!(!closes_after(Version::HTTP_11, &none));
+        assert!(closes_after(Version::HTTP_11, &with("Close")));
+        assert!(closes_after(Version::HTTP_11, &with("te, close")));
+        assert!(!closes_after(Version::HTTP_11, &with("keep-alive")));
+        assert!(closes_after(Version::HTTP_10, &none));
+        assert!(!closes_after(Version::HTTP_10, &with("Keep-Alive")));
     }
 }
