@@ -302,13 +302,21 @@ impl Conn {
                     .map_err(Ended::Http)
             }
             Ok(Protocol::Http2) => {
-                let conn = builders
-                    .http2
-                    .serve_connection(TokioIo::new(stream), service);
                 // Boxed: HTTP/1 connections' tasks do not carry HTTP/2's larger state.
-                Box::pin(async move { drain::until_drained!(conn, shutdown) })
-                    .await
-                    .map_err(Ended::Http)
+                let mut conn = Box::pin(
+                    builders
+                        .http2
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+                // Once shutdown starts, hyper finishes the streams it has and closes.
+                let ended = tokio::select! {
+                    ended = conn.as_mut() => ended,
+                    _ = drain::stopping(&mut shutdown) => {
+                        conn.as_mut().graceful_shutdown();
+                        conn.await
+                    }
+                };
+                ended.map_err(Ended::Http)
             }
             Err(e) => Err(Ended::Io(e)),
         };

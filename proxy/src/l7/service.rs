@@ -14,10 +14,10 @@ use http_body_util::combinators::BoxBody;
 use hyper::{
     HeaderMap, Request, Response, Version,
     body::{Frame, Incoming, SizeHint},
-    header::{CONNECTION, HeaderValue},
+    header::HeaderValue,
 };
 
-use super::client_io::Activity;
+use super::{client_io::Activity, headers::connection_tokens};
 
 /// Response body type of every handler.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -79,13 +79,7 @@ where
 /// Whether a message with `version` and `headers` ends its connection: `Connection: close`,
 /// or HTTP/1.0 without `Connection: keep-alive`.
 fn closes_after(version: Version, headers: &HeaderMap) -> bool {
-    let has = |token: &str| {
-        headers.get_all(CONNECTION).iter().any(|value| {
-            value
-                .to_str()
-                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-        })
-    };
+    let has = |token: &str| connection_tokens(headers).any(|t| t.eq_ignore_ascii_case(token));
     if version == Version::HTTP_10 {
         !has("keep-alive")
     } else {
@@ -169,6 +163,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
 #[cfg(test)]
 mod tests {
+    use hyper::header::CONNECTION;
+
     use super::*;
 
     #[test]
