@@ -12,6 +12,8 @@ pub mod dataplane;
 pub mod dfp_env;
 pub mod discovery;
 pub mod health_cmd;
+pub mod http_body;
+pub mod io_relay;
 pub mod l4;
 pub mod l7;
 pub mod local_api;

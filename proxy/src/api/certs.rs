@@ -9,7 +9,7 @@ use super::{
     envelope::{self, Reply},
 };
 use crate::{
-    l7::Body,
+    http_body::Body,
     tls::{parse_certificate, unix_now, valid_cert_name},
     versioning::Version,
 };

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::{ApiContext, envelope};
 use crate::{
     cluster::{VERSION_PATH, VersionAnswer, converge_once},
-    l7::Body,
+    http_body::Body,
 };
 
 /// `GET /v1/flowproxy/config`.

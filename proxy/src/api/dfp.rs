@@ -11,7 +11,7 @@ use super::{
 use crate::{
     changes::{Applied, Changes},
     control::ControlPlane,
-    l7::Body,
+    http_body::{Body, text_body},
     routes::{Service, catalog, parse_go_bool, parse_reconfigure, render_haproxy},
 };
 
@@ -169,7 +169,7 @@ pub fn config(control: &ControlPlane, query: &Query) -> Response<Body> {
     }
     Response::builder()
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(crate::l7::text_body(render_haproxy(&snapshot.routes)))
+        .body(text_body(render_haproxy(&snapshot.routes)))
         .expect("static headers are valid")
 }
 

@@ -9,7 +9,7 @@ use hyper::{Method, Request, Response, body::Body as _};
 use serde_json::Value;
 
 use super::refusals::RecentRefusals;
-use crate::l7::{Body, text_body};
+use crate::http_body::{Body, text_body};
 
 /// The largest error body read back for its reason; envelopes are a few hundred bytes.
 const MAX_REASON_BODY: u64 = 16 * 1024;

@@ -20,7 +20,7 @@ use rustls::crypto::CryptoProvider;
 use crate::{
     changes::Changes,
     cluster::{Call, Cluster, distribute},
-    l7::Body,
+    http_body::{Body, text_body},
     metrics::{Format, Metrics},
     routes::distribute_requested,
     tls::CertStore,
@@ -188,7 +188,7 @@ fn metrics(ctx: &ApiContext, headers: &hyper::HeaderMap) -> Response<Body> {
     Response::builder()
         .header(header::CONTENT_TYPE, format.content_type())
         .header(header::VARY, "Accept")
-        .body(crate::l7::text_body(ctx.metrics.encode(format)))
+        .body(text_body(ctx.metrics.encode(format)))
         .expect("static headers are valid")
 }
 

@@ -12,7 +12,7 @@ use super::{ApiContext, cluster::peer_states, refusals::Refused};
 use crate::{
     dataplane::read_l4_stats,
     discovery::DockerState,
-    l7::{Body, text_body},
+    http_body::{Body, text_body},
     routes::ReqMode,
     tls::CertInfo,
 };

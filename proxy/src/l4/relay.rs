@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::L4Listeners;
-use crate::{l7::copy_bidirectional_idle, metrics::L4Labels};
+use crate::{io_relay::copy_bidirectional_idle, metrics::L4Labels};
 
 /// How long a connect to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

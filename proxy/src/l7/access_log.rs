@@ -20,8 +20,8 @@ use hyper::{
     header::{self, HeaderName, HeaderValue},
 };
 
-use super::{Body, Peer, body::RelayedBytes, host};
-use crate::metrics::ServiceMetrics;
+use super::{Peer, body::RelayedBytes, host};
+use crate::{http_body::Body, metrics::ServiceMetrics};
 
 static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");

@@ -3,11 +3,10 @@
 //! fault is a 4xx and never counts against a replica; an upstream's is a 5xx. The body is
 //! short and generic ([`ProxyError::public_text`]); the details (replica addresses, the HTTP
 //! library's wording) are in the `Display` form, for the log only.
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
 use hyper::{Response, StatusCode, header};
 
-use super::{Body, body::BodyFailure, host::HostError, limits::HeaderTooLarge};
+use super::{body::BodyFailure, host::HostError, limits::HeaderTooLarge};
+use crate::http_body::{Body, text_body};
 
 /// Whose fault a failed request is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,13 +152,6 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     text
-}
-
-/// A complete body from text.
-pub fn text_body(text: impl Into<Bytes>) -> Body {
-    Full::new(text.into())
-        .map_err(|never| match never {})
-        .boxed()
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use self::{
     send::{send, set_host},
 };
 use super::{
-    Body, Peer, access, access_log, body,
+    Peer, access, access_log, body,
     errors::{ErrorSource, ProxyError, error_chain},
     header_rules, headers, host,
     limits::{self, HeaderLimits},
@@ -32,6 +32,7 @@ use super::{
 use crate::{
     control::ControlPlane,
     credentials::Credentials,
+    http_body::Body,
     metrics::{ClientErrorReason, Metrics, ServiceMetrics},
     routes::Destination,
     upstream::{UpstreamClient, sticky},

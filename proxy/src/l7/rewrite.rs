@@ -5,8 +5,12 @@ use http::uri::PathAndQuery;
 use http_body_util::{BodyExt as _, Empty};
 use hyper::{Request, Response, StatusCode, Uri, Version, header};
 
-use super::{Body, errors::ProxyError, headers, text_body, tunnel};
-use crate::{routes::Destination, upstream::UpstreamResponse};
+use super::{errors::ProxyError, headers, tunnel};
+use crate::{
+    http_body::{Body, text_body},
+    routes::Destination,
+    upstream::UpstreamResponse,
+};
 
 /// The redirect of a plain request to the same host, path and query over HTTPS.
 pub fn redirect_to_https<B>(

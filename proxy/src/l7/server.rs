@@ -21,9 +21,12 @@ use super::{
     drain,
     park::{self, ClientStream},
     protocol::{self, Protocol},
-    service::{self, Body, ConnService, Handler, Peer},
+    service::{self, ConnService, Handler, Peer},
 };
-use crate::metrics::{ClientErrorReason, ClientErrors};
+use crate::{
+    http_body::Body,
+    metrics::{ClientErrorReason, ClientErrors},
+};
 
 /// How long open connections get to finish after shutdown starts: below Docker's default
 /// 10 s stop grace period, so the data plane is still torn down before a SIGKILL.

@@ -10,7 +10,6 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use hyper::{
     HeaderMap, Request, Response, Version,
     body::{Frame, Incoming, SizeHint},
@@ -18,9 +17,7 @@ use hyper::{
 };
 
 use super::{client_io::Activity, headers::connection_tokens};
-
-/// Response body type of every handler.
-pub type Body = BoxBody<Bytes, hyper::Error>;
+use crate::http_body::Body;
 
 /// The client end of a connection, worked out once per connection and shared by its requests.
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use std::time::Duration;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::idle::copy_bidirectional_idle;
+use crate::io_relay::copy_bidirectional_idle;
 
 /// Each direction's buffer: WebSocket messages are small, and an idle tunnel should hold
 /// little (tokio's default).

@@ -3,7 +3,10 @@
 use hyper::{Response, StatusCode, header};
 use serde_json::{Map, Value, json};
 
-use crate::{l7::Body, routes::Service};
+use crate::{
+    http_body::{Body, text_body},
+    routes::Service,
+};
 
 /// An envelope not yet turned into a response, so that a distributed call can add what its
 /// peers answered.
@@ -32,7 +35,7 @@ pub fn json_response(status: u16, body: &Value) -> Response<Body> {
     Response::builder()
         .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(crate::l7::text_body(format!("{body}\n")))
+        .body(text_body(format!("{body}\n")))
         .expect("static headers are valid")
 }
 

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::*;
 use crate::{
-    l7::text_body,
+    http_body::text_body,
     logging::capture::{filtered_json_lines, json_lines},
     metrics::Metrics,
 };
