@@ -4,7 +4,6 @@
 //! 0.0.4 text format, as its `Accept` header asks (`exposition.rs`).
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     path::PathBuf,
     sync::{Arc, RwLock},
 };
@@ -24,9 +23,9 @@ use prometheus_client::{
 use crate::{
     control::{ChangeCounters, ControlPlane},
     tls::CertStore,
-    upstream::ByteCounters,
 };
 
+mod backend_bytes;
 mod client_errors;
 mod collectors;
 mod exposition;
@@ -35,6 +34,7 @@ mod process;
 mod replicas;
 mod service;
 
+pub use backend_bytes::BackendBytes;
 pub use client_errors::{ClientErrorReason, ClientErrors};
 use collectors::{BackendCollector, CertCollector};
 pub use exposition::Format;
@@ -69,31 +69,6 @@ pub struct L4Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ServiceLabel {
     service: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ByteLabels {
-    backend: String,
-    direction: &'static str,
-}
-
-/// User space's TCP payload bytes per backend (`flowproxy_backend_tcp_bytes_total`), counted by
-/// the upstream connector: what the kernel's frame counts must cover, headers aside.
-#[derive(Clone, Debug, Default)]
-pub struct BackendBytes(Family<ByteLabels, Counter>);
-
-impl ByteCounters for BackendBytes {
-    fn for_backend(&self, backend: SocketAddr) -> (Counter, Counter) {
-        let counter = |direction| {
-            self.0
-                .get_or_create(&ByteLabels {
-                    backend: backend.to_string(),
-                    direction,
-                })
-                .clone()
-        };
-        (counter("in"), counter("out"))
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -160,11 +135,7 @@ impl Metrics {
             backend_requests.clone(),
         );
         let backend_bytes = BackendBytes::default();
-        registry.register(
-            "flowproxy_backend_tcp_bytes",
-            "TCP payload bytes user space read from (in) and wrote to (out) each backend",
-            backend_bytes.0.clone(),
-        );
+        backend_bytes.register(&mut registry);
         let open_connections = Gauge::default();
         registry.register(
             "flowproxy_open_connections",

@@ -14,16 +14,12 @@ use tokio::{
     net::TcpStream,
 };
 
-/// Per-backend byte counters: `(read from the backend, written to it)`.
-pub trait ByteCounters: Clone + Send + Sync + 'static {
-    /// The counters of `backend`.
-    fn for_backend(&self, backend: SocketAddr) -> (Counter, Counter);
-}
+use crate::metrics::BackendBytes;
 
 /// Opens a TCP connection to `addr` within `timeout` (DFP's `TIMEOUT_CONNECT`), with Nagle
 /// off (heads and small bodies go out at once), counting into `counters`.
-pub async fn connect<C: ByteCounters>(
-    counters: &C,
+pub async fn connect(
+    counters: &BackendBytes,
     addr: SocketAddr,
     timeout: Duration,
 ) -> io::Result<CountedStream> {

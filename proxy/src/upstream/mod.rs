@@ -10,6 +10,5 @@ pub mod sticky;
 pub use client::{
     BoxError, UpstreamBody, UpstreamClient, UpstreamError, UpstreamResponse, new_client,
 };
-pub use connector::ByteCounters;
 pub use replicas::{ReplicaSet, UpstreamKey};
 pub use resolver::{ReplicaResolver, ResolveError};
