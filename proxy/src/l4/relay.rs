@@ -6,12 +6,14 @@ use std::{sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::L4Listeners;
-use crate::{io_relay::copy_bidirectional_idle, metrics::L4Labels};
+use crate::{
+    io_relay::copy_bidirectional_idle,
+    metrics::L4Labels,
+    upstream::retry::{RetryPolicy, Tried},
+};
 
 /// How long a connect to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many replicas one client connection may try.
-const MAX_ATTEMPTS: usize = 3;
 /// Each direction's buffer. tokio's default 8 KiB costs a read and a write system call per
 /// 8 KiB: iperf3 through the relay went from ~5 to ~10 Gbit/s with 64 KiB (256 KiB gave
 /// ~12, at 512 KiB per connection; see docs/performance.md).
@@ -47,10 +49,13 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
         .upstream(service, dest)
         .ok_or("the service has no replica set")?;
     replicas.ensure_resolved().await;
-    let mut tried = Vec::new();
+    // Every failure here is a connect's (nothing of the client's was sent), which the
+    // policy always lets go to another replica.
+    let policy = RetryPolicy::for_connection();
+    let mut tried = Tried::default();
     let mut upstream = None;
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(replica) = replicas.pick(&tried) else {
+    for _ in 0..policy.attempts() {
+        let Some(replica) = replicas.pick(tried.as_slice()) else {
             break;
         };
         tried.push(replica);
@@ -66,8 +71,9 @@ async fn relay(listeners: &L4Listeners, client: TcpStream, port: u16) -> Result<
     }
     let (upstream, replica) = upstream.ok_or_else(|| {
         format!(
-            "no replica of {} is reachable (tried {tried:?})",
-            service.name
+            "no replica of {} is reachable (tried {:?})",
+            service.name,
+            tried.as_slice()
         )
     })?;
     listeners.metrics.connections.inc();

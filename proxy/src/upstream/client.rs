@@ -23,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use super::{
     connector,
     idle::{self, IdlePolicy},
+    retry,
 };
 use crate::metrics::BackendBytes;
 
@@ -82,6 +83,17 @@ impl UpstreamError {
             source = e.source();
         }
         false
+    }
+
+    /// What this failure means for trying another replica (see [`retry`]).
+    pub fn failure(&self) -> retry::Failure {
+        if self.is_connect() {
+            retry::Failure::NotConnected
+        } else if self.closed_before_answer() {
+            retry::Failure::ClosedBeforeAnswer
+        } else {
+            retry::Failure::Other
+        }
     }
 }
 

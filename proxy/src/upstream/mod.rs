@@ -1,10 +1,11 @@
 //! Where requests go: replica discovery (`tasks.<service>` with the Swarm VIP as fallback), the
-//! per-replica balancer, and the upstream client with its idle connections.
+//! per-replica balancer, the retry policy, and the upstream client with its idle connections.
 mod client;
 mod connector;
 mod idle;
 mod replicas;
 mod resolver;
+pub mod retry;
 pub mod sticky;
 
 pub use client::{

@@ -135,6 +135,7 @@ async fn a_refused_connection_is_a_connect_error() {
     let error = client().request(addr, get(addr)).await.unwrap_err();
     assert!(error.is_connect(), "{error}");
     assert!(!error.closed_before_answer());
+    assert_eq!(error.failure(), retry::Failure::NotConnected);
 }
 
 #[tokio::test]
@@ -150,6 +151,7 @@ async fn a_replica_that_closes_without_answering_is_told_apart() {
     let error = client().request(addr, get(addr)).await.unwrap_err();
     assert!(!error.is_connect());
     assert!(error.closed_before_answer(), "{error}");
+    assert_eq!(error.failure(), retry::Failure::ClosedBeforeAnswer);
 }
 
 #[tokio::test]
