@@ -22,8 +22,8 @@ pub use haproxy::render_haproxy;
 pub use params::{distribute_requested, parse_params, parse_reconfigure, set_separator};
 pub use rules::HeaderRules;
 pub use service::{DefaultTimeouts, Destination, ReqMode, Service, set_default_timeouts};
-pub use table::RouteTable;
 /// The slow model the route index is checked against (tests and fuzz targets only).
 #[cfg(any(test, fuzzing))]
 pub use table::reference;
+pub use table::{RouteMatch, RouteTable};
 pub use values::parse_go_bool;

@@ -1,7 +1,5 @@
-//! What a request and its failures are: idempotent or not, which client errors are counted,
-//! the error for a service without a replica to answer.
-use hyper::Method;
-
+//! What a request's failures are: which client errors are counted, the error for a service
+//! without a replica to answer.
 use crate::{l7::body::BodyFailure, l7::errors::ProxyError, metrics::ClientErrorReason};
 
 /// The `flowproxy_client_errors_total` reason of an error the client caused, if it is one of
@@ -16,16 +14,10 @@ pub(super) fn client_error_reason(error: &ProxyError) -> Option<ClientErrorReaso
     }
 }
 
+/// The 503 of `service` when no replica answered, saying why.
 pub(super) fn no_replica(service: &str, reason: &str) -> ProxyError {
     ProxyError::NoReplica {
         service: service.to_owned(),
         reason: reason.to_owned(),
     }
-}
-
-pub(super) fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }

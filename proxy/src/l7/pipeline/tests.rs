@@ -1,7 +1,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::l7::{body::BodyFailure, host::HostError, limits::HeaderTooLarge};
+use crate::{
+    l7::{body::BodyFailure, host::HostError, limits::HeaderTooLarge},
+    metrics::ClientErrorReason,
+};
 
 #[test]
 fn rejections_are_counted_by_reason_and_answers_are_not() {
