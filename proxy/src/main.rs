@@ -12,6 +12,15 @@ use flowproxy::{
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's options, read at its start (its `MALLOC_CONF`, under the crate's `_rjem_`
+/// prefix). Freed pages go back to the system within about a second, purged by jemalloc's own
+/// background thread: left to itself, jemalloc purges only while the program allocates, so
+/// the buffers of a burst of connections stayed resident once they all idled (parked), ~2 KiB
+/// per idle connection in bench scenario 6 (`docs/performance.md`). The environment variable
+/// `_RJEM_MALLOC_CONF` still overrides these.
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn main() -> anyhow::Result<()> {
     let mut matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());

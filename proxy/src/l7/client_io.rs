@@ -202,6 +202,11 @@ impl<S> ClientIo<S> {
     /// Puts `bytes` back in front of what is still to be read. They count as read again:
     /// a request they start is timed and shows as in progress.
     pub fn put_back(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            // Dropped, not kept: an empty `Bytes` can still hold a whole buffer it was cut
+            // from (hyper's 8 KiB read buffer, handed back by a park).
+            return;
+        }
         self.pending = join(bytes, std::mem::take(&mut self.pending));
     }
 

@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use super::{
     client_io::{Activity, ClientIo},
     drain,
-    park::{self, ClientStream},
+    park::{self, ClientStream, ParkingLot},
     protocol::{self, Protocol},
     service::{self, ConnService, Handler, Peer},
 };
@@ -91,8 +91,18 @@ where
     H: Fn(Request<Incoming>, Arc<Peer>) -> F + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    let builders = Arc::new(Builders::new(&listener.settings));
-    let handler = service::boxed(Arc::clone(&listener.handler));
+    let lot = ParkingLot::new(listener.parked.clone());
+    tokio::spawn(Arc::clone(&lot).sweep(shutdown.clone()));
+    // What every connection of the listener shares, behind one pointer: each connection's
+    // task keeps its state for as long as it lives, parked or not.
+    let shared = Arc::new(Shared {
+        builders: Builders::new(&listener.settings),
+        handler: service::boxed(Arc::clone(&listener.handler)),
+        open: listener.open.clone(),
+        lot,
+        settings: listener.settings,
+        client_errors: listener.client_errors.clone(),
+    });
     let slots = Arc::new(tokio::sync::Semaphore::new(listener.max_connections));
     loop {
         let slot = tokio::select! {
@@ -112,14 +122,9 @@ where
                 };
                 let _ = stream.set_nodelay(true);
                 let conn = Conn {
-                    builders: Arc::clone(&builders),
+                    shared: Arc::clone(&shared),
                     shutdown: shutdown.clone(),
-                    handler: Arc::clone(&handler),
                     peer,
-                    open: listener.open.clone(),
-                    parked: listener.parked.clone(),
-                    settings: listener.settings,
-                    client_errors: listener.client_errors.clone(),
                 };
                 // Two tasks of their own types: a plain connection's task does not carry the
                 // space of a TLS handshake and stream (~7 KiB per idle connection).
@@ -155,7 +160,7 @@ where
 /// Completes the TLS handshake, then serves the connection.
 async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
     let peer = conn.peer;
-    let limit = conn.settings.first_byte_timeout;
+    let limit = conn.shared.settings.first_byte_timeout;
     let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
     // A handshake in progress does not hold up shutdown (the drain waits for every slot).
     let mut stop = conn.shutdown.clone();
@@ -174,7 +179,8 @@ async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
         }
         Err(_) => {
             tls.failed.inc();
-            conn.client_errors
+            conn.shared
+                .client_errors
                 .count(ClientErrorReason::TimeoutHandshake);
             tracing::debug!(%peer, ?limit, "TLS handshake timed out");
         }
@@ -248,39 +254,41 @@ impl Ended {
     }
 }
 
-/// One accepted connection, before its protocol is known.
-struct Conn {
-    builders: Arc<Builders>,
-    /// Ends the wait for a silent client's first bytes when shutdown starts.
-    shutdown: watch::Receiver<bool>,
+/// What all connections of a listener share.
+struct Shared {
+    builders: Builders,
     handler: Handler,
-    peer: SocketAddr,
     open: Option<Gauge>,
-    parked: Option<Gauge>,
+    /// Where idle HTTP/1 connections wait (`park.rs`).
+    lot: Arc<ParkingLot>,
     settings: ConnSettings,
     client_errors: ClientErrors,
+}
+
+/// One accepted connection, before its protocol is known.
+struct Conn {
+    shared: Arc<Shared>,
+    /// Ends the wait for a silent client's first bytes when shutdown starts.
+    shutdown: watch::Receiver<bool>,
+    peer: SocketAddr,
 }
 
 impl Conn {
     async fn serve<S: ClientStream>(self, stream: S, tls: bool) {
         let Self {
-            builders,
+            shared,
             mut shutdown,
-            handler,
             peer,
-            open,
-            parked,
-            settings,
-            client_errors,
         } = self;
+        let settings = &shared.settings;
         let (mut stream, activity) =
             ClientIo::new(stream, settings.first_byte_timeout, settings.head_timeout);
         let service = ConnService::new(
-            handler,
+            Arc::clone(&shared.handler),
             Arc::new(Peer::new(peer, tls)),
             Arc::clone(&activity),
         );
-        if let Some(gauge) = &open {
+        if let Some(gauge) = &shared.open {
             gauge.inc();
         }
         let detected = tokio::select! {
@@ -295,19 +303,20 @@ impl Conn {
         let ended = match detected {
             Ok(Protocol::Http1) => {
                 let http1 = park::Http1 {
-                    builder: &builders.http1,
+                    builder: &shared.builders.http1,
                     activity: &activity,
                     idle_timeout: settings.idle_timeout,
-                    parked: parked.as_ref(),
+                    lot: &shared.lot,
                 };
-                park::serve_http1(http1, stream, service, &mut shutdown)
+                park::serve_http1(http1, stream, service, &shutdown)
                     .await
                     .map_err(Ended::Http)
             }
             Ok(Protocol::Http2) => {
                 // Boxed: HTTP/1 connections' tasks do not carry HTTP/2's larger state.
                 let mut conn = Box::pin(
-                    builders
+                    shared
+                        .builders
                         .http2
                         .serve_connection(TokioIo::new(stream), service),
                 );
@@ -325,12 +334,12 @@ impl Conn {
         };
         let error = ended.as_ref().err().map(Ended::source);
         if let Some(reason) = refusal(error, &activity) {
-            client_errors.count(reason);
+            shared.client_errors.count(reason);
         }
         if let Err(e) = ended {
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
-        if let Some(gauge) = open {
+        if let Some(gauge) = &shared.open {
             gauge.dec();
         }
     }
