@@ -24,15 +24,19 @@ fn go_demo(extra: &[&str]) -> anyhow::Result<(GoDemo, RunningProxy)> {
 }
 
 fn parked(proxy: &RunningProxy) -> anyhow::Result<u64> {
+    gauge(proxy, "flowproxy_parked_connections")
+}
+
+/// An unlabelled gauge's value: `name value` on a line of its own.
+fn gauge(proxy: &RunningProxy, name: &str) -> anyhow::Result<u64> {
     let scrape = proxy.api("/metrics")?;
-    // An unlabelled gauge: `name value` on a line of its own.
     scrape
         .body
         .lines()
-        .find_map(|l| l.strip_prefix("flowproxy_parked_connections "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
-        .context("no flowproxy_parked_connections in the scrape")
+        .with_context(|| format!("no {name} in the scrape"))
 }
 
 fn get(client: &mut RawClient, path: &str) -> anyhow::Result<String> {
@@ -133,6 +137,10 @@ fn a_parked_connection_still_ends_at_the_keep_alive_timeout() -> anyhow::Result<
         ensure!(parked(&proxy)? == 1, "the idle connection is not parked");
         Ok(())
     })?;
+    ensure!(
+        gauge(&proxy, "flowproxy_open_connections")? == 1,
+        "a parked connection is still an open one"
+    );
     client
         .closed_within(Duration::from_secs(4))
         .context("a parked connection outlived the keep-alive timeout")?;
@@ -142,5 +150,9 @@ fn a_parked_connection_still_ends_at_the_keep_alive_timeout() -> anyhow::Result<
         "closed after {idle:?}, before the 2 s keep-alive timeout"
     );
     ensure!(parked(&proxy)? == 0, "a closed connection is still counted");
+    ensure!(
+        gauge(&proxy, "flowproxy_open_connections")? == 0,
+        "a connection closed while parked is still counted as open"
+    );
     Ok(())
 }

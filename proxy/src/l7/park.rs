@@ -1,4 +1,4 @@
-//! Serving an HTTP/1 connection, and parking it while it idles (issue 16, step 3).
+//! Serving an HTTP/1 connection until it idles, and the parking lot where it then waits (issue 16, step 3).
 //!
 //! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer per connection for as long as it
 //! serves it. A keep-alive connection with no request in flight and nothing read or written
@@ -10,7 +10,7 @@
 //! streaming long after its head was written, and a pipelined request can be with its handler
 //! while the connection shows no I/O. A parked connection still ends at the keep-alive
 //! timeout, and at shutdown.
-use std::{future::Future, pin::Pin, task::Poll, time::Duration};
+use std::{future::Future as _, task::Poll, time::Duration};
 
 use bytes::Bytes;
 use hyper::server::conn::http1;
@@ -29,7 +29,7 @@ use super::{
 
 mod lot;
 
-pub use lot::ParkingLot;
+pub use lot::{ParkingLot, Ticket};
 
 /// How long a connection must idle before it is parked: long enough that a client sending
 /// request after request never is.
@@ -63,83 +63,28 @@ pub struct Http1<'a> {
     pub activity: &'a Activity,
     /// The keep-alive timeout, which a parked connection also keeps.
     pub idle_timeout: Duration,
-    /// Where the connection waits while parked.
-    pub lot: &'a ParkingLot,
-}
-
-/// Serves `io` over HTTP/1 (upgrades allowed) until it closes, parking it whenever it idles.
-///
-/// While served, the connection's state (hyper's connection, its buffers, the park timer) is
-/// one boxed future (`serve_until_idle`); while parked, the task holds only the stream, the
-/// service and the waits below: the task's size is what every idle connection costs.
-pub async fn serve_http1<S: ClientStream>(
-    http1: Http1<'_>,
-    mut io: ClientIo<S>,
-    mut service: ConnService,
-    shutdown: &watch::Receiver<bool>,
-) -> hyper::Result<()> {
-    let parkable = http1.idle_timeout > PARK_AFTER * 2 && io.get_ref().parkable().is_some();
-    loop {
-        // The stream and service go back into the same locals: a new binding kept across
-        // the wait below would be a second copy in this task's state.
-        let parked = match serving(&http1, io, service, shutdown, parkable).await? {
-            None => return Ok(()),
-            Some(idle) => {
-                (io, service) = (idle.io, idle.service);
-                let parked = idle.read.is_empty();
-                // What hyper had read of the next request goes first, timed and counted as read.
-                io.put_back(idle.read);
-                parked
-            }
-        };
-        if parked && !wait_parked(&http1, io.get_ref()).await {
-            // Dropping the stream closes it, as hyper's keep-alive timeout would.
-            return Ok(());
-        }
-    }
-}
-
-/// Waits, with no buffer, until a parked connection's client sends again (`true`), or until
-/// the keep-alive timeout or shutdown ends it (`false`). The lot keeps the deadline and
-/// watches for shutdown, so this task holds no timer and no watch of its own.
-async fn wait_parked<S: ClientStream>(http1: &Http1<'_>, stream: &S) -> bool {
-    let socket = stream.parkable().expect("only TCP is parked");
-    let deadline = Instant::now() + http1.idle_timeout.saturating_sub(PARK_AFTER);
-    match http1.lot.park(deadline) {
-        Some(ticket) => ticket.wait(socket).await,
-        None => false,
-    }
 }
 
 /// A connection taken back from hyper while idle.
-struct Idle<S> {
-    io: ClientIo<S>,
-    service: ConnService,
-    /// What hyper had read but not parsed yet.
-    read: Bytes,
+pub struct Idle<S> {
+    /// The client's stream.
+    pub io: ClientIo<S>,
+    /// The connection's service, for the next hyper connection.
+    pub service: ConnService,
+    /// What hyper had read but not parsed yet: the start of the next request, if any.
+    pub read: Bytes,
 }
 
-/// `serve_until_idle`, boxed. Built outside the caller's `async fn`: a future made and moved
-/// into a box within an `.await` statement keeps its full size in the caller's state.
-fn serving<'a, S: ClientStream>(
-    http1: &'a Http1<'a>,
-    io: ClientIo<S>,
-    service: ConnService,
-    shutdown: &'a watch::Receiver<bool>,
-    parkable: bool,
-) -> Pin<Box<impl Future<Output = hyper::Result<Option<Idle<S>>>> + Send + 'a>> {
-    Box::pin(serve_until_idle(http1, io, service, shutdown, parkable))
-}
-
-/// Serves `io` with hyper until the connection ends (`None`) or idles and is taken back.
-async fn serve_until_idle<S: ClientStream>(
+/// Serves `io` with hyper until the connection ends (`None`) or idles and is taken back to be
+/// parked (only plain TCP, and only when the keep-alive timeout leaves room for a park).
+pub async fn serve_until_idle<S: ClientStream>(
     http1: &Http1<'_>,
     io: ClientIo<S>,
     service: ConnService,
     shutdown: &watch::Receiver<bool>,
-    parkable: bool,
 ) -> hyper::Result<Option<Idle<S>>> {
     let activity = http1.activity;
+    let parkable = http1.idle_timeout > PARK_AFTER * 2 && io.get_ref().parkable().is_some();
     let mut conn = http1
         .builder
         .serve_connection(TokioIo::new(io), service)

@@ -3,14 +3,12 @@
 //! step 3's shared timer wheel).
 //!
 //! A parked connection's task is what an idle connection costs, so it holds as little as it
-//! can: a `Ticket` (its deadline and number) and its socket's readiness, which needs no state
-//! of its own. A tokio `Sleep` and a shutdown watch in every parked task cost ~250 bytes each;
+//! can: a `Ticket` (the lot, its deadline and number) and its socket's readiness, which needs
+//! no state of its own. A tokio `Sleep` and a shutdown watch in every parked task cost ~250 bytes each;
 //! here each connection is one map entry of ~60 bytes, and the sweeper wakes it when its
 //! deadline passes or shutdown starts.
 use std::{
     collections::BTreeMap,
-    future::Future,
-    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
     task::{Context, Poll, Waker},
     time::Duration,
@@ -67,7 +65,7 @@ impl ParkingLot {
 
     /// Parks a connection until `deadline`: `None` once shutdown has started (the connection
     /// is to close instead).
-    pub fn park(&self, deadline: Instant) -> Option<Ticket<'_>> {
+    pub fn park(self: &Arc<Self>, deadline: Instant) -> Option<Ticket> {
         let mut waiting = self.lock();
         if waiting.closed {
             return None;
@@ -86,7 +84,10 @@ impl ParkingLot {
         if let Some(gauge) = &self.gauge {
             gauge.inc();
         }
-        Some(Ticket { lot: self, key })
+        Some(Ticket {
+            lot: Arc::clone(self),
+            key,
+        })
     }
 
     /// Ends parked connections as their deadlines pass, and all of them once shutdown starts
@@ -119,46 +120,20 @@ impl ParkingLot {
 }
 
 /// A parked connection's place in the lot, given back when dropped.
-pub struct Ticket<'a> {
-    lot: &'a ParkingLot,
+pub struct Ticket {
+    lot: Arc<ParkingLot>,
     key: (Instant, u64),
 }
 
-impl<'a> Ticket<'a> {
-    /// Resolves to `true` once `socket` is readable (the client sent more, or closed), to
-    /// `false` once the deadline passed or shutdown started.
-    pub fn wait<'s>(&'s self, socket: &'s TcpStream) -> Wait<'s, 'a> {
-        Wait {
-            ticket: self,
-            socket,
-        }
-    }
-}
-
-impl Drop for Ticket<'_> {
-    fn drop(&mut self) {
-        self.lot.lock().by_deadline.remove(&self.key);
-        if let Some(gauge) = &self.lot.gauge {
-            gauge.dec();
-        }
-    }
-}
-
-/// The future of `Ticket::wait`: no timer and no state of its own.
-pub struct Wait<'s, 'a> {
-    ticket: &'s Ticket<'a>,
-    socket: &'s TcpStream,
-}
-
-impl Future for Wait<'_, '_> {
-    type Output = bool;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
-        if let Poll::Ready(ready) = self.socket.poll_read_ready(cx) {
+impl Ticket {
+    /// Ready with `true` once `socket` is readable (the client sent more, or closed), with
+    /// `false` once the deadline passed or shutdown started. Needs no state of its own.
+    pub fn poll_wait(&self, socket: &TcpStream, cx: &mut Context<'_>) -> Poll<bool> {
+        if let Poll::Ready(ready) = socket.poll_read_ready(cx) {
             return Poll::Ready(ready.is_ok());
         }
-        let mut waiting = self.ticket.lot.lock();
-        match waiting.by_deadline.get_mut(&self.ticket.key) {
+        let mut waiting = self.lot.lock();
+        match waiting.by_deadline.get_mut(&self.key) {
             // Swept: the deadline passed, or shutdown started.
             None => Poll::Ready(false),
             Some(waker) => {
@@ -167,6 +142,15 @@ impl Future for Wait<'_, '_> {
                 }
                 Poll::Pending
             }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.lot.lock().by_deadline.remove(&self.key);
+        if let Some(gauge) = &self.lot.gauge {
+            gauge.dec();
         }
     }
 }

@@ -8,7 +8,12 @@ use tokio::{
     time::Instant,
 };
 
-use super::ParkingLot;
+use super::{ParkingLot, Ticket};
+
+/// `Ticket::poll_wait` as a future.
+async fn wait(ticket: &Ticket, socket: &TcpStream) -> bool {
+    std::future::poll_fn(|cx| ticket.poll_wait(socket, cx)).await
+}
 
 /// A connected pair: the proxy's end (parked) and the client's.
 async fn pair() -> (TcpStream, TcpStream) {
@@ -36,7 +41,7 @@ async fn a_parked_connection_ends_at_its_deadline_and_not_before() {
     let limit = Duration::from_millis(300);
     let ticket = lot.park(parked_at + limit).expect("the lot is open");
     assert_eq!(gauge.get(), 1);
-    let woken = ticket.wait(&server).await;
+    let woken = wait(&ticket, &server).await;
     let waited = parked_at.elapsed();
     assert!(!woken, "a deadline that passed ends the connection");
     assert!(waited >= limit, "ended after {waited:?}, before {limit:?}");
@@ -60,9 +65,9 @@ async fn bytes_from_the_client_wake_a_parked_connection_before_its_deadline() {
         client.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         client
     });
-    let woken = tokio::time::timeout(Duration::from_secs(5), ticket.wait(&server)).await;
+    let woken = tokio::time::timeout(Duration::from_secs(5), wait(&ticket, &server)).await;
     assert_eq!(woken, Ok(true), "the client's bytes wake it");
-    let still = tokio::time::timeout(Duration::from_millis(100), later.wait(&other)).await;
+    let still = tokio::time::timeout(Duration::from_millis(100), wait(&later, &other)).await;
     assert!(still.is_err(), "a silent connection stays parked");
 }
 
@@ -73,7 +78,7 @@ async fn shutdown_ends_every_parked_connection_and_parks_no_more() {
     let sweeper = tokio::spawn(std::sync::Arc::clone(&lot).sweep(shutdown));
     let (server, _client) = pair().await;
     let ticket = lot.park(Instant::now() + Duration::from_secs(60)).unwrap();
-    let waiting = ticket.wait(&server);
+    let waiting = wait(&ticket, &server);
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         stop.send(true).unwrap();
