@@ -1,4 +1,5 @@
-//! Serving an HTTP/1 connection until it idles, and the parking lot where it then waits (issue 16, step 3).
+//! Serving an HTTP/1 connection until it idles, and the parking lot where it then waits
+//! (issue 16, step 3).
 //!
 //! hyper keeps an 8 KiB read buffer and an 8 KiB write buffer per connection for as long as it
 //! serves it. A keep-alive connection with no request in flight and nothing read or written
