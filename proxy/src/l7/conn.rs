@@ -91,16 +91,15 @@ impl Conn {
         stream: S,
         tls: bool,
     ) -> Option<Resting<S>> {
-        let shared = Arc::clone(&self.shared);
-        let settings = &shared.settings;
+        let settings = &self.shared.settings;
         let (mut stream, activity) =
             ClientIo::new(stream, settings.first_byte_timeout, settings.head_timeout);
         let service = ConnService::new(
-            Arc::clone(&shared.handler),
+            Arc::clone(&self.shared.handler),
             Arc::new(Peer::new(self.peer, tls)),
             Arc::clone(&activity),
         );
-        let open = Open::new(&shared);
+        let open = Open::new(&self.shared);
         let detected = tokio::select! {
             detected = protocol::detect(&mut stream) => detected,
             _ = drain::stopping(&mut self.shutdown) => Err(io::ErrorKind::Interrupted.into()),
@@ -125,7 +124,7 @@ impl Conn {
             Ok(Protocol::Http2) => {
                 // Boxed: HTTP/1 connections' tasks do not carry HTTP/2's larger state.
                 let mut conn = Box::pin(
-                    shared
+                    self.shared
                         .builders
                         .http2
                         .serve_connection(TokioIo::new(stream), service),
