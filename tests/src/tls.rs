@@ -138,11 +138,24 @@ impl TlsClient {
     /// Waits, sending nothing, until the proxy closes the connection, at most `within`;
     /// returns how long that took.
     pub fn closed_within(&mut self, within: Duration) -> anyhow::Result<Duration> {
+        Ok(self.wait_closed(within)?.0)
+    }
+
+    /// Like [`TlsClient::closed_within`], and the proxy must have said close_notify first.
+    pub fn closed_with_notify_within(&mut self, within: Duration) -> anyhow::Result<Duration> {
+        let (took, notified) = self.wait_closed(within)?;
+        anyhow::ensure!(notified, "closed after {took:?} without a close_notify");
+        Ok(took)
+    }
+
+    /// How long until the proxy closed, and whether it said close_notify.
+    fn wait_closed(&mut self, within: Duration) -> anyhow::Result<(Duration, bool)> {
         let started = std::time::Instant::now();
         self.stream.get_mut().sock.set_read_timeout(Some(within))?;
         let mut byte = [0u8; 1];
         match self.stream.read(&mut byte) {
-            Ok(0) => Ok(started.elapsed()),
+            // rustls reads 0 bytes only after a close_notify.
+            Ok(0) => Ok((started.elapsed(), true)),
             Ok(_) => anyhow::bail!("the proxy sent data to an idle connection"),
             Err(e)
                 if matches!(
@@ -153,7 +166,7 @@ impl TlsClient {
                 anyhow::bail!("still open after {within:?}")
             }
             // A close without close_notify, or a reset: closed all the same.
-            Err(_) => Ok(started.elapsed()),
+            Err(_) => Ok((started.elapsed(), false)),
         }
     }
 

@@ -1,10 +1,14 @@
 //! Idle keep-alive connections are parked (issue 16, step 3): taken back from hyper with no
 //! buffer held, and served again by their next bytes with nothing lost. Parked connections
-//! show in `flowproxy_parked_connections` and still end at the keep-alive timeout.
+//! show in `flowproxy_parked_connections` and still end at the keep-alive timeout. TLS
+//! connections park the same way.
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
-use flowproxy_tests::{GoDemo, RawClient, RunningProxy, eventually, go_demo::RECONFIGURE};
+use flowproxy_tests::{
+    GoDemo, RawClient, RunningProxy, TestCa, TlsClient, eventually, go_demo::RECONFIGURE,
+    proxy::TempDir,
+};
 
 fn go_demo(extra: &[&str]) -> anyhow::Result<(GoDemo, RunningProxy)> {
     let demo = GoDemo::start(1)?;
@@ -153,6 +157,52 @@ fn a_parked_connection_still_ends_at_the_keep_alive_timeout() -> anyhow::Result<
     ensure!(
         gauge(&proxy, "flowproxy_open_connections")? == 0,
         "a connection closed while parked is still counted as open"
+    );
+    Ok(())
+}
+
+/// An idle TLS keep-alive connection parks like a plain one: it serves its next requests on
+/// the same TLS session, is counted while parked, and still ends at the keep-alive timeout,
+/// with a close_notify.
+#[test]
+fn idle_tls_connections_are_parked_too() -> anyhow::Result<()> {
+    let ca = TestCa::new()?;
+    let certs = TempDir::new("certs")?;
+    std::fs::write(certs.0.join("a.pem"), ca.issue(&["a.example.com"])?.bundle)?;
+    let dir = certs.0.to_string_lossy().into_owned();
+    let (_demo, proxy) = go_demo(&["--certs-dir", &dir, "--timeout-http-keep-alive", "3"])?;
+    let mut client = TlsClient::connect(proxy.https_addr, "a.example.com", &ca)?;
+    for round in 1..=3 {
+        let (status, body) = client.get("/demo/hello")?;
+        ensure!(
+            (status, body.as_str()) == (200, "hello, world!\n"),
+            "request {round}: {status} {body:?}"
+        );
+        eventually(Duration::from_secs(2), || {
+            ensure!(
+                parked(&proxy)? == 1,
+                "the idle TLS connection is not parked"
+            );
+            Ok(())
+        })
+        .with_context(|| format!("after request {round}"))?;
+    }
+    let answered = Instant::now();
+    client
+        .closed_with_notify_within(Duration::from_secs(6))
+        .context("a parked TLS connection did not end cleanly at the keep-alive timeout")?;
+    let idle = answered.elapsed();
+    ensure!(
+        idle >= Duration::from_millis(2500),
+        "closed after {idle:?}, before the 3 s keep-alive timeout"
+    );
+    ensure!(
+        parked(&proxy)? == 0,
+        "a closed TLS connection is still counted"
+    );
+    ensure!(
+        gauge(&proxy, "flowproxy_open_connections")? == 0,
+        "a TLS connection closed while parked is still counted as open"
     );
     Ok(())
 }

@@ -199,6 +199,11 @@ impl<S> ClientIo<S> {
         &self.inner
     }
 
+    /// The stream itself, to change.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
     /// Puts `bytes` back in front of what is still to be read. They count as read again:
     /// a request they start is timed and shows as in progress.
     pub fn put_back(&mut self, bytes: Bytes) {

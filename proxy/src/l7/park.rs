@@ -36,23 +36,65 @@ pub use lot::{ParkingLot, Ticket};
 /// request after request never is.
 pub const PARK_AFTER: Duration = Duration::from_millis(250);
 
-/// A client stream as accepted: plain TCP can be parked; TLS keeps rustls's state and
-/// buffers anyway (and may hold decrypted bytes the socket's readiness does not show), so
-/// it stays with hyper.
+/// A client stream as accepted, plain TCP or TLS: both park. A parked connection waits on
+/// its socket's readiness, so it may park only when its stream holds nothing that readiness
+/// would not show.
 pub trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
-    /// The socket to wait on while parked, when the stream can be parked.
-    fn parkable(&self) -> Option<&TcpStream>;
+    /// The socket under the stream.
+    fn socket(&self) -> &TcpStream;
+
+    /// Whether the stream has nothing buffered to read or to send, so that waiting on the
+    /// socket's readiness loses nothing.
+    fn at_rest(&self) -> bool;
+
+    /// Says goodbye without waiting, as a parked connection ends (at the keep-alive timeout
+    /// or shutdown): nothing for plain TCP, whose close says it all.
+    fn close_parked(&mut self) {}
 }
 
 impl ClientStream for TcpStream {
-    fn parkable(&self) -> Option<&TcpStream> {
-        Some(self)
+    fn socket(&self) -> &TcpStream {
+        self
+    }
+
+    fn at_rest(&self) -> bool {
+        true
     }
 }
 
+/// rustls keeps its connection state and a read buffer of about 4 KiB while parked (it gives
+/// that buffer back only on its next read); hyper's buffers and the serving state go.
 impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
-    fn parkable(&self) -> Option<&TcpStream> {
-        None
+    fn socket(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+
+    fn at_rest(&self) -> bool {
+        // `wants_read` is false while decrypted bytes wait to be read (or the client said
+        // close_notify): then serving goes on at once.
+        let tls = self.get_ref().1;
+        tls.wants_read() && !tls.wants_write()
+    }
+
+    /// A close_notify, written only if the socket takes it at once (a parked connection
+    /// has nothing else in flight, so it does): a client then tells the close from a cut.
+    fn close_parked(&mut self) {
+        let (socket, tls) = self.get_mut();
+        tls.send_close_notify();
+        let _ = tls.write_tls(&mut WriteNow(socket));
+    }
+}
+
+/// Writes to a socket only what it takes without waiting.
+struct WriteNow<'a>(&'a TcpStream);
+
+impl std::io::Write for WriteNow<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.try_write(bytes)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -77,7 +119,7 @@ pub struct Idle<S> {
 }
 
 /// Serves `io` with hyper until the connection ends (`None`) or idles and is taken back to be
-/// parked (only plain TCP, and only when the keep-alive timeout leaves room for a park).
+/// parked (only when the keep-alive timeout leaves room for a park).
 pub async fn serve_until_idle<S: ClientStream>(
     http1: &Http1<'_>,
     io: ClientIo<S>,
@@ -85,7 +127,7 @@ pub async fn serve_until_idle<S: ClientStream>(
     shutdown: &watch::Receiver<bool>,
 ) -> hyper::Result<Option<Idle<S>>> {
     let activity = http1.activity;
-    let parkable = http1.idle_timeout > PARK_AFTER * 2 && io.get_ref().parkable().is_some();
+    let parkable = http1.idle_timeout > PARK_AFTER * 2;
     let mut conn = http1
         .builder
         .serve_connection(TokioIo::new(io), service)

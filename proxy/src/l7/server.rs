@@ -9,7 +9,7 @@ use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
 };
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, server::TlsStream};
 
 use super::{
     conn::{Conn, ConnTask, Shared},
@@ -101,16 +101,17 @@ where
                     peer,
                 };
                 // Two tasks of their own types: a plain connection's task does not carry the
-                // space of a TLS handshake and stream (~7 KiB per idle connection), and is a
-                // small state machine that parks it while it idles (`conn.rs`).
+                // space of a TLS handshake and stream. Each is a small state machine that
+                // parks the connection while it idles (`conn.rs`).
                 match listener.tls.clone() {
                     None => {
                         tokio::spawn(ConnTask::new(conn, stream, false, slot));
                     }
                     Some(tls) => {
                         tokio::spawn(async move {
-                            let _slot = slot;
-                            serve_tls(conn, stream, tls).await;
+                            if let Some(stream) = handshake(&conn, stream, tls).await {
+                                ConnTask::new(conn, stream, true, slot).await;
+                            }
                         });
                     }
                 }
@@ -129,8 +130,13 @@ where
     }
 }
 
-/// Completes the TLS handshake, then serves the connection.
-async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
+/// Completes `conn`'s TLS handshake: the stream, or `None` when it failed, timed out or
+/// shutdown started.
+async fn handshake(
+    conn: &Conn,
+    stream: TcpStream,
+    tls: TlsListener,
+) -> Option<TlsStream<TcpStream>> {
     let peer = conn.peer;
     let limit = conn.shared.settings.first_byte_timeout;
     let handshake = tokio::time::timeout(limit, tls.acceptor.accept(stream));
@@ -138,18 +144,17 @@ async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
     let mut stop = conn.shutdown.clone();
     let handshake = tokio::select! {
         done = handshake => done,
-        _ = drain::stopping(&mut stop) => return,
+        _ = drain::stopping(&mut stop) => return None,
     };
     match handshake {
         Ok(Ok(stream)) => {
             tls.ok.inc();
-            // A TLS stream is never parked (`park::ClientStream`): serving ends with the
-            // connection, and nothing rests.
-            let _ = conn.serve(stream, true).await;
+            Some(stream)
         }
         Ok(Err(e)) => {
             tls.failed.inc();
             tracing::debug!(error = %e, %peer, "TLS handshake failed");
+            None
         }
         Err(_) => {
             tls.failed.inc();
@@ -157,6 +162,7 @@ async fn serve_tls(conn: Conn, stream: TcpStream, tls: TlsListener) {
                 .client_errors
                 .count(ClientErrorReason::TimeoutHandshake);
             tracing::debug!(%peer, ?limit, "TLS handshake timed out");
+            None
         }
     }
 }

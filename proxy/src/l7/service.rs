@@ -144,6 +144,16 @@ impl ConnService {
             activity,
         }
     }
+
+    /// The client end of the connection.
+    pub fn peer(&self) -> &Arc<Peer> {
+        &self.peer
+    }
+
+    /// The connection's activity.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
