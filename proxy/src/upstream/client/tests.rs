@@ -91,6 +91,27 @@ async fn a_connection_is_reused_once_its_response_was_read() {
     assert_eq!(idle::count(client.id, addr), 1);
 }
 
+/// A burst of more requests in flight than the old cap of 256: once all are answered, every
+/// connection waits for the next burst, which opens none.
+#[tokio::test]
+async fn a_burst_of_300_requests_keeps_its_connections_for_the_next() {
+    let (addr, accepted) = replica("hi", After::KeepAlive).await;
+    let client = client();
+    for burst in 1..=2 {
+        let answers = futures_util::future::join_all((0..300).map(|_| async {
+            let response = client.request(addr, get(addr)).await.unwrap();
+            read_whole(response).await
+        }))
+        .await;
+        assert!(answers.iter().all(|a| a == "hi"), "burst {burst}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        300,
+        "the second burst reuses the first one's connections"
+    );
+}
+
 #[tokio::test]
 async fn a_response_dropped_unread_takes_its_connection_with_it() {
     let (addr, accepted) = replica("a body nobody reads", After::KeepAlive).await;
