@@ -133,10 +133,9 @@ pub async fn run(args: RunArgs, pin_dir: PathBuf) -> anyhow::Result<()> {
             trusted_proxies: Arc::from(args.trusted_proxies.as_slice()),
         },
     ));
-    let proxy_handler = Arc::new(move |req, peer| {
-        let proxy = Arc::clone(&proxy);
-        async move { proxy.handle(req, peer).await }
-    });
+    // The future `handle` returns, as it is: wrapping it in an `async` block would add a
+    // copy of it to every request's state.
+    let proxy_handler = Arc::new(move |req, peer| Arc::clone(&proxy).handle(req, peer));
     let l4 = L4Listeners::new(args.http_addr.ip(), Arc::clone(&control), metrics.l4());
     // Restored TCP-mode services get their listeners now.
     l4.sync();

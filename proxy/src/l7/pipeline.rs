@@ -102,7 +102,11 @@ impl Proxy {
     }
 
     /// Handles one request from `peer`; every outcome, errors included, is a response.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: Arc<Peer>) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: Arc<Peer>,
+    ) -> Response<Body> {
         let started = Instant::now();
         let (method, version) = (req.method().clone(), req.version());
         // Kept or made here, so the replica gets it and every answer (errors too) returns it.
