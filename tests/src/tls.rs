@@ -170,6 +170,16 @@ impl TlsClient {
         }
     }
 
+    /// Sends a TLS 1.3 key update and nothing else: bytes on the wire that carry no request.
+    pub fn send_key_update(&mut self) -> anyhow::Result<()> {
+        let stream = self.stream.get_mut();
+        stream.conn.refresh_traffic_keys()?;
+        while stream.conn.wants_write() {
+            stream.conn.write_tls(&mut stream.sock)?;
+        }
+        Ok(())
+    }
+
     /// The leaf certificate the proxy presented, DER.
     pub fn peer_certificate(&self) -> anyhow::Result<Vec<u8>> {
         let certs = self

@@ -172,8 +172,10 @@ fn idle_tls_connections_are_parked_too() -> anyhow::Result<()> {
     let dir = certs.0.to_string_lossy().into_owned();
     let (_demo, proxy) = go_demo(&["--certs-dir", &dir, "--timeout-http-keep-alive", "3"])?;
     let mut client = TlsClient::connect(proxy.https_addr, "a.example.com", &ca)?;
+    let mut answered = Instant::now();
     for round in 1..=3 {
         let (status, body) = client.get("/demo/hello")?;
+        answered = Instant::now();
         ensure!(
             (status, body.as_str()) == (200, "hello, world!\n"),
             "request {round}: {status} {body:?}"
@@ -187,22 +189,59 @@ fn idle_tls_connections_are_parked_too() -> anyhow::Result<()> {
         })
         .with_context(|| format!("after request {round}"))?;
     }
-    let answered = Instant::now();
     client
         .closed_with_notify_within(Duration::from_secs(6))
         .context("a parked TLS connection did not end cleanly at the keep-alive timeout")?;
+    // Parked 250–500 ms after its answer, for the keep-alive timeout less those 250 ms.
     let idle = answered.elapsed();
     ensure!(
-        idle >= Duration::from_millis(2500),
-        "closed after {idle:?}, before the 3 s keep-alive timeout"
+        idle >= Duration::from_millis(2800),
+        "closed {idle:?} after its last answer, before the 3 s keep-alive timeout"
     );
+    eventually(Duration::from_secs(2), || {
+        ensure!(
+            parked(&proxy)? == 0,
+            "a closed TLS connection is still counted"
+        );
+        ensure!(
+            gauge(&proxy, "flowproxy_open_connections")? == 0,
+            "a TLS connection closed while parked is still counted as open"
+        );
+        Ok(())
+    })
+}
+
+/// Bytes that carry no request (here a TLS key update) wake a parked connection, which finds
+/// nothing to serve and parks again with the deadline it had: only an exchange restarts the
+/// keep-alive timeout, so a client cannot hold a connection open by trickling such bytes.
+#[test]
+fn a_wake_up_without_a_request_keeps_the_keep_alive_deadline() -> anyhow::Result<()> {
+    let ca = TestCa::new()?;
+    let certs = TempDir::new("certs")?;
+    std::fs::write(certs.0.join("a.pem"), ca.issue(&["a.example.com"])?.bundle)?;
+    let dir = certs.0.to_string_lossy().into_owned();
+    let (_demo, proxy) = go_demo(&["--certs-dir", &dir, "--timeout-http-keep-alive", "3"])?;
+    let mut client = TlsClient::connect(proxy.https_addr, "a.example.com", &ca)?;
+    ensure!(client.get("/demo/hello")?.0 == 200);
+    let answered = Instant::now();
+    eventually(Duration::from_secs(2), || {
+        ensure!(
+            parked(&proxy)? == 1,
+            "the idle TLS connection is not parked"
+        );
+        Ok(())
+    })?;
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(answered.elapsed()));
+    client.send_key_update()?;
+    client
+        .closed_with_notify_within(Duration::from_secs(6))
+        .context("the connection did not end cleanly")?;
+    // The original deadline: 3 s after the answer (plus up to 250 ms before the park). A
+    // deadline restarted by the key update would end it after about 4.5 s.
+    let idle = answered.elapsed();
     ensure!(
-        parked(&proxy)? == 0,
-        "a closed TLS connection is still counted"
-    );
-    ensure!(
-        gauge(&proxy, "flowproxy_open_connections")? == 0,
-        "a TLS connection closed while parked is still counted as open"
+        idle >= Duration::from_millis(2800) && idle < Duration::from_millis(4000),
+        "closed {idle:?} after its answer, not at the 3 s keep-alive timeout"
     );
     Ok(())
 }

@@ -82,6 +82,9 @@ pub(super) struct Resting<S> {
     service: ConnService,
     /// hyper had read part of the next request: serve it at once, no park.
     more: bool,
+    /// The keep-alive deadline of the last park, kept while wake-ups bring nothing (TLS:
+    /// half a record, an alert, a key update): only an exchange earns a fresh one.
+    deadline: Option<Instant>,
 }
 
 impl Conn {
@@ -118,6 +121,7 @@ impl Conn {
                     io: stream,
                     service,
                     more: false,
+                    deadline: None,
                 };
                 return serve_http1(resting).await;
             }
@@ -168,10 +172,12 @@ async fn serve_http1<S: ClientStream>(resting: Resting<S>) -> Option<Resting<S>>
         io,
         service,
         more: _,
+        deadline,
     } = resting;
     let shared = &open.0;
     let activity = Arc::clone(service.activity());
     let peer = service.peer().addr;
+    let events = activity.io_events();
     let http1 = park::Http1 {
         builder: &shared.builders.http1,
         activity: &activity,
@@ -180,6 +186,8 @@ async fn serve_http1<S: ClientStream>(resting: Resting<S>) -> Option<Resting<S>>
     match park::serve_until_idle(&http1, io, service, &shutdown).await {
         Ok(Some(idle)) => {
             let more = !idle.read.is_empty();
+            // No byte read or written since the wake-up: the deadline stands.
+            let deadline = deadline.filter(|_| activity.io_events() == events);
             let mut io = idle.io;
             // What hyper had read of the next request goes first, timed and counted as read.
             io.put_back(idle.read);
@@ -189,6 +197,7 @@ async fn serve_http1<S: ClientStream>(resting: Resting<S>) -> Option<Resting<S>>
                 io,
                 service: idle.service,
                 more,
+                deadline,
             })
         }
         Ok(None) => {
@@ -204,17 +213,29 @@ async fn serve_http1<S: ClientStream>(resting: Resting<S>) -> Option<Resting<S>>
 
 impl<S: ClientStream> Resting<S> {
     /// What comes next: serving again at once when hyper had read more (or TLS holds more),
-    /// else a park until the keep-alive timeout (`Done` once shutdown started: dropping the
-    /// stream closes it).
-    fn rest(self) -> State<S> {
-        if self.more || !self.io.get_ref().at_rest() {
+    /// else a park until the keep-alive deadline; `Done` once that deadline has passed or
+    /// shutdown started (dropping the stream closes it).
+    fn rest(mut self) -> State<S> {
+        if self.more {
             return State::Serving(Box::pin(serve_http1(self)));
         }
+        let now = Instant::now();
         let shared = &self.open.0;
         let wait = shared.settings.idle_timeout.saturating_sub(PARK_AFTER);
-        match shared.lot.park(Instant::now() + wait) {
+        let deadline = *self.deadline.get_or_insert(now + wait);
+        if deadline <= now {
+            self.io.get_mut().close_parked();
+            return State::Done;
+        }
+        if !self.io.get_ref().at_rest() {
+            return State::Serving(Box::pin(serve_http1(self)));
+        }
+        match self.open.0.lot.park(deadline) {
             Some(ticket) => State::Parked(self, ticket),
-            None => State::Done,
+            None => {
+                self.io.get_mut().close_parked();
+                State::Done
+            }
         }
     }
 }

@@ -76,12 +76,19 @@ impl ClientStream for tokio_rustls::server::TlsStream<TcpStream> {
         tls.wants_read() && !tls.wants_write()
     }
 
-    /// A close_notify, written only if the socket takes it at once (a parked connection
-    /// has nothing else in flight, so it does): a client then tells the close from a cut.
+    /// A close_notify, so that the client tells the close from a cut. Best effort: it is
+    /// written only if the socket takes it at once, which it does unless the client left
+    /// the last response unread in a full send buffer.
     fn close_parked(&mut self) {
         let (socket, tls) = self.get_mut();
         tls.send_close_notify();
-        let _ = tls.write_tls(&mut WriteNow(socket));
+        // Each call writes one queued record (a key update's answer may come first).
+        while tls.wants_write() {
+            match tls.write_tls(&mut WriteNow(socket)) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! thread runs it; with one CPU there is one thread).
 use std::{
     cell::RefCell,
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     net::SocketAddr,
     time::{Duration, Instant},
 };
@@ -22,7 +22,8 @@ struct Idle {
 /// The idle lists of one thread, with the time of their last sweep.
 #[derive(Default)]
 struct Lists {
-    by_replica: HashMap<(u64, SocketAddr), Vec<Idle>>,
+    /// Oldest first: the cap drops from the front, requests take from the back.
+    by_replica: HashMap<(u64, SocketAddr), VecDeque<Idle>>,
     swept: Option<Instant>,
 }
 
@@ -35,7 +36,8 @@ thread_local! {
 pub struct IdlePolicy {
     /// Older idle connections are closed, never reused.
     pub max_age: Duration,
-    /// Beyond this many idle connections to one replica, the oldest is closed.
+    /// Beyond this many idle connections to one replica (on one thread), the oldest is
+    /// closed.
     pub per_replica: usize,
 }
 
@@ -49,7 +51,7 @@ pub fn take(
     IDLE.with_borrow_mut(|lists| {
         let list = lists.by_replica.get_mut(&(client, addr))?;
         let now = Instant::now();
-        while let Some(idle) = list.pop() {
+        while let Some(idle) = list.pop_back() {
             if now.duration_since(idle.since) >= policy.max_age {
                 // Every one below it idled longer still.
                 list.clear();
@@ -91,14 +93,19 @@ pub fn give_back(
         }
         let list = lists.by_replica.entry((client, addr)).or_default();
         if list.len() >= policy.per_replica {
-            list.remove(0);
+            list.pop_front();
         }
-        list.push(Idle { sender, since: now });
+        list.push_back(Idle { sender, since: now });
     });
 }
 
 /// How many idle connections this thread keeps for `client` to `addr`.
 #[cfg(test)]
 pub fn count(client: u64, addr: SocketAddr) -> usize {
-    IDLE.with_borrow(|lists| lists.by_replica.get(&(client, addr)).map_or(0, Vec::len))
+    IDLE.with_borrow(|lists| {
+        lists
+            .by_replica
+            .get(&(client, addr))
+            .map_or(0, VecDeque::len)
+    })
 }
