@@ -161,17 +161,32 @@ fn a_parked_connection_still_ends_at_the_keep_alive_timeout() -> anyhow::Result<
     Ok(())
 }
 
+/// The go-demo proxy with a 3 s keep-alive and a certificate for `a.example.com`, and a TLS
+/// client connected to it (the certificates' directory lives as long as the proxy needs it).
+fn tls_go_demo() -> anyhow::Result<(GoDemo, RunningProxy, TlsClient, TempDir)> {
+    let ca = TestCa::new()?;
+    let certs = TempDir::new("certs")?;
+    std::fs::write(certs.0.join("a.pem"), ca.issue(&["a.example.com"])?.bundle)?;
+    let dir = certs.0.to_string_lossy().into_owned();
+    let (demo, proxy) = go_demo(&["--certs-dir", &dir, "--timeout-http-keep-alive", "3"])?;
+    let client = TlsClient::connect(proxy.https_addr, "a.example.com", &ca)?;
+    Ok((demo, proxy, client, certs))
+}
+
+/// Waits until the one TLS connection is parked.
+fn tls_parked(proxy: &RunningProxy) -> anyhow::Result<()> {
+    eventually(Duration::from_secs(2), || {
+        ensure!(parked(proxy)? == 1, "the idle TLS connection is not parked");
+        Ok(())
+    })
+}
+
 /// An idle TLS keep-alive connection parks like a plain one: it serves its next requests on
 /// the same TLS session, is counted while parked, and still ends at the keep-alive timeout,
 /// with a close_notify.
 #[test]
 fn idle_tls_connections_are_parked_too() -> anyhow::Result<()> {
-    let ca = TestCa::new()?;
-    let certs = TempDir::new("certs")?;
-    std::fs::write(certs.0.join("a.pem"), ca.issue(&["a.example.com"])?.bundle)?;
-    let dir = certs.0.to_string_lossy().into_owned();
-    let (_demo, proxy) = go_demo(&["--certs-dir", &dir, "--timeout-http-keep-alive", "3"])?;
-    let mut client = TlsClient::connect(proxy.https_addr, "a.example.com", &ca)?;
+    let (_demo, proxy, mut client, _certs) = tls_go_demo()?;
     let mut answered = Instant::now();
     for round in 1..=3 {
         let (status, body) = client.get("/demo/hello")?;
@@ -180,14 +195,7 @@ fn idle_tls_connections_are_parked_too() -> anyhow::Result<()> {
             (status, body.as_str()) == (200, "hello, world!\n"),
             "request {round}: {status} {body:?}"
         );
-        eventually(Duration::from_secs(2), || {
-            ensure!(
-                parked(&proxy)? == 1,
-                "the idle TLS connection is not parked"
-            );
-            Ok(())
-        })
-        .with_context(|| format!("after request {round}"))?;
+        tls_parked(&proxy).with_context(|| format!("after request {round}"))?;
     }
     client
         .closed_with_notify_within(Duration::from_secs(6))
@@ -216,21 +224,10 @@ fn idle_tls_connections_are_parked_too() -> anyhow::Result<()> {
 /// keep-alive timeout, so a client cannot hold a connection open by trickling such bytes.
 #[test]
 fn a_wake_up_without_a_request_keeps_the_keep_alive_deadline() -> anyhow::Result<()> {
-    let ca = TestCa::new()?;
-    let certs = TempDir::new("certs")?;
-    std::fs::write(certs.0.join("a.pem"), ca.issue(&["a.example.com"])?.bundle)?;
-    let dir = certs.0.to_string_lossy().into_owned();
-    let (_demo, proxy) = go_demo(&["--certs-dir", &dir, "--timeout-http-keep-alive", "3"])?;
-    let mut client = TlsClient::connect(proxy.https_addr, "a.example.com", &ca)?;
+    let (_demo, proxy, mut client, _certs) = tls_go_demo()?;
     ensure!(client.get("/demo/hello")?.0 == 200);
     let answered = Instant::now();
-    eventually(Duration::from_secs(2), || {
-        ensure!(
-            parked(&proxy)? == 1,
-            "the idle TLS connection is not parked"
-        );
-        Ok(())
-    })?;
+    tls_parked(&proxy)?;
     std::thread::sleep(Duration::from_millis(1500).saturating_sub(answered.elapsed()));
     client.send_key_update()?;
     client

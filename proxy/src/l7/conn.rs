@@ -224,19 +224,21 @@ impl<S: ClientStream> Resting<S> {
         let wait = shared.settings.idle_timeout.saturating_sub(PARK_AFTER);
         let deadline = *self.deadline.get_or_insert(now + wait);
         if deadline <= now {
-            self.io.get_mut().close_parked();
-            return State::Done;
+            return self.close();
         }
         if !self.io.get_ref().at_rest() {
             return State::Serving(Box::pin(serve_http1(self)));
         }
         match self.open.0.lot.park(deadline) {
             Some(ticket) => State::Parked(self, ticket),
-            None => {
-                self.io.get_mut().close_parked();
-                State::Done
-            }
+            None => self.close(),
         }
+    }
+
+    /// Ends the connection as a parked one ends (TLS says close_notify).
+    fn close(mut self) -> State<S> {
+        self.io.get_mut().close_parked();
+        State::Done
     }
 }
 

@@ -37,10 +37,9 @@ pub type UpstreamBody = BoxBody<Bytes, BoxError>;
 /// `max_age` is shorter than common backend keep-alives (Node: 5 s), so a reused connection
 /// is rarely one the replica is closing; it is also what ends the idle connections a burst
 /// leaves behind. The cap (per worker thread) must stay above the requests in flight to
-/// one replica at a peak:
-/// below it, each burst's surplus was closed as it went idle and opened again by the next
-/// (at 256, HTTP/2 clients with 320 streams in flight made ~2,600 upstream connections a
-/// second and lost a quarter of their throughput).
+/// one replica at a peak: below it, each burst's surplus was closed as it went idle and
+/// opened again by the next (at 256, HTTP/2 clients with 320 streams in flight made ~2,600
+/// upstream connections a second and lost a quarter of their throughput).
 const IDLE: IdlePolicy = IdlePolicy {
     max_age: Duration::from_secs(4),
     per_replica: 4096,
